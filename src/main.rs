@@ -1,1 +1,335 @@
-fn main() {}
+//! `verdict`: run network-policy scenarios on the oracle, the model and the BPF datapaths,
+//! and compare them.
+
+mod backends;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use verdict_sim::engine::{self, ScenarioReport};
+use verdict_sim::policy::Peers;
+use verdict_sim::{api, report, scenario, translate};
+
+#[derive(Parser)]
+#[command(
+    name = "verdict",
+    version,
+    about = "Deterministic simulation and differential testing of Cilium-style Kubernetes network policy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run scenario files (or every scenario under a directory) and check their expectations.
+    Run {
+        /// Backends to run, comma-separated: oracle, model.
+        #[arg(long, value_delimiter = ',', default_value = "oracle,model")]
+        backend: Vec<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Compare each scenario's full output with DIR/<scenario name>.txt.
+        #[arg(long)]
+        golden: Option<PathBuf>,
+        /// With --golden: write the golden files instead of comparing.
+        #[arg(long, requires = "golden")]
+        bless: bool,
+        /// Scenario files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Validate policy manifests; with --scenario, show which endpoints each rule selects.
+    Check {
+        /// A scenario whose cluster (at time 0) the rules are matched against.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Every scenario file under the given paths, sorted. Directories named `policies` hold
+/// policy manifests referenced by scenarios, not scenarios, and are skipped.
+pub fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading directory {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n == "policies") {
+                    continue;
+                }
+                walk(&p, out)?;
+            } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut out)?;
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            bail!("{}: no such file or directory", p.display());
+        }
+    }
+    Ok(out)
+}
+
+fn golden_path(dir: &Path, r: &ScenarioReport) -> PathBuf {
+    dir.join(format!("{}.txt", r.name))
+}
+
+/// A short line diff of expected vs actual golden text.
+fn diff_lines(expected: &str, actual: &str) -> String {
+    let e: Vec<&str> = expected.lines().collect();
+    let a: Vec<&str> = actual.lines().collect();
+    let mut out = String::new();
+    for i in 0..e.len().max(a.len()) {
+        match (e.get(i), a.get(i)) {
+            (Some(x), Some(y)) if x == y => {}
+            (x, y) => {
+                if let Some(x) = x {
+                    out.push_str(&format!("    -{x}\n"));
+                }
+                if let Some(y) = y {
+                    out.push_str(&format!("    +{y}\n"));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn run(
+    backend: Vec<String>,
+    format: Format,
+    golden: Option<PathBuf>,
+    bless: bool,
+    paths: Vec<PathBuf>,
+) -> Result<bool> {
+    let files = scenario_files(&paths)?;
+    if files.is_empty() {
+        bail!("no scenario files found under {:?}", paths);
+    }
+    let factory = backends::factory;
+    let mut passed = 0usize;
+    let mut failed = 0usize;
+    let mut probes = 0usize;
+    let mut disagreements = 0usize;
+    let mut json_out = Vec::new();
+    for f in &files {
+        let r = engine::run_file(f, &backend, &factory);
+        let mut ok = r.passed();
+        probes += r.probe_count();
+        disagreements += r.disagreement_count();
+        let mut golden_note = String::new();
+        if let Some(dir) = &golden {
+            let path = golden_path(dir, &r);
+            let text = report::golden(&r);
+            if bless {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::write(&path, &text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            } else {
+                match std::fs::read_to_string(&path) {
+                    Ok(want) if want == text => {}
+                    Ok(want) => {
+                        ok = false;
+                        golden_note = format!(
+                            "  golden {} differs:\n{}",
+                            path.display(),
+                            diff_lines(&want, &text)
+                        );
+                    }
+                    Err(e) => {
+                        ok = false;
+                        golden_note = format!(
+                            "  golden {}: {e} (run with --bless to create it)\n",
+                            path.display()
+                        );
+                    }
+                }
+            }
+        }
+        if ok {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+        match format {
+            Format::Text => {
+                let mut t = report::text(&r);
+                if !ok && r.passed() {
+                    t = t.replacen("PASS", "FAIL", 1);
+                }
+                print!("{t}{golden_note}");
+            }
+            Format::Json => json_out.push(report::json(&r)),
+        }
+    }
+    match format {
+        Format::Text => {
+            println!(
+                "{} scenarios, {probes} probes checked on {}, {disagreements} disagreements",
+                files.len(),
+                backend.join(",")
+            );
+            println!("{passed} passed, {failed} failed");
+        }
+        Format::Json => {
+            let all = serde_json::json!({"scenarios": json_out, "passed": passed, "failed": failed, "probes": probes, "disagreements": disagreements});
+            println!("{}", serde_json::to_string_pretty(&all)?);
+        }
+    }
+    Ok(failed == 0)
+}
+
+fn check(scenario_path: Option<PathBuf>, files: Vec<PathBuf>) -> Result<bool> {
+    let world = match &scenario_path {
+        Some(p) => {
+            let loaded = scenario::load(p).map_err(anyhow::Error::msg)?;
+            Some(engine::build_world(&loaded).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
+    let mut ok = true;
+    for f in &files {
+        let manifests = match api::load_manifests(f) {
+            Ok(m) => m,
+            Err(e) => {
+                println!("error: {e}");
+                ok = false;
+                continue;
+            }
+        };
+        println!("ok {}: {} manifest(s)", f.display(), manifests.len());
+        for m in &manifests {
+            let r = translate::policy_ref(m);
+            println!("  {r}");
+            for e in translate::translate(m) {
+                let peers = match &e.peers {
+                    Peers::Nothing => "nothing (empty peer list)".to_string(),
+                    Peers::Unrestricted if e.ports.is_empty() => {
+                        "no filter (only sets default deny)".to_string()
+                    }
+                    Peers::Unrestricted => "any peer".to_string(),
+                    Peers::Selectors(s) => s
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" | "),
+                };
+                let ports = if e.ports.is_empty() {
+                    "all ports".to_string()
+                } else {
+                    e.ports
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                println!(
+                    "    {}[{}] {} {:?}: subject {} peers {} ports {}{}",
+                    e.origin.section,
+                    e.origin.item,
+                    e.direction,
+                    e.verdict,
+                    e.subject,
+                    peers,
+                    ports,
+                    if e.default_deny {
+                        " (default deny)"
+                    } else {
+                        ""
+                    }
+                );
+                if let Some(w) = &world {
+                    let selected: Vec<String> = w
+                        .cluster
+                        .pods
+                        .values()
+                        .filter(|p| {
+                            w.cluster
+                                .identities
+                                .labels(p.identity)
+                                .is_some_and(|l| e.subject.matches_labels(l))
+                        })
+                        .map(|p| p.name.to_string())
+                        .collect();
+                    println!(
+                        "      selects: {}",
+                        if selected.is_empty() {
+                            "no endpoints".to_string()
+                        } else {
+                            selected.join(" ")
+                        }
+                    );
+                    if let Peers::Selectors(sels) = &e.peers {
+                        let peers: Vec<String> = w
+                            .cluster
+                            .pods
+                            .values()
+                            .filter(|p| {
+                                w.cluster
+                                    .identities
+                                    .labels(p.identity)
+                                    .is_some_and(|l| sels.iter().any(|s| s.matches_labels(l)))
+                            })
+                            .map(|p| p.name.to_string())
+                            .collect();
+                        println!(
+                            "      peer pods: {}",
+                            if peers.is_empty() {
+                                "none".to_string()
+                            } else {
+                                peers.join(" ")
+                            }
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(ok)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Run {
+            backend,
+            format,
+            golden,
+            bless,
+            paths,
+        } => run(backend, format, golden, bless, paths),
+        Cmd::Check { scenario, files } => check(scenario, files),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("verdict: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,1 +1,20 @@
+//! verdict-sim: the reference model of Cilium network policy.
+//!
+//! The data flow, one module per step: manifests (`api`) → internal policy entries
+//! (`translate`, `policy`) → cluster state and identities (`cluster`, `identity`, `labels`)
+//! → the oracle's verdicts (`oracle`), and the scenario format and its replay (`scenario`,
+//! `engine`). `abi` is the policy-map ABI shared with the BPF programs.
+
 pub mod abi;
+pub mod api;
+pub mod cluster;
+pub mod engine;
+pub mod identity;
+pub mod labels;
+pub mod oracle;
+pub mod policy;
+pub mod report;
+pub mod scenario;
+pub mod selector;
+pub mod translate;
+pub mod verdict;

@@ -1,0 +1,214 @@
+//! Internal policy entries and the policy repository.
+//!
+//! Every CNP/CCNP/KNP rule item is translated (by `translate`) into [`PolicyEntry`] values,
+//! Cilium's internal form (`pkg/policy/types` PolicyEntry, spec §4.2): a subject selector,
+//! a direction, allow or deny, peer selectors, port/protocol filters, and whether it makes
+//! its direction default-deny. The oracle and the policy compiler both read these entries and
+//! nothing else of the manifests.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::cluster::Protocol;
+use crate::selector::Selector;
+use crate::verdict::Direction;
+
+/// Allow or deny.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RuleVerdict {
+    Allow,
+    Deny,
+}
+
+/// The peers of an entry (spec §4.2 "L3 selectors").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Peers {
+    /// A peer field present but empty (`fromEndpoints: []`): selects nothing, even with ports.
+    Nothing,
+    /// No peer field: with ports, every identity (an L4-only rule); without, no filter.
+    Unrestricted,
+    /// The union of these selectors.
+    Selectors(Vec<Selector>),
+}
+
+/// A destination port filter.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PortSpec {
+    /// `start..=end`; `start == 0` means every port (spec §4.3 `PortRangeToMaskedPorts`);
+    /// `end <= start` means the single port `start`.
+    Range { start: u16, end: u16 },
+    /// A named container port, resolved per endpoint (spec §4.3).
+    Named(String),
+}
+
+impl PortSpec {
+    pub fn is_wildcard(&self) -> bool {
+        matches!(self, PortSpec::Range { start: 0, .. })
+    }
+    /// Whether a numeric port falls in this range (named ports never match here).
+    pub fn contains(&self, port: u16) -> bool {
+        match *self {
+            PortSpec::Range { start: 0, .. } => true,
+            PortSpec::Range { start, end } => port >= start && port <= end.max(start),
+            PortSpec::Named(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortSpec::Range { start: 0, .. } => f.write_str("*"),
+            PortSpec::Range { start, end } if end > start => write!(f, "{start}-{end}"),
+            PortSpec::Range { start, .. } => write!(f, "{start}"),
+            PortSpec::Named(n) => f.write_str(n),
+        }
+    }
+}
+
+/// One protocol + port filter. `ANY` is expanded to TCP, UDP and SCTP before it gets here
+/// (spec §1.2); ICMP types are ports of the ICMP protocols (spec §1.3).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PortProto {
+    pub protocol: Protocol,
+    pub port: PortSpec,
+}
+
+impl fmt::Display for PortProto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.port, self.protocol)
+    }
+}
+
+/// The kind of a policy object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PolicyKind {
+    NetworkPolicy,
+    CiliumNetworkPolicy,
+    CiliumClusterwideNetworkPolicy,
+}
+
+impl PolicyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::NetworkPolicy => "NetworkPolicy",
+            PolicyKind::CiliumNetworkPolicy => "CiliumNetworkPolicy",
+            PolicyKind::CiliumClusterwideNetworkPolicy => "CiliumClusterwideNetworkPolicy",
+        }
+    }
+    pub fn parse(s: &str) -> Option<PolicyKind> {
+        Some(match s {
+            "NetworkPolicy" => PolicyKind::NetworkPolicy,
+            "CiliumNetworkPolicy" => PolicyKind::CiliumNetworkPolicy,
+            "CiliumClusterwideNetworkPolicy" => PolicyKind::CiliumClusterwideNetworkPolicy,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identifies a policy object: kind, namespace (none for CCNP) and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyRef {
+    pub kind: PolicyKind,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl fmt::Display for PolicyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {}/{}", self.kind, ns, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// Where an entry came from: the object, the rule (index in `specs`, 0 for `spec` and KNP),
+/// the section (`ingress`, `egressDeny`, ...) and the item's index in it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleOrigin {
+    pub policy: PolicyRef,
+    pub rule: usize,
+    pub section: &'static str,
+    pub item: usize,
+}
+
+impl fmt::Display for RuleOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} rule {} {}[{}]",
+            self.policy, self.rule, self.section, self.item
+        )
+    }
+}
+
+/// One internal policy entry (spec §4.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyEntry {
+    pub subject: Selector,
+    pub direction: Direction,
+    pub verdict: RuleVerdict,
+    pub peers: Peers,
+    /// Empty: every protocol and port, ICMP included (an L3-only rule).
+    pub ports: Vec<PortProto>,
+    pub default_deny: bool,
+    pub origin: RuleOrigin,
+}
+
+impl PolicyEntry {
+    /// Whether the entry can match any traffic at all (`ingress: [{}]` only sets default deny).
+    pub fn has_filter(&self) -> bool {
+        match &self.peers {
+            Peers::Nothing => false,
+            Peers::Unrestricted => !self.ports.is_empty(),
+            Peers::Selectors(s) => !s.is_empty(),
+        }
+    }
+}
+
+/// Every policy object in force, by kind/namespace/name; applying an object with the same
+/// identity replaces it, as `kubectl apply` does.
+#[derive(Clone, Debug, Default)]
+pub struct Repository {
+    policies: BTreeMap<PolicyRef, Vec<PolicyEntry>>,
+    revision: u64,
+}
+
+impl Repository {
+    pub fn apply(&mut self, key: PolicyRef, entries: Vec<PolicyEntry>) {
+        self.policies.insert(key, entries);
+        self.revision += 1;
+    }
+    pub fn delete(&mut self, key: &PolicyRef) -> bool {
+        let removed = self.policies.remove(key).is_some();
+        if removed {
+            self.revision += 1;
+        }
+        removed
+    }
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+    pub fn policies(&self) -> impl Iterator<Item = (&PolicyRef, &[PolicyEntry])> {
+        self.policies.iter().map(|(k, v)| (k, v.as_slice()))
+    }
+    pub fn entries(&self) -> impl Iterator<Item = &PolicyEntry> {
+        self.policies.values().flatten()
+    }
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+    pub fn contains(&self, key: &PolicyRef) -> bool {
+        self.policies.contains_key(key)
+    }
+}

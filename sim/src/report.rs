@@ -1,0 +1,332 @@
+//! Rendering of scenario reports: the text a user reads (a verdict line per scenario, and for
+//! failures the probes and truth tables side by side: expected, actual, diff, as the
+//! Kubernetes e2e suite prints them), the golden form (every step in full, backend-agnostic,
+//! byte-stable), and JSON.
+
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+use tabled::builder::Builder;
+use tabled::settings::Style;
+
+use crate::engine::{MatrixCheck, ProbeCheck, ScenarioReport, StepOutcome};
+use crate::verdict::Outcome;
+
+fn outcome_text(r: &Result<Outcome, String>) -> String {
+    match r {
+        Ok(o) => o.to_string(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+fn cell(v: Option<bool>) -> &'static str {
+    match v {
+        Some(true) => ".",
+        Some(false) => "X",
+        None => "?",
+    }
+}
+
+fn table(m: &MatrixCheck, f: impl Fn(usize, usize) -> String) -> String {
+    let mut b = Builder::default();
+    let mut header = vec![String::new()];
+    header.extend(m.columns.iter().cloned());
+    b.push_record(header);
+    for (r, row) in m.rows.iter().enumerate() {
+        let mut rec = vec![row.clone()];
+        rec.extend((0..m.columns.len()).map(|c| f(r, c)));
+        b.push_record(rec);
+    }
+    let mut t = b.build();
+    t.with(Style::blank());
+    t.to_string()
+}
+
+/// Places blocks of text next to each other, each under its title.
+fn side_by_side(blocks: &[(&str, String)]) -> String {
+    let cols: Vec<Vec<String>> = blocks
+        .iter()
+        .map(|(title, body)| {
+            let mut lines = vec![title.to_string()];
+            lines.extend(body.lines().map(str::to_string));
+            lines
+        })
+        .collect();
+    let widths: Vec<usize> = cols
+        .iter()
+        .map(|c| c.iter().map(|l| l.chars().count()).max().unwrap_or(0))
+        .collect();
+    let height = cols.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out = String::new();
+    for i in 0..height {
+        let mut line = String::new();
+        for (c, col) in cols.iter().enumerate() {
+            let text = col.get(i).map(String::as_str).unwrap_or("");
+            line.push_str(text);
+            if c + 1 < cols.len() {
+                line.push_str(&" ".repeat(widths[c] - text.chars().count() + 4));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The actual table of one backend (by index in the report's backend list).
+fn actual(m: &MatrixCheck, backend: usize) -> impl Fn(usize, usize) -> String + '_ {
+    move |r, c| match m.cells[r][c].results.get(backend).map(|(_, o)| o) {
+        Some(Ok(o)) => cell(Some(o.allowed)).to_string(),
+        _ => "!".to_string(),
+    }
+}
+
+/// Expected, actual (per backend) and diff tables side by side.
+pub fn matrix_tables(m: &MatrixCheck, backends: &[String]) -> String {
+    let mut blocks = vec![(
+        "expected".to_string(),
+        table(m, |r, c| cell(m.expected[r][c]).to_string()),
+    )];
+    for (i, b) in backends.iter().enumerate() {
+        blocks.push((format!("actual ({b})"), table(m, actual(m, i))));
+    }
+    blocks.push((
+        "diff".to_string(),
+        table(m, |r, c| {
+            let failed = !m.cells[r][c].failures().is_empty();
+            let disagree = m.cells[r][c].disagreement();
+            match (failed, disagree) {
+                (true, _) => "X".into(),
+                (false, true) => "D".into(),
+                _ => ".".into(),
+            }
+        }),
+    ));
+    let refs: Vec<(&str, String)> = blocks
+        .iter()
+        .map(|(t, b)| (t.as_str(), b.clone()))
+        .collect();
+    side_by_side(&refs)
+}
+
+fn probe_detail(p: &ProbeCheck) -> String {
+    let mut s = format!(
+        "{}: expected {}",
+        p.label(),
+        p.expected
+            .as_ref()
+            .map(|e| e.to_string())
+            .unwrap_or("-".into())
+    );
+    for (b, r) in &p.results {
+        let _ = write!(s, "; {b}: {}", outcome_text(r));
+    }
+    s
+}
+
+/// The text report of one scenario: one line when it passes, details when it does not.
+pub fn text(r: &ScenarioReport) -> String {
+    let mut out = String::new();
+    let status = if r.passed() { "PASS" } else { "FAIL" };
+    let _ = writeln!(
+        out,
+        "{status} {} ({}): {} steps, {} probes checked on {}",
+        r.name,
+        r.file.display(),
+        r.steps.len(),
+        r.probe_count(),
+        r.backends.join(",")
+    );
+    if let Some(e) = &r.error {
+        let _ = writeln!(out, "  error: {e}");
+    }
+    for s in &r.steps {
+        match &s.outcome {
+            StepOutcome::Probes(ps) => {
+                for p in ps {
+                    if !p.failures().is_empty() {
+                        let _ = writeln!(
+                            out,
+                            "  step {} {}: FAILED {}",
+                            s.index,
+                            s.kind,
+                            probe_detail(p)
+                        );
+                    } else if p.disagreement() {
+                        let _ = writeln!(
+                            out,
+                            "  step {} {}: DISAGREEMENT {}",
+                            s.index,
+                            s.kind,
+                            probe_detail(p)
+                        );
+                    }
+                }
+            }
+            StepOutcome::Matrix(m) => {
+                let failed = m.failed();
+                let disagree = m.checks().any(|c| c.disagreement());
+                if failed || disagree {
+                    let what = if failed { "FAILED" } else { "DISAGREEMENT" };
+                    let _ = writeln!(
+                        out,
+                        "  step {} expect-matrix {}/{}: {what}",
+                        s.index, m.port, m.protocol
+                    );
+                    for line in matrix_tables(m, &r.backends).lines() {
+                        let _ = writeln!(out, "    {line}");
+                    }
+                    for c in m
+                        .checks()
+                        .filter(|c| !c.failures().is_empty() || c.disagreement())
+                    {
+                        let _ = writeln!(out, "    {}", probe_detail(c));
+                    }
+                }
+            }
+            StepOutcome::Change(_) => {}
+        }
+    }
+    out
+}
+
+/// The golden form: every step and every probe's agreed outcome, independent of which
+/// backends ran (as long as they agree), so the file only changes when behaviour does.
+pub fn golden(r: &ScenarioReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "scenario: {}", r.name);
+    if let Some(e) = &r.error {
+        let _ = writeln!(out, "error: {e}");
+    }
+    for s in &r.steps {
+        match &s.outcome {
+            StepOutcome::Change(c) => {
+                let _ = writeln!(out, "step {} {}: {c}", s.index, s.kind);
+            }
+            StepOutcome::Probes(ps) => {
+                let _ = writeln!(out, "step {} {}:", s.index, s.kind);
+                for p in ps {
+                    let verdict = match (p.disagreement(), p.merged()) {
+                        (false, Some(o)) => o.to_string(),
+                        _ => format!("DISAGREEMENT {}", probe_detail(p)),
+                    };
+                    let status = if p.failures().is_empty() {
+                        "ok"
+                    } else {
+                        "FAILED"
+                    };
+                    let _ = writeln!(
+                        out,
+                        "  {}: {verdict} (expected {}: {status})",
+                        p.label(),
+                        p.expected
+                            .as_ref()
+                            .map(|e| e.to_string())
+                            .unwrap_or("-".into())
+                    );
+                }
+            }
+            StepOutcome::Matrix(m) => {
+                let status = if m.failed() { "FAILED" } else { "ok" };
+                let _ = writeln!(
+                    out,
+                    "step {} expect-matrix {}/{}: {status}",
+                    s.index, m.port, m.protocol
+                );
+                let t = table(m, |r, c| {
+                    let p = &m.cells[r][c];
+                    match (p.disagreement(), p.merged()) {
+                        (false, Some(o)) => cell(Some(o.allowed)).to_string(),
+                        _ => "D".to_string(),
+                    }
+                });
+                for line in t.lines() {
+                    let _ = writeln!(out, "  {}", line.trim_end());
+                }
+                for c in m.checks() {
+                    if let (Some(o), false) = (c.merged(), c.allowed_plainly()) {
+                        let _ = writeln!(out, "  {}: {o}", c.label());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+impl ProbeCheck {
+    /// True for a matrix cell that needs no detail line in the golden file: allowed, or the
+    /// self cells nobody checks.
+    fn allowed_plainly(&self) -> bool {
+        self.expected.is_none() || self.merged().is_some_and(|o| o.allowed)
+    }
+}
+
+fn outcome_json(o: &Outcome) -> Value {
+    json!({
+        "verdict": if o.allowed { "allow" } else { "deny" },
+        "reason": o.reason.map(|r| r.hubble_name()),
+        "drop_code": o.reason.map(|r| r.code()),
+        "direction": o.direction.map(|d| d.to_string()),
+        "match": o.match_type.map(|m| m.to_string()),
+    })
+}
+
+fn probe_json(p: &ProbeCheck) -> Value {
+    let results: serde_json::Map<String, Value> = p
+        .results
+        .iter()
+        .map(|(b, r)| {
+            (
+                b.clone(),
+                match r {
+                    Ok(o) => outcome_json(o),
+                    Err(e) => json!({"error": e}),
+                },
+            )
+        })
+        .collect();
+    json!({
+        "from": p.from,
+        "to": p.to,
+        "protocol": p.protocol.to_string(),
+        "port": p.port,
+        "expected": p.expected.as_ref().map(|e| e.to_string()),
+        "ok": p.failures().is_empty(),
+        "disagreement": p.disagreement(),
+        "results": results,
+    })
+}
+
+/// The JSON form of a report (one object per scenario).
+pub fn json(r: &ScenarioReport) -> Value {
+    let steps: Vec<Value> = r
+        .steps
+        .iter()
+        .map(|s| match &s.outcome {
+            StepOutcome::Change(c) => json!({"step": s.index, "kind": s.kind, "change": c}),
+            StepOutcome::Probes(ps) => {
+                json!({"step": s.index, "kind": s.kind, "probes": ps.iter().map(probe_json).collect::<Vec<_>>()})
+            }
+            StepOutcome::Matrix(m) => json!({
+                "step": s.index,
+                "kind": s.kind,
+                "port": m.port,
+                "protocol": m.protocol.to_string(),
+                "ok": !m.failed(),
+                "probes": m.checks().filter(|c| c.expected.is_some()).map(probe_json).collect::<Vec<_>>(),
+            }),
+        })
+        .collect();
+    json!({
+        "name": r.name,
+        "file": r.file.display().to_string(),
+        "backends": r.backends,
+        "passed": r.passed(),
+        "probes": r.probe_count(),
+        "failures": r.failure_count(),
+        "disagreements": r.disagreement_count(),
+        "error": r.error,
+        "steps": steps,
+    })
+}

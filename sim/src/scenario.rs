@@ -1,0 +1,665 @@
+//! The scenario file format (`../shared/spec/scenario-format.md`, extended in
+//! `docs/scenario-format.md`): parsing and validation, with errors that name the file, the
+//! line and the field. Replaying a scenario is `engine`'s job.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+use crate::api::{self, Manifest, ManifestError};
+use crate::cluster::Protocol;
+use crate::verdict::{Direction, DropReason, MatchType};
+
+/// Scenario files larger than this are refused before parsing (a guard against runaway
+/// generated files; the biggest suite file is a few KiB).
+pub const MAX_SCENARIO_BYTES: usize = 16 << 20;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub cluster: ClusterDecl,
+    #[serde(default)]
+    pub policies: Vec<PolicySource>,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterDecl {
+    #[serde(default)]
+    pub nodes: Vec<NodeDecl>,
+    #[serde(default)]
+    pub namespaces: Vec<NamespaceDecl>,
+    #[serde(default)]
+    pub pods: Vec<PodDecl>,
+    #[serde(default)]
+    pub externals: Vec<ExternalDecl>,
+}
+
+/// A node: a bare name, or `{name, ip}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeDecl {
+    pub name: String,
+    pub ip: Option<IpAddr>,
+}
+
+impl<'de> Deserialize<'de> for NodeDecl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            name: String,
+            #[serde(default)]
+            ip: Option<IpAddr>,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = NodeDecl;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a node name or {name, ip}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<NodeDecl, E> {
+                Ok(NodeDecl {
+                    name: v.to_string(),
+                    ip: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<NodeDecl, A::Error> {
+                let f = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(NodeDecl {
+                    name: f.name,
+                    ip: f.ip,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceDecl {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodDecl {
+    pub name: String,
+    #[serde(default)]
+    pub node: Option<String>,
+    #[serde(default)]
+    pub ip: Option<IpAddr>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub ports: Vec<ContainerPortDecl>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerPortDecl {
+    pub name: String,
+    pub port: u16,
+    #[serde(default = "default_tcp")]
+    pub protocol: ProtocolDecl,
+}
+
+fn default_tcp() -> ProtocolDecl {
+    ProtocolDecl(Protocol::Tcp)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalDecl {
+    pub name: String,
+    pub ip: IpAddr,
+}
+
+/// A protocol name as probes spell it (TCP, UDP, SCTP, ICMP, ICMPv6; any case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProtocolDecl(pub Protocol);
+
+impl<'de> Deserialize<'de> for ProtocolDecl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Protocol::parse(&s).map(ProtocolDecl).ok_or_else(|| {
+            de::Error::custom(format!(
+                "unknown protocol {s:?}: expected TCP, UDP, SCTP, ICMP or ICMPv6"
+            ))
+        })
+    }
+}
+
+/// Where a policy comes from: a file (relative to the scenario) or an inline manifest.
+#[derive(Debug)]
+pub enum PolicySource {
+    File(String),
+    Inline(Box<Manifest>),
+}
+
+impl<'de> Deserialize<'de> for PolicySource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PolicySource;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("{file: path} or a policy manifest")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PolicySource, A::Error> {
+                let Some(first) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom(
+                        "empty policy: expected {file: path} or a manifest",
+                    ));
+                };
+                if first == "file" {
+                    let path: String = map.next_value()?;
+                    if let Some(k) = map.next_key::<String>()? {
+                        return Err(de::Error::custom(format!(
+                            "unknown field `{k}` next to `file` (a policy is either {{file: path}} or a manifest)"
+                        )));
+                    }
+                    return Ok(PolicySource::File(path));
+                }
+                api::manifest_from_map(first, map).map(|m| PolicySource::Inline(Box::new(m)))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// One step of the timeline: a mapping with exactly one key, the step kind.
+#[derive(Debug)]
+pub enum Step {
+    Expect(Vec<Probe>),
+    ExpectMatrix(MatrixDecl),
+    Apply(PolicySource),
+    Delete(DeleteDecl),
+    CreatePod(PodDecl),
+    DeletePod(String),
+    LabelPod(LabelPodDecl),
+    LabelNamespace(LabelNamespaceDecl),
+    Connect(ConnectDecl),
+    Send(SendDecl),
+    Advance(DurationDecl),
+}
+
+/// The step kinds, as written in scenario files.
+pub const STEP_KINDS: &[&str] = &[
+    "expect",
+    "expect-matrix",
+    "apply",
+    "delete",
+    "create-pod",
+    "delete-pod",
+    "label-pod",
+    "label-namespace",
+    "connect",
+    "send",
+    "advance",
+];
+
+// serde_yaml 0.9 reads externally tagged enums only from YAML tags (`!expect`), so the
+// `- expect: [...]` form is read by hand, value by value, which keeps error locations.
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Step;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a step: a mapping with one key, the step kind")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Step, A::Error> {
+                let Some(kind) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom(
+                        "empty step: expected one of the step kinds",
+                    ));
+                };
+                let step = match kind.as_str() {
+                    "expect" => Step::Expect(map.next_value()?),
+                    "expect-matrix" => Step::ExpectMatrix(map.next_value()?),
+                    "apply" => Step::Apply(map.next_value()?),
+                    "delete" => Step::Delete(map.next_value()?),
+                    "create-pod" => Step::CreatePod(map.next_value()?),
+                    "delete-pod" => Step::DeletePod(map.next_value()?),
+                    "label-pod" => Step::LabelPod(map.next_value()?),
+                    "label-namespace" => Step::LabelNamespace(map.next_value()?),
+                    "connect" => Step::Connect(map.next_value()?),
+                    "send" => Step::Send(map.next_value()?),
+                    "advance" => Step::Advance(map.next_value()?),
+                    other => return Err(de::Error::unknown_variant(other, STEP_KINDS)),
+                };
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "a step has exactly one kind; `{extra}` follows `{kind}` (start a new `- ` item)"
+                    )));
+                }
+                Ok(step)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl Step {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::Expect(_) => "expect",
+            Step::ExpectMatrix(_) => "expect-matrix",
+            Step::Apply(_) => "apply",
+            Step::Delete(_) => "delete",
+            Step::CreatePod(_) => "create-pod",
+            Step::DeletePod(_) => "delete-pod",
+            Step::LabelPod(_) => "label-pod",
+            Step::LabelNamespace(_) => "label-namespace",
+            Step::Connect(_) => "connect",
+            Step::Send(_) => "send",
+            Step::Advance(_) => "advance",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerdictDecl {
+    Allow,
+    Deny,
+}
+
+impl fmt::Display for VerdictDecl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            VerdictDecl::Allow => "allow",
+            VerdictDecl::Deny => "deny",
+        })
+    }
+}
+
+/// A probe: one new connection attempt with its expected verdict.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Probe {
+    pub from: String,
+    pub to: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    pub protocol: ProtocolDecl,
+    #[serde(default)]
+    pub icmp_type: Option<u8>,
+    pub verdict: VerdictDecl,
+    #[serde(default)]
+    pub reason: Option<ReasonDecl>,
+    #[serde(default, rename = "match")]
+    pub match_type: Option<MatchDecl>,
+    #[serde(default)]
+    pub direction: Option<DirectionDecl>,
+    #[serde(default)]
+    pub redirect: Option<bool>,
+}
+
+macro_rules! parsed_string {
+    ($name:ident, $inner:ty, $parse:expr, $what:expr) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name(pub $inner);
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $parse(&s).map($name).ok_or_else(|| {
+                    de::Error::custom(format!(
+                        "unknown {} {s:?}: expected {}",
+                        stringify!($name),
+                        $what
+                    ))
+                })
+            }
+        }
+    };
+}
+
+parsed_string!(
+    ReasonDecl,
+    DropReason,
+    DropReason::parse,
+    "POLICY_DENIED, POLICY_DENY or AUTH_REQUIRED (Hubble's drop_reason_desc)"
+);
+parsed_string!(
+    MatchDecl,
+    MatchType,
+    MatchType::parse,
+    "none, L3-Only, L3-L4, L4-Only, all, L3-Proto or Proto-Only"
+);
+parsed_string!(
+    DirectionDecl,
+    Direction,
+    Direction::parse,
+    "ingress or egress"
+);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixDecl {
+    #[serde(default)]
+    pub port: Option<u16>,
+    pub protocol: ProtocolDecl,
+    #[serde(default, rename = "icmp-type")]
+    pub icmp_type: Option<u8>,
+    pub table: String,
+}
+
+/// A parsed truth table: `cells[row][col]` is `Some(true)` allow, `Some(false)` deny,
+/// `None` not checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matrix {
+    pub columns: Vec<String>,
+    pub rows: Vec<String>,
+    pub cells: Vec<Vec<Option<bool>>>,
+}
+
+impl MatrixDecl {
+    pub fn parse_table(&self) -> Result<Matrix, String> {
+        let mut lines = self.table.lines().filter(|l| !l.trim().is_empty());
+        let header = lines.next().ok_or("table is empty")?;
+        let columns: Vec<String> = header.split_whitespace().map(str::to_string).collect();
+        let mut rows = Vec::new();
+        let mut cells = Vec::new();
+        for (i, line) in lines.enumerate() {
+            let mut parts = line.split_whitespace();
+            let Some(name) = parts.next() else { continue };
+            let row: Vec<&str> = parts.collect();
+            if row.len() != columns.len() {
+                return Err(format!(
+                    "table row {} ({name}) has {} cells, the header has {} columns",
+                    i + 1,
+                    row.len(),
+                    columns.len()
+                ));
+            }
+            let parsed = row
+                .iter()
+                .map(|c| match *c {
+                    "." => Ok(Some(true)),
+                    "X" | "x" => Ok(Some(false)),
+                    "?" => Ok(None),
+                    other => Err(format!(
+                        "table row {name}: cell {other:?} is not '.', 'X' or '?'"
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.push(name.to_string());
+            cells.push(parsed);
+        }
+        if rows.is_empty() {
+            return Err("table has a header but no rows".into());
+        }
+        Ok(Matrix {
+            columns,
+            rows,
+            cells,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteDecl {
+    pub kind: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelPodDecl {
+    pub pod: String,
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub unset: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelNamespaceDecl {
+    pub namespace: String,
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub unset: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectDecl {
+    pub id: String,
+    pub from: String,
+    pub to: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    pub protocol: ProtocolDecl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendDirection {
+    Forward,
+    Reply,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendDecl {
+    pub id: String,
+    pub direction: SendDirection,
+    pub verdict: VerdictDecl,
+}
+
+/// A virtual-time duration such as `30s`, `500ms`, `2m`, `1h`; stored in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationDecl(pub u64);
+
+impl<'de> Deserialize<'de> for DurationDecl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(DurationDecl)
+            .map_err(de::Error::custom)
+    }
+}
+
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {s:?}: expected a number and a unit (ms, s, m, h)"))?;
+    let mult: u64 = match unit {
+        "ns" => 1,
+        "us" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => {
+            return Err(format!(
+                "bad duration {s:?}: unit must be ns, us, ms, s, m or h"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("duration {s:?} is too long"))
+}
+
+/// An error loading a scenario: the file, and where in it.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("{file}: {message}")]
+    Io { file: PathBuf, message: String },
+    #[error("{file}:{line}:{column}: {field}{message}")]
+    Parse {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        field: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Manifest(#[from] ManifestError),
+    #[error("{file}: {context}: {message}")]
+    Invalid {
+        file: PathBuf,
+        context: String,
+        message: String,
+    },
+}
+
+/// A scenario loaded from disk, with the policy files it references already parsed.
+#[derive(Debug)]
+pub struct LoadedScenario {
+    pub path: PathBuf,
+    pub scenario: Scenario,
+}
+
+/// Loads and parses one scenario file.
+pub fn load(path: &Path) -> Result<LoadedScenario, ScenarioError> {
+    let meta = std::fs::metadata(path).map_err(|e| ScenarioError::Io {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if meta.len() as usize > MAX_SCENARIO_BYTES {
+        return Err(ScenarioError::Io {
+            file: path.to_path_buf(),
+            message: format!(
+                "scenario is {} bytes, more than the limit of {MAX_SCENARIO_BYTES}",
+                meta.len()
+            ),
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::Io {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    parse(path, &text)
+}
+
+/// Parses a scenario from text; `path` names it in errors and anchors relative `file:` paths.
+pub fn parse(path: &Path, text: &str) -> Result<LoadedScenario, ScenarioError> {
+    if text.len() > MAX_SCENARIO_BYTES {
+        return Err(ScenarioError::Io {
+            file: path.to_path_buf(),
+            message: format!("scenario is larger than the limit of {MAX_SCENARIO_BYTES} bytes"),
+        });
+    }
+    let scenario: Scenario = serde_yaml::from_str(text).map_err(|e| yaml_error(path, &e))?;
+    Ok(LoadedScenario {
+        path: path.to_path_buf(),
+        scenario,
+    })
+}
+
+/// Turns a serde_yaml error into file:line:column: field: message.
+pub fn yaml_error(path: &Path, e: &serde_yaml::Error) -> ScenarioError {
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
+    let full = e.to_string();
+    // serde_yaml prints "path.to.field: message at line L column C".
+    let without_loc = match full.rfind(" at line ") {
+        Some(i) => full[..i].to_string(),
+        None => full.clone(),
+    };
+    let (field, message) = match without_loc.split_once(": ") {
+        Some((f, m)) if !f.contains(' ') => (format!("{f}: "), m.to_string()),
+        _ => (String::new(), without_loc),
+    };
+    ScenarioError::Parse {
+        file: path.to_path_buf(),
+        line,
+        column,
+        field,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse(Path::new("t.yaml"), text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_field() {
+        let e = err("name: t\nsteps:\n  - expect:\n      - {from: x/a, to: x/b, port: 80, protocol: TCP, verdict: allow, colour: red}\n");
+        assert!(e.starts_with("t.yaml:4:"), "{e}");
+        assert!(e.contains("steps[0]"), "{e}");
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_located() {
+        let e = err("name: t\nsteps:\n  - expect:\n      - {from: x/a, to: x/b, port: 80, protocol: TCPX, verdict: allow}\n");
+        assert!(e.starts_with("t.yaml:4:"), "{e}");
+        assert!(e.contains("TCPX"), "{e}");
+        let e = err("name: t\nsteps:\n  - advance: 3 parsecs\n");
+        assert!(e.contains("t.yaml:3:"), "{e}");
+        let e = err("name: t\nsteps:\n  - expect:\n      - {from: x/a, to: x/b, port: 70000, protocol: TCP, verdict: allow}\n");
+        assert!(e.starts_with("t.yaml:4:"), "{e}");
+        let e = err("name: t\nsteps:\n  - teleport: {}\n");
+        assert!(e.contains("teleport"), "{e}");
+        let e = err("name: [unclosed\n");
+        assert!(e.starts_with("t.yaml:"), "{e}");
+    }
+
+    #[test]
+    fn nodes_accept_both_forms_and_durations_parse() {
+        let s = parse(
+            Path::new("t.yaml"),
+            "name: t\ncluster:\n  nodes: [node-1, {name: node-2, ip: 172.18.0.3}]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.scenario.cluster.nodes[1].ip,
+            Some("172.18.0.3".parse().unwrap())
+        );
+        assert_eq!(parse_duration("30s"), Ok(30_000_000_000));
+        assert_eq!(parse_duration("250ms"), Ok(250_000_000));
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn matrix_tables_parse_and_reject_bad_cells() {
+        let m = MatrixDecl {
+            port: Some(80),
+            protocol: ProtocolDecl(Protocol::Tcp),
+            icmp_type: None,
+            table: "    x/a x/b\nx/a ? .\nx/b X ?\n".into(),
+        };
+        let t = m.parse_table().unwrap();
+        assert_eq!(
+            t.cells,
+            vec![vec![None, Some(true)], vec![Some(false), None]]
+        );
+        let bad = MatrixDecl {
+            table: "x/a\nx/a Y\n".into(),
+            ..m
+        };
+        assert!(bad.parse_table().unwrap_err().contains("\"Y\""));
+    }
+}

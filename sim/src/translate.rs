@@ -1,0 +1,480 @@
+//! Translation of validated manifests (`api`) into internal policy entries (`policy`):
+//! Cilium's `Rule.Sanitize` + `ParseToCiliumRule` for CNP/CCNP (spec §2) and
+//! `ParseNetworkPolicy` for KNP (spec §1.5), including namespacing, the local-cluster filter
+//! of `--policy-default-local-cluster` (default true since 1.19, spec §2.3), entity expansion
+//! (spec §3.5), ANY → TCP/UDP/SCTP (spec §1.2) and default-deny resolution (spec §4.1).
+
+use ipnet::IpNet;
+
+use crate::api::{self, Entity, Manifest};
+use crate::cluster::Protocol;
+use crate::labels::{
+    LabelKey, Source, DEFAULT_CLUSTER, NAMESPACE_LABELS_PREFIX, POD_NAMESPACE, POLICY_CLUSTER,
+};
+use crate::policy::{
+    Peers, PolicyEntry, PolicyKind, PolicyRef, PortProto, PortSpec, RuleOrigin, RuleVerdict,
+};
+use crate::selector::{Op, Requirement, Selector};
+use crate::verdict::Direction;
+
+/// The policy object's reference (kind, namespace, name).
+pub fn policy_ref(m: &Manifest) -> PolicyRef {
+    let kind = match m {
+        Manifest::NetworkPolicy(_) => PolicyKind::NetworkPolicy,
+        Manifest::CiliumNetworkPolicy(_) => PolicyKind::CiliumNetworkPolicy,
+        Manifest::CiliumClusterwideNetworkPolicy(_) => PolicyKind::CiliumClusterwideNetworkPolicy,
+    };
+    PolicyRef {
+        kind,
+        namespace: m.namespace().map(str::to_string),
+        name: m.name().to_string(),
+    }
+}
+
+/// Translates one manifest into its policy entries.
+pub fn translate(m: &Manifest) -> Vec<PolicyEntry> {
+    let pref = policy_ref(m);
+    match m {
+        Manifest::NetworkPolicy(knp) => translate_knp(&pref, knp),
+        Manifest::CiliumNetworkPolicy(cnp) => cnp
+            .rules()
+            .enumerate()
+            .flat_map(|(i, r)| translate_rule(&pref, i, r, pref.namespace.as_deref()))
+            .collect(),
+        Manifest::CiliumClusterwideNetworkPolicy(ccnp) => ccnp
+            .rules()
+            .enumerate()
+            .flat_map(|(i, r)| translate_rule(&pref, i, r, None))
+            .collect(),
+    }
+}
+
+fn k8s_key(k: &str) -> LabelKey {
+    LabelKey::new(Source::K8s, k)
+}
+
+fn requirement(key: LabelKey, op: &api::Operator, values: &[String]) -> Requirement {
+    let op = match op {
+        api::Operator::In => Op::In(values.to_vec()),
+        api::Operator::NotIn => Op::NotIn(values.to_vec()),
+        api::Operator::Exists => Op::Exists,
+        api::Operator::DoesNotExist => Op::DoesNotExist,
+    };
+    Requirement::label(key, op)
+}
+
+/// Converts a label selector, mapping every key through `key`.
+fn selector_with(sel: &api::LabelSelector, key: impl Fn(&str) -> LabelKey) -> Selector {
+    let mut reqs = Vec::new();
+    for (k, v) in &sel.match_labels {
+        reqs.push(Requirement::equals(key(k), v.clone()));
+    }
+    for e in &sel.match_expressions {
+        reqs.push(requirement(key(&e.key), &e.operator, &e.values));
+    }
+    Selector::new(reqs)
+}
+
+/// A CNP/CCNP selector after `Sanitize`: keys without a known source get `any:`.
+fn cilium_selector(sel: &api::EndpointSelector) -> Selector {
+    selector_with(&sel.0, LabelKey::parse_selector_key)
+}
+
+fn is_key(k: &LabelKey, name: &str) -> bool {
+    (k.source == Source::K8s || k.source == Source::Any) && k.key == name
+}
+
+fn names_namespace(sel: &Selector) -> bool {
+    sel.has_key(|k| is_key(k, POD_NAMESPACE))
+        || sel.has_key(|k| {
+            (k.source == Source::K8s || k.source == Source::Any)
+                && k.key.starts_with(NAMESPACE_LABELS_PREFIX)
+        })
+}
+
+/// Adds `k8s:io.cilium.k8s.policy.cluster=default` unless the selector names that key
+/// (spec §2.3).
+fn with_cluster_filter(sel: Selector) -> Selector {
+    if sel.has_key(|k| is_key(k, POLICY_CLUSTER)) {
+        sel
+    } else {
+        sel.with(Requirement::equals(
+            k8s_key(POLICY_CLUSTER),
+            DEFAULT_CLUSTER,
+        ))
+    }
+}
+
+/// `getEndpointSelector` (spec §2.1 / §2.2) for a fromEndpoints/toEndpoints peer.
+fn peer_endpoint_selector(
+    sel: &api::EndpointSelector,
+    namespace: Option<&str>,
+    subject_is_init: bool,
+) -> Selector {
+    let s = cilium_selector(sel);
+    if s.has_key(|k| k.source == Source::Reserved) {
+        return s;
+    }
+    let s = if names_namespace(&s) || subject_is_init {
+        s
+    } else {
+        match namespace {
+            Some(ns) => s.with(Requirement::equals(k8s_key(POD_NAMESPACE), ns)),
+            None => s.with(Requirement::label(k8s_key(POD_NAMESPACE), Op::Exists)),
+        }
+    };
+    with_cluster_filter(s)
+}
+
+fn reserved(name: &str) -> Selector {
+    Selector::new(vec![Requirement::equals(
+        LabelKey::new(Source::Reserved, name),
+        "",
+    )])
+}
+
+/// Entity selectors (`pkg/policy/api/entity.go`, spec §3.5).
+pub fn entity_selectors(e: Entity) -> Vec<Selector> {
+    match e {
+        Entity::All => vec![Selector::wildcard()],
+        Entity::World => vec![
+            reserved("world"),
+            reserved("world-ipv4"),
+            reserved("world-ipv6"),
+        ],
+        Entity::Cluster => vec![
+            reserved("host"),
+            reserved("remote-node"),
+            reserved("init"),
+            reserved("ingress"),
+            reserved("health"),
+            reserved("unmanaged"),
+            reserved("kube-apiserver"),
+            Selector::new(vec![Requirement::equals(
+                k8s_key(POLICY_CLUSTER),
+                DEFAULT_CLUSTER,
+            )]),
+        ],
+        Entity::Host => vec![reserved("host")],
+        Entity::RemoteNode => vec![reserved("remote-node")],
+        Entity::KubeApiserver => vec![reserved("kube-apiserver")],
+        Entity::Health => vec![reserved("health")],
+        Entity::Init => vec![reserved("init")],
+        Entity::Ingress => vec![reserved("ingress")],
+        Entity::Unmanaged => vec![reserved("unmanaged")],
+        Entity::None => vec![reserved("none")],
+    }
+}
+
+/// A CIDR selector: `cidr:<prefix>` plus `!cidr:<except>` for each except; a /0 prefix is the
+/// world label instead (spec §3.4).
+pub fn cidr_selector(cidr: &IpNet, except: &[IpNet]) -> Selector {
+    let mut reqs: Vec<Requirement> = except
+        .iter()
+        .map(|e| Requirement::NotCidr(e.trunc()))
+        .collect();
+    if cidr.prefix_len() == 0 {
+        reqs.push(Requirement::equals(
+            LabelKey::new(Source::Reserved, "world"),
+            "",
+        ));
+    } else {
+        reqs.push(Requirement::Cidr(cidr.trunc()));
+    }
+    Selector::new(reqs)
+}
+
+fn expand_protocol(p: api::Protocol) -> Vec<Protocol> {
+    match p {
+        api::Protocol::Tcp => vec![Protocol::Tcp],
+        api::Protocol::Udp => vec![Protocol::Udp],
+        api::Protocol::Sctp => vec![Protocol::Sctp],
+        // spec §1.2: ANY expands to TCP, UDP and SCTP only, never ICMP.
+        api::Protocol::Any => vec![Protocol::Tcp, Protocol::Udp, Protocol::Sctp],
+    }
+}
+
+fn port_spec(port: &api::Port, end: Option<u16>) -> PortSpec {
+    match port {
+        api::Port::Number(n) => PortSpec::Range {
+            start: *n,
+            end: end.unwrap_or(*n),
+        },
+        api::Port::Name(name) => PortSpec::Named(name.clone()),
+    }
+}
+
+fn cnp_ports(to_ports: &[api::PortRule], icmps: &[api::IcmpRule]) -> Vec<PortProto> {
+    let mut out = Vec::new();
+    for pr in to_ports {
+        for pp in &pr.ports {
+            for protocol in expand_protocol(pp.protocol) {
+                out.push(PortProto {
+                    protocol,
+                    port: port_spec(&pp.port, pp.end_port),
+                });
+            }
+        }
+    }
+    for ir in icmps {
+        for f in &ir.fields {
+            let protocol = match f.family {
+                api::IcmpFamily::IPv4 => Protocol::Icmp,
+                api::IcmpFamily::IPv6 => Protocol::Icmpv6,
+            };
+            // The type becomes the port; type 0 is then the port wildcard (spec §7 #23,
+            // inferred from pkg/policy/l4.go; documented as a modelling choice).
+            out.push(PortProto {
+                protocol,
+                port: PortSpec::Range {
+                    start: f.icmp_type as u16,
+                    end: f.icmp_type as u16,
+                },
+            });
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Peers of one CNP item: present-but-empty lists select nothing; no peer field is
+/// unrestricted (spec §4.2).
+fn cnp_peers(
+    endpoints: Option<&Vec<api::EndpointSelector>>,
+    cidrs: Option<&Vec<api::Cidr>>,
+    cidr_sets: Option<&Vec<api::CidrRule>>,
+    entities: Option<&Vec<Entity>>,
+    namespace: Option<&str>,
+    subject_is_init: bool,
+) -> Peers {
+    let mut present = false;
+    let mut sels = Vec::new();
+    if let Some(eps) = endpoints {
+        present = true;
+        sels.extend(
+            eps.iter()
+                .map(|s| peer_endpoint_selector(s, namespace, subject_is_init)),
+        );
+    }
+    if let Some(cs) = cidrs {
+        present = true;
+        sels.extend(cs.iter().map(|c| cidr_selector(&c.0, &[])));
+    }
+    if let Some(sets) = cidr_sets {
+        present = true;
+        for s in sets {
+            let except: Vec<IpNet> = s.except.iter().map(|e| e.0).collect();
+            sels.push(cidr_selector(&s.cidr.0, &except));
+        }
+    }
+    if let Some(es) = entities {
+        present = true;
+        for e in es {
+            sels.extend(entity_selectors(*e));
+        }
+    }
+    if !present {
+        Peers::Unrestricted
+    } else if sels.is_empty() {
+        Peers::Nothing
+    } else {
+        sels.sort();
+        sels.dedup();
+        Peers::Selectors(sels)
+    }
+}
+
+fn translate_rule(
+    pref: &PolicyRef,
+    rule_index: usize,
+    r: &api::Rule,
+    namespace: Option<&str>,
+) -> Vec<PolicyEntry> {
+    let mut subject = cilium_selector(&r.endpoint_selector);
+    if let Some(ns) = namespace {
+        // ParseToCiliumRule: AddMatch overwrites the k8s: namespace key (spec §2.1, §7 #3).
+        subject = subject.with_match(k8s_key(POD_NAMESPACE), ns);
+    }
+    let subject_is_init = subject.has_key(|k| k.source == Source::Reserved && k.key == "init");
+    let has_ingress = !r.ingress.is_empty() || !r.ingress_deny.is_empty();
+    let has_egress = !r.egress.is_empty() || !r.egress_deny.is_empty();
+    // spec §4.1: enableDefaultDeny.<dir> if set, else true when the rule has entries there.
+    let dd_ingress = r.enable_default_deny.ingress.unwrap_or(has_ingress);
+    let dd_egress = r.enable_default_deny.egress.unwrap_or(has_egress);
+    let mut out = Vec::new();
+    let mut push = |direction, verdict, section, item, peers, ports| {
+        out.push(PolicyEntry {
+            subject: subject.clone(),
+            direction,
+            verdict,
+            peers,
+            ports,
+            default_deny: if direction == Direction::Ingress {
+                dd_ingress
+            } else {
+                dd_egress
+            },
+            origin: RuleOrigin {
+                policy: pref.clone(),
+                rule: rule_index,
+                section,
+                item,
+            },
+        });
+    };
+    for (sec, verdict, items) in [
+        ("ingress", RuleVerdict::Allow, &r.ingress),
+        ("ingressDeny", RuleVerdict::Deny, &r.ingress_deny),
+    ] {
+        for (i, it) in items.iter().enumerate() {
+            let peers = cnp_peers(
+                it.from_endpoints.as_ref(),
+                it.from_cidr.as_ref(),
+                it.from_cidr_set.as_ref(),
+                it.from_entities.as_ref(),
+                namespace,
+                subject_is_init,
+            );
+            push(
+                Direction::Ingress,
+                verdict,
+                sec,
+                i,
+                peers,
+                cnp_ports(&it.to_ports, &it.icmps),
+            );
+        }
+    }
+    for (sec, verdict, items) in [
+        ("egress", RuleVerdict::Allow, &r.egress),
+        ("egressDeny", RuleVerdict::Deny, &r.egress_deny),
+    ] {
+        for (i, it) in items.iter().enumerate() {
+            let peers = cnp_peers(
+                it.to_endpoints.as_ref(),
+                it.to_cidr.as_ref(),
+                it.to_cidr_set.as_ref(),
+                it.to_entities.as_ref(),
+                namespace,
+                subject_is_init,
+            );
+            push(
+                Direction::Egress,
+                verdict,
+                sec,
+                i,
+                peers,
+                cnp_ports(&it.to_ports, &it.icmps),
+            );
+        }
+    }
+    out
+}
+
+/// A KNP peer (`ParseNetworkPolicy`, spec §1.5).
+fn knp_peer(p: &api::NetworkPolicyPeer, namespace: &str) -> Selector {
+    if let Some(ib) = &p.ip_block {
+        let except: Vec<IpNet> = ib.except.iter().map(|e| e.0).collect();
+        return cidr_selector(&ib.cidr.0, &except);
+    }
+    let pod = p
+        .pod_selector
+        .as_ref()
+        .map(|s| selector_with(s, k8s_key))
+        .unwrap_or_default();
+    let sel = match &p.namespace_selector {
+        Some(ns) if ns.match_labels.is_empty() && ns.match_expressions.is_empty() => {
+            pod.with(Requirement::label(k8s_key(POD_NAMESPACE), Op::Exists))
+        }
+        Some(ns) => {
+            let nss = selector_with(ns, |k| k8s_key(&format!("{NAMESPACE_LABELS_PREFIX}{k}")));
+            nss.requirements()
+                .iter()
+                .fold(pod, |s, r| s.with(r.clone()))
+        }
+        None => pod.with(Requirement::equals(k8s_key(POD_NAMESPACE), namespace)),
+    };
+    with_cluster_filter(sel)
+}
+
+fn knp_ports(ports: &[api::NetworkPolicyPort]) -> Vec<PortProto> {
+    let mut out: Vec<PortProto> = ports
+        .iter()
+        .map(|p| {
+            let protocol = match p.protocol {
+                api::KnpProtocol::Tcp => Protocol::Tcp,
+                api::KnpProtocol::Udp => Protocol::Udp,
+                api::KnpProtocol::Sctp => Protocol::Sctp,
+            };
+            let port = match &p.port {
+                None => PortSpec::Range { start: 0, end: 0 },
+                Some(port) => port_spec(port, p.end_port),
+            };
+            PortProto { protocol, port }
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn translate_knp(pref: &PolicyRef, knp: &api::NetworkPolicy) -> Vec<PolicyEntry> {
+    let namespace = pref.namespace.as_deref().unwrap_or("default");
+    let subject = selector_with(&knp.spec.pod_selector, k8s_key)
+        .with_match(k8s_key(POD_NAMESPACE), namespace);
+    let mut out = Vec::new();
+    let mut push = |direction, section, item, peers, ports| {
+        out.push(PolicyEntry {
+            subject: subject.clone(),
+            direction,
+            verdict: RuleVerdict::Allow,
+            peers,
+            ports,
+            default_deny: true,
+            origin: RuleOrigin {
+                policy: pref.clone(),
+                rule: 0,
+                section,
+                item,
+            },
+        });
+    };
+    let peers_of = |list: &[api::NetworkPolicyPeer]| {
+        if list.is_empty() {
+            // An empty or missing from/to: every identity, world included.
+            Peers::Selectors(vec![Selector::wildcard()])
+        } else {
+            Peers::Selectors(list.iter().map(|p| knp_peer(p, namespace)).collect())
+        }
+    };
+    for (i, r) in knp.spec.ingress.iter().enumerate() {
+        push(
+            Direction::Ingress,
+            "ingress",
+            i,
+            peers_of(&r.from),
+            knp_ports(&r.ports),
+        );
+    }
+    for (i, r) in knp.spec.egress.iter().enumerate() {
+        push(
+            Direction::Egress,
+            "egress",
+            i,
+            peers_of(&r.to),
+            knp_ports(&r.ports),
+        );
+    }
+    let types = knp.spec.policy_types.as_deref().unwrap_or(&[]);
+    let has_type = |t: api::PolicyType| types.contains(&t);
+    if knp.spec.ingress.is_empty()
+        && (has_type(api::PolicyType::Ingress) || !has_type(api::PolicyType::Egress))
+    {
+        push(Direction::Ingress, "ingress", 0, Peers::Nothing, vec![]);
+    }
+    if knp.spec.egress.is_empty() && has_type(api::PolicyType::Egress) {
+        push(Direction::Egress, "egress", 0, Peers::Nothing, vec![]);
+    }
+    out
+}
