@@ -1,0 +1,806 @@
+//! CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy (cilium.io/v2) rules, validated as
+//! Cilium's CRD schema and `Rule.Sanitize` (`pkg/policy/api/rule_validation.go`) do.
+//!
+//! Fields that Cilium supports but this project does not model yet are rejected with
+//! "not supported yet: <field>" at the field, never silently dropped.
+
+use super::de::{not_supported, validated_map, Never};
+use super::meta::{EndpointSelector, ObjectMeta};
+use super::net::{
+    icmp_type_code, Cidr, Entity, IcmpFamily, Port, PrefixCidr, Protocol, RawIcmpType,
+};
+use serde::de::{self, value::MapAccessDeserializer, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use std::fmt;
+
+/// At most this many ports per `toPorts` entry (`maxPorts`).
+pub const MAX_PORTS: usize = 40;
+/// At most this many fields per `icmps` entry (`maxICMPFields`).
+pub const MAX_ICMP_FIELDS: usize = 40;
+
+/// A CiliumNetworkPolicy: `spec` and/or `specs`, each rule parsed on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CiliumNetworkPolicy {
+    pub metadata: ObjectMeta,
+    pub spec: Option<Rule>,
+    pub specs: Option<Vec<Rule>>,
+}
+
+/// A CiliumClusterwideNetworkPolicy: same shape as [`CiliumNetworkPolicy`], cluster-scoped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CiliumClusterwideNetworkPolicy {
+    pub metadata: ObjectMeta,
+    pub spec: Option<Rule>,
+    pub specs: Option<Vec<Rule>>,
+}
+
+impl CiliumNetworkPolicy {
+    /// `spec` (if any) followed by `specs`, in the order Cilium parses them.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.spec.iter().chain(self.specs.iter().flatten())
+    }
+}
+
+impl CiliumClusterwideNetworkPolicy {
+    /// `spec` (if any) followed by `specs`, in the order Cilium parses them.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.spec.iter().chain(self.specs.iter().flatten())
+    }
+}
+
+/// One policy rule. The subject is `endpointSelector` (`nodeSelector` is not supported yet).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rule {
+    pub endpoint_selector: EndpointSelector,
+    pub ingress: Vec<IngressRule>,
+    pub ingress_deny: Vec<IngressDenyRule>,
+    pub egress: Vec<EgressRule>,
+    pub egress_deny: Vec<EgressDenyRule>,
+    pub labels: Vec<Label>,
+    pub description: Option<String>,
+    pub enable_default_deny: DefaultDenyConfig,
+    pub log: Option<LogConfig>,
+}
+
+/// `enableDefaultDeny`: `None` means "decided by whether the rule has rules in that direction".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DefaultDenyConfig {
+    #[serde(default)]
+    pub ingress: Option<bool>,
+    #[serde(default)]
+    pub egress: Option<bool>,
+}
+
+/// `log`: a value copied into Hubble's `policy_log` (at most 32 characters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawLogConfig {
+    #[serde(default)]
+    value: String,
+}
+
+impl TryFrom<RawLogConfig> for LogConfig {
+    type Error = String;
+    fn try_from(r: RawLogConfig) -> Result<Self, String> {
+        if r.value.chars().count() > 32 {
+            return Err(format!(
+                "value: {:?} must be no more than 32 characters",
+                r.value
+            ));
+        }
+        Ok(LogConfig { value: r.value })
+    }
+}
+validated_map!(LogConfig, RawLogConfig, "a log config");
+
+/// A rule label: `{key, value, source}` or the string `source:key=value`. The source
+/// defaults to `unspec`, as Cilium's `ParseLabel` does.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Label {
+    pub source: String,
+    pub key: String,
+    pub value: String,
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}:{}={}", self.source, self.key, self.value)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawLabel {
+    key: String,
+    #[serde(default)]
+    value: String,
+    #[serde(default)]
+    source: String,
+}
+
+fn label_from_parts(source: &str, key: &str, value: &str) -> Result<Label, String> {
+    if key.is_empty() {
+        return Err("label key must not be empty".into());
+    }
+    Ok(Label {
+        source: if source.is_empty() { "unspec" } else { source }.to_string(),
+        key: key.to_string(),
+        value: value.to_string(),
+    })
+}
+
+impl<'de> Deserialize<'de> for Label {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Label;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a label: source:key=value or {key, value, source}")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Label, E> {
+                let (kpart, value) = s.split_once('=').unwrap_or((s, ""));
+                let (source, key) = kpart.split_once(':').unwrap_or(("", kpart));
+                label_from_parts(source, key, value).map_err(E::custom)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Label, A::Error> {
+                let r = RawLabel::deserialize(MapAccessDeserializer::new(map))?;
+                label_from_parts(&r.source, &r.key, &r.value).map_err(de::Error::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+not_supported!(ns_node_selector, "nodeSelector");
+not_supported!(ns_from_nodes, "fromNodes");
+not_supported!(ns_to_nodes, "toNodes");
+not_supported!(ns_from_groups, "fromGroups");
+not_supported!(ns_to_groups, "toGroups");
+not_supported!(ns_from_requires, "fromRequires");
+not_supported!(ns_to_requires, "toRequires");
+not_supported!(ns_authentication, "authentication");
+not_supported!(ns_to_services, "toServices");
+not_supported!(ns_to_fqdns, "toFQDNs");
+not_supported!(ns_rules, "rules (L7)");
+not_supported!(ns_server_names, "serverNames");
+not_supported!(ns_listener, "listener");
+not_supported!(ns_terminating_tls, "terminatingTLS");
+not_supported!(ns_originating_tls, "originatingTLS");
+not_supported!(ns_cidr_group_ref, "cidrGroupRef");
+not_supported!(ns_cidr_group_selector, "cidrGroupSelector");
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawRule {
+    #[serde(default)]
+    endpoint_selector: Option<EndpointSelector>,
+    #[serde(default, deserialize_with = "ns_node_selector")]
+    node_selector: Option<Never>,
+    #[serde(default)]
+    ingress: Option<Vec<IngressRule>>,
+    #[serde(default)]
+    ingress_deny: Option<Vec<IngressDeny>>,
+    #[serde(default)]
+    egress: Option<Vec<EgressRule>>,
+    #[serde(default)]
+    egress_deny: Option<Vec<EgressDeny>>,
+    #[serde(default)]
+    labels: Option<Vec<Label>>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    enable_default_deny: Option<DefaultDenyConfig>,
+    #[serde(default)]
+    log: Option<LogConfig>,
+}
+
+impl TryFrom<RawRule> for Rule {
+    type Error = String;
+    fn try_from(r: RawRule) -> Result<Self, String> {
+        never_set(&[r.node_selector]);
+        let Some(endpoint_selector) = r.endpoint_selector else {
+            return Err("rule must have one of EndpointSelector or NodeSelector".into());
+        };
+        let ingress = r.ingress.unwrap_or_default();
+        let ingress_deny: Vec<IngressRule> = r
+            .ingress_deny
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| d.0)
+            .collect();
+        let egress = r.egress.unwrap_or_default();
+        let egress_deny: Vec<EgressRule> = r
+            .egress_deny
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| d.0)
+            .collect();
+        // Cilium >= 1.18 (4af386d181).
+        if ingress.is_empty()
+            && ingress_deny.is_empty()
+            && egress.is_empty()
+            && egress_deny.is_empty()
+        {
+            return Err(
+                "rule must have at least one of Ingress, IngressDeny, Egress, EgressDeny".into(),
+            );
+        }
+        Ok(Rule {
+            endpoint_selector,
+            ingress,
+            ingress_deny,
+            egress,
+            egress_deny,
+            labels: r.labels.unwrap_or_default(),
+            description: r.description,
+            enable_default_deny: r.enable_default_deny.unwrap_or_default(),
+            log: r.log,
+        })
+    }
+}
+validated_map!(Rule, RawRule, "a Cilium policy rule");
+
+/// An ingress allow rule. `None` and `Some(vec![])` differ for the peer lists: the first is
+/// "field absent", the second "present but empty", and the policy layer may treat them
+/// differently. Only one peer kind may be non-empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IngressRule {
+    pub from_endpoints: Option<Vec<EndpointSelector>>,
+    pub from_cidr: Option<Vec<Cidr>>,
+    pub from_cidr_set: Option<Vec<CidrRule>>,
+    pub from_entities: Option<Vec<Entity>>,
+    pub to_ports: Vec<PortRule>,
+    pub icmps: Vec<IcmpRule>,
+}
+
+/// An ingress deny rule: the same peers and ports as an allow rule; the deny-only API has
+/// fewer fields (no L7 `rules`, no `authentication`), which parsing enforces.
+pub type IngressDenyRule = IngressRule;
+
+/// An egress allow rule (see [`IngressRule`] for `None` versus empty).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EgressRule {
+    pub to_endpoints: Option<Vec<EndpointSelector>>,
+    pub to_cidr: Option<Vec<Cidr>>,
+    pub to_cidr_set: Option<Vec<CidrRule>>,
+    pub to_entities: Option<Vec<Entity>>,
+    pub to_ports: Vec<PortRule>,
+    pub icmps: Vec<IcmpRule>,
+}
+
+/// An egress deny rule (no `toFQDNs`, L7 `rules` or `authentication` in the API).
+pub type EgressDenyRule = EgressRule;
+
+/// Marks the always-rejected fields of a raw rule as read; they can only ever be `None`.
+fn never_set(fields: &[Option<Never>]) {
+    debug_assert!(fields.iter().all(Option::is_none));
+}
+
+fn len<T>(v: &Option<Vec<T>>) -> usize {
+    v.as_ref().map_or(0, Vec::len)
+}
+
+/// "Combining X and Y is not supported yet" for the first two non-empty peer kinds.
+fn check_exclusive(members: &[(&str, usize)]) -> Result<(), String> {
+    let mut present = members
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, _)| *name);
+    if let (Some(a), Some(b)) = (present.next(), present.next()) {
+        return Err(format!("Combining {a} and {b} is not supported yet"));
+    }
+    Ok(())
+}
+
+fn check_ports_icmps(to_ports: &[PortRule], icmps: &[IcmpRule]) -> Result<(), String> {
+    if !to_ports.is_empty() && !icmps.is_empty() {
+        return Err("The ICMPs block may only be present without ToPorts. Define a separate rule to use ToPorts.".into());
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawIngressRule {
+    #[serde(default)]
+    from_endpoints: Option<Vec<EndpointSelector>>,
+    #[serde(default, rename = "fromCIDR")]
+    from_cidr: Option<Vec<Cidr>>,
+    #[serde(default, rename = "fromCIDRSet")]
+    from_cidr_set: Option<Vec<CidrRule>>,
+    #[serde(default)]
+    from_entities: Option<Vec<Entity>>,
+    #[serde(default, deserialize_with = "ns_from_nodes")]
+    from_nodes: Option<Never>,
+    #[serde(default, deserialize_with = "ns_from_groups")]
+    from_groups: Option<Never>,
+    #[serde(default, deserialize_with = "ns_from_requires")]
+    from_requires: Option<Never>,
+    #[serde(default)]
+    to_ports: Option<Vec<PortRule>>,
+    #[serde(default)]
+    icmps: Option<Vec<IcmpRule>>,
+    #[serde(default, deserialize_with = "ns_authentication")]
+    authentication: Option<Never>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawIngressDenyRule {
+    #[serde(default)]
+    from_endpoints: Option<Vec<EndpointSelector>>,
+    #[serde(default, rename = "fromCIDR")]
+    from_cidr: Option<Vec<Cidr>>,
+    #[serde(default, rename = "fromCIDRSet")]
+    from_cidr_set: Option<Vec<CidrRule>>,
+    #[serde(default)]
+    from_entities: Option<Vec<Entity>>,
+    #[serde(default, deserialize_with = "ns_from_nodes")]
+    from_nodes: Option<Never>,
+    #[serde(default, deserialize_with = "ns_from_groups")]
+    from_groups: Option<Never>,
+    #[serde(default, deserialize_with = "ns_from_requires")]
+    from_requires: Option<Never>,
+    #[serde(default)]
+    to_ports: Option<Vec<PortDenyRule>>,
+    #[serde(default)]
+    icmps: Option<Vec<IcmpRule>>,
+}
+
+fn ingress_rule(
+    from_endpoints: Option<Vec<EndpointSelector>>,
+    from_cidr: Option<Vec<Cidr>>,
+    from_cidr_set: Option<Vec<CidrRule>>,
+    from_entities: Option<Vec<Entity>>,
+    to_ports: Vec<PortRule>,
+    icmps: Vec<IcmpRule>,
+) -> Result<IngressRule, String> {
+    check_exclusive(&[
+        ("FromEndpoints", len(&from_endpoints)),
+        ("FromCIDR", len(&from_cidr)),
+        ("FromCIDRSet", len(&from_cidr_set)),
+        ("FromEntities", len(&from_entities)),
+    ])?;
+    check_ports_icmps(&to_ports, &icmps)?;
+    Ok(IngressRule {
+        from_endpoints,
+        from_cidr,
+        from_cidr_set,
+        from_entities,
+        to_ports,
+        icmps,
+    })
+}
+
+impl TryFrom<RawIngressRule> for IngressRule {
+    type Error = String;
+    fn try_from(r: RawIngressRule) -> Result<Self, String> {
+        never_set(&[
+            r.from_nodes,
+            r.from_groups,
+            r.from_requires,
+            r.authentication,
+        ]);
+        ingress_rule(
+            r.from_endpoints,
+            r.from_cidr,
+            r.from_cidr_set,
+            r.from_entities,
+            r.to_ports.unwrap_or_default(),
+            r.icmps.unwrap_or_default(),
+        )
+    }
+}
+validated_map!(IngressRule, RawIngressRule, "an ingress rule");
+
+/// An `ingressDeny` entry, parsed with the deny rule's narrower field set.
+struct IngressDeny(IngressRule);
+
+impl TryFrom<RawIngressDenyRule> for IngressDeny {
+    type Error = String;
+    fn try_from(r: RawIngressDenyRule) -> Result<Self, String> {
+        never_set(&[r.from_nodes, r.from_groups, r.from_requires]);
+        ingress_rule(
+            r.from_endpoints,
+            r.from_cidr,
+            r.from_cidr_set,
+            r.from_entities,
+            r.to_ports
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.0)
+                .collect(),
+            r.icmps.unwrap_or_default(),
+        )
+        .map(IngressDeny)
+    }
+}
+validated_map!(IngressDeny, RawIngressDenyRule, "an ingress deny rule");
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawEgressRule {
+    #[serde(default)]
+    to_endpoints: Option<Vec<EndpointSelector>>,
+    #[serde(default, rename = "toCIDR")]
+    to_cidr: Option<Vec<Cidr>>,
+    #[serde(default, rename = "toCIDRSet")]
+    to_cidr_set: Option<Vec<CidrRule>>,
+    #[serde(default)]
+    to_entities: Option<Vec<Entity>>,
+    #[serde(default, deserialize_with = "ns_to_services")]
+    to_services: Option<Never>,
+    #[serde(default, deserialize_with = "ns_to_nodes")]
+    to_nodes: Option<Never>,
+    #[serde(default, deserialize_with = "ns_to_groups")]
+    to_groups: Option<Never>,
+    #[serde(default, deserialize_with = "ns_to_requires")]
+    to_requires: Option<Never>,
+    #[serde(default, rename = "toFQDNs", deserialize_with = "ns_to_fqdns")]
+    to_fqdns: Option<Never>,
+    #[serde(default)]
+    to_ports: Option<Vec<PortRule>>,
+    #[serde(default)]
+    icmps: Option<Vec<IcmpRule>>,
+    #[serde(default, deserialize_with = "ns_authentication")]
+    authentication: Option<Never>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawEgressDenyRule {
+    #[serde(default)]
+    to_endpoints: Option<Vec<EndpointSelector>>,
+    #[serde(default, rename = "toCIDR")]
+    to_cidr: Option<Vec<Cidr>>,
+    #[serde(default, rename = "toCIDRSet")]
+    to_cidr_set: Option<Vec<CidrRule>>,
+    #[serde(default)]
+    to_entities: Option<Vec<Entity>>,
+    #[serde(default, deserialize_with = "ns_to_services")]
+    to_services: Option<Never>,
+    #[serde(default, deserialize_with = "ns_to_nodes")]
+    to_nodes: Option<Never>,
+    #[serde(default, deserialize_with = "ns_to_groups")]
+    to_groups: Option<Never>,
+    #[serde(default, deserialize_with = "ns_to_requires")]
+    to_requires: Option<Never>,
+    #[serde(default)]
+    to_ports: Option<Vec<PortDenyRule>>,
+    #[serde(default)]
+    icmps: Option<Vec<IcmpRule>>,
+}
+
+fn egress_rule(
+    to_endpoints: Option<Vec<EndpointSelector>>,
+    to_cidr: Option<Vec<Cidr>>,
+    to_cidr_set: Option<Vec<CidrRule>>,
+    to_entities: Option<Vec<Entity>>,
+    to_ports: Vec<PortRule>,
+    icmps: Vec<IcmpRule>,
+) -> Result<EgressRule, String> {
+    check_exclusive(&[
+        ("ToEndpoints", len(&to_endpoints)),
+        ("ToCIDR", len(&to_cidr)),
+        ("ToCIDRSet", len(&to_cidr_set)),
+        ("ToEntities", len(&to_entities)),
+    ])?;
+    check_ports_icmps(&to_ports, &icmps)?;
+    Ok(EgressRule {
+        to_endpoints,
+        to_cidr,
+        to_cidr_set,
+        to_entities,
+        to_ports,
+        icmps,
+    })
+}
+
+impl TryFrom<RawEgressRule> for EgressRule {
+    type Error = String;
+    fn try_from(r: RawEgressRule) -> Result<Self, String> {
+        never_set(&[
+            r.to_services,
+            r.to_nodes,
+            r.to_groups,
+            r.to_requires,
+            r.to_fqdns,
+            r.authentication,
+        ]);
+        egress_rule(
+            r.to_endpoints,
+            r.to_cidr,
+            r.to_cidr_set,
+            r.to_entities,
+            r.to_ports.unwrap_or_default(),
+            r.icmps.unwrap_or_default(),
+        )
+    }
+}
+validated_map!(EgressRule, RawEgressRule, "an egress rule");
+
+/// An `egressDeny` entry, parsed with the deny rule's narrower field set.
+struct EgressDeny(EgressRule);
+
+impl TryFrom<RawEgressDenyRule> for EgressDeny {
+    type Error = String;
+    fn try_from(r: RawEgressDenyRule) -> Result<Self, String> {
+        never_set(&[r.to_services, r.to_nodes, r.to_groups, r.to_requires]);
+        egress_rule(
+            r.to_endpoints,
+            r.to_cidr,
+            r.to_cidr_set,
+            r.to_entities,
+            r.to_ports
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.0)
+                .collect(),
+            r.icmps.unwrap_or_default(),
+        )
+        .map(EgressDeny)
+    }
+}
+validated_map!(EgressDeny, RawEgressDenyRule, "an egress deny rule");
+
+/// A `fromCIDRSet`/`toCIDRSet` entry: a prefix and exceptions inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CidrRule {
+    pub cidr: Cidr,
+    pub except: Vec<Cidr>,
+}
+
+impl fmt::Display for CidrRule {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}", self.cidr)?;
+        for e in &self.except {
+            write!(f, " except {e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawCidrRule {
+    #[serde(default)]
+    cidr: Option<PrefixCidr>,
+    #[serde(default)]
+    except: Option<Vec<PrefixCidr>>,
+    #[serde(default, deserialize_with = "ns_cidr_group_ref")]
+    cidr_group_ref: Option<Never>,
+    #[serde(default, deserialize_with = "ns_cidr_group_selector")]
+    cidr_group_selector: Option<Never>,
+}
+
+impl TryFrom<RawCidrRule> for CidrRule {
+    type Error = String;
+    fn try_from(r: RawCidrRule) -> Result<Self, String> {
+        never_set(&[r.cidr_group_ref, r.cidr_group_selector]);
+        let Some(PrefixCidr(cidr)) = r.cidr else {
+            return Err("cidr must be specified".into());
+        };
+        let mut except = Vec::new();
+        for PrefixCidr(e) in r.except.unwrap_or_default() {
+            if !cidr.contains(&e) {
+                return Err(format!(
+                    "allow CIDR prefix {cidr} does not contain exclude CIDR prefix {e}"
+                ));
+            }
+            except.push(e);
+        }
+        Ok(CidrRule { cidr, except })
+    }
+}
+validated_map!(CidrRule, RawCidrRule, "a CIDR rule");
+
+/// A `toPorts` entry: up to [`MAX_PORTS`] ports. L7 `rules`, `serverNames`, `listener` and
+/// TLS contexts are not supported yet.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PortRule {
+    pub ports: Vec<PortProtocol>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawPortRule {
+    #[serde(default)]
+    ports: Option<Vec<PortProtocol>>,
+    #[serde(default, deserialize_with = "ns_rules")]
+    rules: Option<Never>,
+    #[serde(default, deserialize_with = "ns_server_names")]
+    server_names: Option<Never>,
+    #[serde(default, deserialize_with = "ns_listener")]
+    listener: Option<Never>,
+    #[serde(
+        default,
+        rename = "terminatingTLS",
+        deserialize_with = "ns_terminating_tls"
+    )]
+    terminating_tls: Option<Never>,
+    #[serde(
+        default,
+        rename = "originatingTLS",
+        deserialize_with = "ns_originating_tls"
+    )]
+    originating_tls: Option<Never>,
+}
+
+fn port_rule(ports: Option<Vec<PortProtocol>>) -> Result<PortRule, String> {
+    let ports = ports.unwrap_or_default();
+    if ports.len() > MAX_PORTS {
+        return Err(format!("too many ports, the max is {MAX_PORTS}"));
+    }
+    Ok(PortRule { ports })
+}
+
+impl TryFrom<RawPortRule> for PortRule {
+    type Error = String;
+    fn try_from(r: RawPortRule) -> Result<Self, String> {
+        never_set(&[
+            r.rules,
+            r.server_names,
+            r.listener,
+            r.terminating_tls,
+            r.originating_tls,
+        ]);
+        port_rule(r.ports)
+    }
+}
+validated_map!(PortRule, RawPortRule, "a toPorts entry");
+
+/// A deny rule's `toPorts` entry (only `ports`).
+struct PortDenyRule(PortRule);
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawPortDenyRule {
+    #[serde(default)]
+    ports: Option<Vec<PortProtocol>>,
+}
+
+impl TryFrom<RawPortDenyRule> for PortDenyRule {
+    type Error = String;
+    fn try_from(r: RawPortDenyRule) -> Result<Self, String> {
+        port_rule(r.ports).map(PortDenyRule)
+    }
+}
+validated_map!(PortDenyRule, RawPortDenyRule, "a toPorts entry");
+
+/// One port: a number (0 = all ports) or a named port, an optional range end, a protocol.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortProtocol {
+    pub port: Port,
+    /// The last port of a range (`endPort`), only with a numeric `port`; `None` when absent
+    /// or 0.
+    pub end_port: Option<u16>,
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for PortProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.end_port {
+            Some(end) => write!(f, "{}-{end}/{}", self.port, self.protocol),
+            None => write!(f, "{}/{}", self.port, self.protocol),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawPortProtocol {
+    #[serde(default)]
+    port: Option<Port>,
+    #[serde(default)]
+    end_port: Option<i64>,
+    #[serde(default)]
+    protocol: Option<Protocol>,
+}
+
+impl TryFrom<RawPortProtocol> for PortProtocol {
+    type Error = String;
+    fn try_from(r: RawPortProtocol) -> Result<Self, String> {
+        let Some(port) = r.port else {
+            return Err("Port must be specified".into());
+        };
+        let end_port = match r.end_port {
+            None | Some(0) => None,
+            Some(e) => {
+                let start = match &port {
+                    Port::Name(name) => {
+                        return Err(format!(
+                            "endPort {e} cannot be used with the named port {name:?}"
+                        ))
+                    }
+                    Port::Number(n) => *n,
+                };
+                let Ok(end) = u16::try_from(e) else {
+                    return Err(format!("endPort {e} must be between 0 and 65535"));
+                };
+                if end < start {
+                    return Err(format!(
+                        "endPort {end} must be greater than or equal to port {start}"
+                    ));
+                }
+                Some(end)
+            }
+        };
+        Ok(PortProtocol {
+            port,
+            end_port,
+            protocol: r.protocol.unwrap_or_default(),
+        })
+    }
+}
+validated_map!(PortProtocol, RawPortProtocol, "a port");
+
+/// An `icmps` entry: up to [`MAX_ICMP_FIELDS`] fields.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IcmpRule {
+    pub fields: Vec<IcmpField>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawIcmpRule {
+    #[serde(default)]
+    fields: Option<Vec<IcmpField>>,
+}
+
+impl TryFrom<RawIcmpRule> for IcmpRule {
+    type Error = String;
+    fn try_from(r: RawIcmpRule) -> Result<Self, String> {
+        let fields = r.fields.unwrap_or_default();
+        if fields.len() > MAX_ICMP_FIELDS {
+            return Err(format!("too many types, the max is {MAX_ICMP_FIELDS}"));
+        }
+        Ok(IcmpRule { fields })
+    }
+}
+validated_map!(IcmpRule, RawIcmpRule, "an icmps entry");
+
+/// One ICMP field, its type resolved to a code (names per Cilium's table for the family).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IcmpField {
+    pub family: IcmpFamily,
+    pub icmp_type: u8,
+}
+
+impl fmt::Display for IcmpField {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let proto = match self.family {
+            IcmpFamily::IPv4 => "ICMP",
+            IcmpFamily::IPv6 => "ICMPv6",
+        };
+        write!(f, "{proto} type {}", self.icmp_type)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawIcmpField {
+    #[serde(default)]
+    family: Option<IcmpFamily>,
+    #[serde(rename = "type")]
+    icmp_type: RawIcmpType,
+}
+
+impl TryFrom<RawIcmpField> for IcmpField {
+    type Error = String;
+    fn try_from(r: RawIcmpField) -> Result<Self, String> {
+        let family = r.family.unwrap_or_default();
+        let icmp_type = match r.icmp_type {
+            RawIcmpType::Code(c) => c,
+            RawIcmpType::Name(name) => icmp_type_code(family, &name)
+                .ok_or_else(|| format!("ICMP type {name} not found in {family}"))?,
+        };
+        Ok(IcmpField { family, icmp_type })
+    }
+}
+validated_map!(IcmpField, RawIcmpField, "an ICMP field");

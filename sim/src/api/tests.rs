@@ -1,0 +1,1111 @@
+//! Tests of the policy API layer: upstream examples parse, every validation error names the
+//! right line and field, and no input panics.
+
+use super::*;
+use proptest::prelude::*;
+use std::path::Path;
+
+fn parse(yaml: &str) -> Result<Vec<Manifest>, ManifestError> {
+    parse_manifests(Path::new("test.yaml"), yaml)
+}
+
+fn parse_ok(yaml: &str) -> Vec<Manifest> {
+    match parse(yaml) {
+        Ok(m) => m,
+        Err(e) => panic!("expected success, got: {e}"),
+    }
+}
+
+fn one(yaml: &str) -> Manifest {
+    let mut all = parse_ok(yaml);
+    assert_eq!(all.len(), 1, "expected one manifest");
+    all.remove(0)
+}
+
+fn cnp_rule(yaml: &str) -> Rule {
+    match one(yaml) {
+        Manifest::CiliumNetworkPolicy(p) => p.spec.expect("spec"),
+        Manifest::CiliumClusterwideNetworkPolicy(p) => p.spec.expect("spec"),
+        other => panic!("not a Cilium policy: {other:?}"),
+    }
+}
+
+/// The 1-based line of the (only) line holding the marker `#!`.
+fn marked_line(yaml: &str) -> usize {
+    let lines: Vec<usize> = yaml
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("#!"))
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(lines.len(), 1, "mark exactly one line with #!");
+    lines[0]
+}
+
+/// Asserts that `yaml` fails on the line marked `#!`, at `field`, with a message containing
+/// `message`.
+fn assert_err(yaml: &str, field: &str, message: &str) -> ManifestError {
+    let e = match parse(yaml) {
+        Ok(m) => panic!("expected an error about {field}, parsed {m:?}"),
+        Err(e) => e,
+    };
+    assert_eq!(e.line, Some(marked_line(yaml)), "line of: {e}");
+    assert_eq!(e.field, field, "field of: {e}");
+    assert!(
+        e.message.contains(message),
+        "message of: {e}\nexpected to contain: {message}"
+    );
+    e
+}
+
+const CNP_HEAD: &str = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: p\n  namespace: x\nspec:\n  endpointSelector: {}\n";
+
+/// A CiliumNetworkPolicy whose `spec` continues with `rest` (indented by two spaces).
+fn cnp(rest: &str) -> String {
+    format!("{CNP_HEAD}{rest}")
+}
+
+const KNP_HEAD: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: p\nspec:\n  podSelector: {}\n";
+
+fn knp(rest: &str) -> String {
+    format!("{KNP_HEAD}{rest}")
+}
+
+// ---------------------------------------------------------------------------------------
+// Upstream examples
+// ---------------------------------------------------------------------------------------
+
+/// kubernetes.io/docs/concepts/services-networking/network-policies/ "test-network-policy".
+#[test]
+fn k8s_docs_test_network_policy() {
+    let m = one(r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: test-network-policy
+  namespace: default
+spec:
+  podSelector:
+    matchLabels:
+      role: db
+  policyTypes:
+  - Ingress
+  - Egress
+  ingress:
+  - from:
+    - ipBlock:
+        cidr: 172.17.0.0/16
+        except:
+        - 172.17.1.0/24
+    - namespaceSelector:
+        matchLabels:
+          project: myproject
+    - podSelector:
+        matchLabels:
+          role: frontend
+    ports:
+    - protocol: TCP
+      port: 6379
+  egress:
+  - to:
+    - ipBlock:
+        cidr: 10.0.0.0/24
+    ports:
+    - protocol: TCP
+      port: 5978
+"#);
+    assert_eq!(m.kind(), "NetworkPolicy");
+    assert_eq!(m.name(), "test-network-policy");
+    assert_eq!(m.namespace(), Some("default"));
+    let Manifest::NetworkPolicy(np) = m else {
+        panic!("kind")
+    };
+    let spec = &np.spec;
+    assert_eq!(spec.pod_selector.match_labels["role"], "db");
+    assert_eq!(
+        spec.policy_types,
+        Some(vec![PolicyType::Ingress, PolicyType::Egress])
+    );
+    let from = &spec.ingress[0].from;
+    assert_eq!(from.len(), 3);
+    let block = from[0].ip_block.as_ref().expect("ipBlock");
+    assert_eq!(block.cidr.to_string(), "172.17.0.0/16");
+    assert_eq!(block.except[0].to_string(), "172.17.1.0/24");
+    assert!(from[1].namespace_selector.is_some() && from[1].pod_selector.is_none());
+    assert_eq!(
+        spec.ingress[0].ports,
+        vec![NetworkPolicyPort {
+            protocol: KnpProtocol::Tcp,
+            port: Some(Port::Number(6379)),
+            end_port: None
+        }]
+    );
+    assert_eq!(spec.egress[0].ports[0].port, Some(Port::Number(5978)));
+}
+
+/// Kubernetes docs: "Targeting a range of ports" (endPort) and "Default deny all ingress".
+#[test]
+fn k8s_docs_end_port_and_default_deny() {
+    let all = parse_ok(
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: multi-port-egress
+  namespace: default
+spec:
+  podSelector:
+    matchLabels:
+      role: db
+  policyTypes:
+    - Egress
+  egress:
+    - to:
+        - ipBlock:
+            cidr: 10.0.0.0/24
+      ports:
+        - protocol: TCP
+          port: 32000
+          endPort: 32768
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: default-deny-ingress
+spec:
+  podSelector: {}
+  policyTypes:
+  - Ingress
+"#,
+    );
+    assert_eq!(all.len(), 2);
+    let Manifest::NetworkPolicy(np) = &all[0] else {
+        panic!("kind")
+    };
+    assert_eq!(np.spec.egress[0].ports[0].end_port, Some(32768));
+    let Manifest::NetworkPolicy(deny) = &all[1] else {
+        panic!("kind")
+    };
+    assert!(deny.spec.pod_selector.is_empty());
+    assert!(deny.spec.ingress.is_empty());
+    assert_eq!(all[1].namespace(), Some("default"));
+}
+
+/// docs.cilium.io "Layer 3 examples": endpoints-based `l3-rule`, plus the namespace and
+/// matchExpressions variants.
+#[test]
+fn cilium_docs_l3_endpoints() {
+    let rule = cnp_rule(
+        r#"
+apiVersion: "cilium.io/v2"
+kind: CiliumNetworkPolicy
+metadata:
+  name: "l3-rule"
+spec:
+  endpointSelector:
+    matchLabels:
+      role: backend
+  ingress:
+  - fromEndpoints:
+    - matchLabels:
+        role: frontend
+    - matchLabels:
+        k8s:io.kubernetes.pod.namespace: ns2
+    - matchExpressions:
+      - key: role
+        operator: NotIn
+        values:
+        - production
+"#,
+    );
+    assert_eq!(rule.endpoint_selector.match_labels["role"], "backend");
+    let eps = rule.ingress[0]
+        .from_endpoints
+        .as_ref()
+        .expect("fromEndpoints");
+    assert_eq!(eps.len(), 3);
+    assert_eq!(
+        eps[1].match_labels["k8s:io.kubernetes.pod.namespace"],
+        "ns2"
+    );
+    assert_eq!(eps[2].match_expressions[0].operator, Operator::NotIn);
+    assert_eq!(eps[2].to_string(), "{role NotIn (production)}");
+    assert!(rule.ingress[0].from_cidr.is_none());
+}
+
+/// docs.cilium.io "IP/CIDR based": `cidr-rule` with toCIDR and toCIDRSet/except.
+#[test]
+fn cilium_docs_l3_cidr() {
+    let rule = cnp_rule(
+        r#"
+apiVersion: "cilium.io/v2"
+kind: CiliumNetworkPolicy
+metadata:
+  name: "cidr-rule"
+spec:
+  endpointSelector:
+    matchLabels:
+      app: myService
+  egress:
+  - toCIDR:
+    - 20.1.1.1/32
+  - toCIDRSet:
+    - cidr: 10.0.0.0/8
+      except:
+      - 10.96.0.0/12
+"#,
+    );
+    assert_eq!(
+        rule.egress[0].to_cidr.as_ref().expect("toCIDR")[0].to_string(),
+        "20.1.1.1/32"
+    );
+    let set = &rule.egress[1].to_cidr_set.as_ref().expect("toCIDRSet")[0];
+    assert_eq!(set.to_string(), "10.0.0.0/8 except 10.96.0.0/12");
+}
+
+/// docs.cilium.io "Entities based": `dev-to-host`, and the deny example `external-lockdown`
+/// (a CCNP with ingressDeny from world).
+#[test]
+fn cilium_docs_entities_and_deny() {
+    let rule = cnp_rule(
+        r#"
+apiVersion: "cilium.io/v2"
+kind: CiliumNetworkPolicy
+metadata:
+  name: "dev-to-host"
+spec:
+  endpointSelector:
+    matchLabels:
+      env: dev
+  egress:
+    - toEntities:
+      - host
+"#,
+    );
+    assert_eq!(rule.egress[0].to_entities, Some(vec![Entity::Host]));
+
+    let m = one(r#"
+apiVersion: "cilium.io/v2"
+kind: CiliumClusterwideNetworkPolicy
+metadata:
+  name: "external-lockdown"
+spec:
+  endpointSelector: {}
+  ingressDeny:
+  - fromEntities:
+    - "world"
+  ingress:
+  - fromEntities:
+    - "all"
+"#);
+    assert_eq!(m.namespace(), None);
+    assert_eq!(m.kind(), "CiliumClusterwideNetworkPolicy");
+    let Manifest::CiliumClusterwideNetworkPolicy(p) = m else {
+        panic!("kind")
+    };
+    let rule = p.spec.expect("spec");
+    assert_eq!(
+        rule.ingress_deny[0].from_entities,
+        Some(vec![Entity::World])
+    );
+    assert_eq!(rule.ingress[0].from_entities, Some(vec![Entity::All]));
+}
+
+/// docs.cilium.io "Layer 4 examples": `l4-rule`, port ranges, and the ICMP example
+/// (`icmp-rule`, numeric and named types).
+#[test]
+fn cilium_docs_l4_ports_and_icmp() {
+    let rule = cnp_rule(
+        r#"
+apiVersion: "cilium.io/v2"
+kind: CiliumNetworkPolicy
+metadata:
+  name: "l4-rule"
+spec:
+  endpointSelector:
+    matchLabels:
+      app: myService
+  egress:
+    - toPorts:
+      - ports:
+        - port: "80"
+          protocol: TCP
+        - port: "8080"
+          endPort: 8090
+        - port: Http-Alt
+          protocol: UDP
+"#,
+    );
+    let ports = &rule.egress[0].to_ports[0].ports;
+    assert_eq!(ports[0].to_string(), "80/TCP");
+    assert_eq!(ports[1].to_string(), "8080-8090/ANY");
+    assert_eq!(ports[2].port, Port::Name("http-alt".into()));
+    assert_eq!(ports[2].protocol, Protocol::Udp);
+
+    let rule = cnp_rule(
+        r#"
+apiVersion: "cilium.io/v2"
+kind: CiliumNetworkPolicy
+metadata:
+  name: "icmp-rule"
+spec:
+  endpointSelector:
+    matchLabels:
+      app: myService
+  egress:
+  - icmps:
+    - fields:
+      - type: 8
+        family: IPv4
+      - type: EchoRequest
+        family: IPv6
+      - type: EchoReply
+"#,
+    );
+    let fields = &rule.egress[0].icmps[0].fields;
+    assert_eq!(
+        fields,
+        &vec![
+            IcmpField {
+                family: IcmpFamily::IPv4,
+                icmp_type: 8
+            },
+            IcmpField {
+                family: IcmpFamily::IPv6,
+                icmp_type: 128
+            },
+            IcmpField {
+                family: IcmpFamily::IPv4,
+                icmp_type: 0
+            },
+        ]
+    );
+}
+
+/// Deny rules with ports (docs.cilium.io "Deny policies"), `specs`, labels, description,
+/// enableDefaultDeny and log.
+#[test]
+fn cilium_specs_deny_ports_and_rule_metadata() {
+    let m = one(r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: multi
+specs:
+- description: "deny port 22 from everywhere"
+  endpointSelector:
+    matchLabels:
+      app: web
+  labels:
+  - "k8s:team=blue"
+  - key: owner
+    value: alice
+  enableDefaultDeny:
+    ingress: false
+  log:
+    value: deny-ssh
+  ingressDeny:
+  - fromEntities: [all]
+    toPorts:
+    - ports:
+      - port: "22"
+        protocol: TCP
+- endpointSelector: {}
+  egressDeny:
+  - toCIDR: [192.168.1.7, "2001:db8::1"]
+  ingress:
+  - {}
+"#);
+    let Manifest::CiliumNetworkPolicy(p) = &m else {
+        panic!("kind")
+    };
+    let rules: Vec<&Rule> = p.rules().collect();
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[0].labels[0].to_string(), "k8s:team=blue");
+    assert_eq!(rules[0].labels[1].to_string(), "unspec:owner=alice");
+    assert_eq!(rules[0].enable_default_deny.ingress, Some(false));
+    assert_eq!(rules[0].enable_default_deny.egress, None);
+    assert_eq!(
+        rules[0].log.as_ref().map(|l| l.value.as_str()),
+        Some("deny-ssh")
+    );
+    assert_eq!(
+        rules[0].ingress_deny[0].to_ports[0].ports[0].to_string(),
+        "22/TCP"
+    );
+    let cidrs = rules[1].egress_deny[0].to_cidr.as_ref().expect("toCIDR");
+    assert_eq!(cidrs[0].to_string(), "192.168.1.7/32");
+    assert_eq!(cidrs[1].to_string(), "2001:db8::1/128");
+    assert_eq!(rules[1].ingress, vec![IngressRule::default()]);
+    assert_eq!(m.namespace(), Some("default"));
+}
+
+#[test]
+fn absent_and_empty_peer_lists_differ() {
+    let rule = cnp_rule(&cnp("  ingress:\n  - fromEndpoints: []\n  - toPorts: []\n"));
+    assert_eq!(rule.ingress[0].from_endpoints, Some(vec![]));
+    assert_eq!(rule.ingress[1].from_endpoints, None);
+}
+
+#[test]
+fn cidr_host_bits_are_masked_and_cilium_keys_accepted() {
+    let rule = cnp_rule(&cnp(
+        "  ingress:\n  - fromCIDR: [10.1.2.3/8]\n  - fromEndpoints:\n    - matchLabels: {\"reserved:host\": \"\", \"any:app.kubernetes.io/name\": web}\n",
+    ));
+    assert_eq!(
+        rule.ingress[0].from_cidr.as_ref().expect("cidr")[0].to_string(),
+        "10.0.0.0/8"
+    );
+    assert_eq!(
+        rule.ingress[1].from_endpoints.as_ref().expect("eps")[0]
+            .match_labels
+            .len(),
+        2
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Manifest-level errors
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn unsupported_kind() {
+    assert_err(
+        "apiVersion: v1\nkind: Service #!\nmetadata: {name: s}\nspec: {}\n",
+        "kind",
+        "unsupported kind Service",
+    );
+}
+
+#[test]
+fn wrong_api_version_either_order() {
+    assert_err(
+        "apiVersion: cilium.io/v1\nkind: CiliumNetworkPolicy #!\nmetadata: {name: p}\n",
+        "kind",
+        "apiVersion \"cilium.io/v1\" does not serve kind CiliumNetworkPolicy: expected cilium.io/v2",
+    );
+    assert_err(
+        "kind: NetworkPolicy\napiVersion: cilium.io/v2 #!\nmetadata: {name: p}\n",
+        "apiVersion",
+        "expected networking.k8s.io/v1",
+    );
+}
+
+#[test]
+fn spec_before_kind() {
+    assert_err(
+        "apiVersion: cilium.io/v2\nspec:\n  endpointSelector: {} #!\nkind: CiliumNetworkPolicy\n",
+        "spec",
+        "apiVersion and kind must come before spec",
+    );
+}
+
+#[test]
+fn cnp_without_spec_or_specs() {
+    assert_err(
+        "apiVersion: cilium.io/v2 #!\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\n",
+        "",
+        "empty policy",
+    );
+}
+
+#[test]
+fn knp_has_no_specs() {
+    assert_err(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\nspecs: [] #!\n",
+        "specs",
+        "unknown field `specs`",
+    );
+}
+
+#[test]
+fn missing_and_invalid_metadata() {
+    assert_err(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  namespace: x #!\nspec: {}\n",
+        "metadata",
+        "missing field `name`",
+    );
+    assert_err(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: Bad_Name #!\nspec: {}\n",
+        "metadata",
+        "invalid name \"Bad_Name\"",
+    );
+    assert_err(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: p\n  generateName: q #!\nspec: {}\n",
+        "metadata.generateName",
+        "unknown field `generateName`",
+    );
+}
+
+#[test]
+fn unknown_top_level_field() {
+    assert_err(
+        &format!("{CNP_HEAD}  ingress: [{{}}]\nstatus: {{}} #!\n"),
+        "status",
+        "unknown field `status`",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// CiliumNetworkPolicy rule validation
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn rule_needs_endpoint_selector() {
+    assert_err(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\nspec:\n  ingress: [{}] #!\n",
+        "spec",
+        "rule must have one of EndpointSelector or NodeSelector",
+    );
+}
+
+#[test]
+fn rule_needs_a_direction() {
+    assert_err(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\nspec:\n  endpointSelector: {} #!\n  ingress: []\n",
+        "spec",
+        "rule must have at least one of Ingress, IngressDeny, Egress, EgressDeny",
+    );
+}
+
+#[test]
+fn combining_peer_kinds() {
+    assert_err(
+        &cnp("  ingress:\n  - fromEndpoints: [{}] #!\n    fromCIDR: [10.0.0.0/8]\n"),
+        "spec.ingress[0]",
+        "Combining FromEndpoints and FromCIDR is not supported yet",
+    );
+    assert_err(
+        &cnp("  egressDeny:\n  - toEntities: [world] #!\n    toCIDRSet: [{cidr: 10.0.0.0/8}]\n"),
+        "spec.egressDeny[0]",
+        "Combining ToCIDRSet and ToEntities is not supported yet",
+    );
+}
+
+#[test]
+fn icmps_with_to_ports() {
+    assert_err(
+        &cnp("  egress:\n  - toPorts: [{ports: [{port: \"80\"}]}] #!\n    icmps: [{fields: [{type: 8}]}]\n"),
+        "spec.egress[0]",
+        "The ICMPs block may only be present without ToPorts",
+    );
+}
+
+#[test]
+fn too_many_ports_and_icmp_fields() {
+    let ports: Vec<String> = (1..=41).map(|p| format!("{{port: \"{p}\"}}")).collect();
+    assert_err(
+        &cnp(&format!(
+            "  ingress:\n  - toPorts:\n    - ports: [{}] #!\n",
+            ports.join(", ")
+        )),
+        "spec.ingress[0].toPorts[0]",
+        "too many ports, the max is 40",
+    );
+    let fields: Vec<String> = (0..41).map(|t| format!("{{type: {t}}}")).collect();
+    assert_err(
+        &cnp(&format!(
+            "  ingress:\n  - icmps:\n    - fields: [{}] #!\n",
+            fields.join(", ")
+        )),
+        "spec.ingress[0].icmps[0]",
+        "too many types, the max is 40",
+    );
+    // Exactly 40 is fine.
+    let ports: Vec<String> = (1..=40).map(|p| format!("{{port: \"{p}\"}}")).collect();
+    parse_ok(&cnp(&format!(
+        "  ingress:\n  - toPorts:\n    - ports: [{}]\n",
+        ports.join(", ")
+    )));
+}
+
+#[test]
+fn unknown_entity() {
+    assert_err(
+        &cnp("  egress:\n  - toEntities:\n    - host\n    - world-ipv4 #!\n"),
+        "spec.egress[0].toEntities[1]",
+        "unsupported entity: world-ipv4",
+    );
+}
+
+#[test]
+fn port_out_of_range() {
+    assert_err(
+        &cnp("  ingress:\n  - toPorts:\n    - ports:\n      - port: \"70000\" #!\n"),
+        "spec.ingress[0].toPorts[0].ports[0].port",
+        "invalid port \"70000\"",
+    );
+}
+
+#[test]
+fn end_port_below_port() {
+    assert_err(
+        &cnp("  ingress:\n  - toPorts:\n    - ports:\n      - port: \"80\" #!\n        endPort: 79\n"),
+        "spec.ingress[0].toPorts[0].ports[0]",
+        "endPort 79 must be greater than or equal to port 80",
+    );
+}
+
+#[test]
+fn end_port_with_named_port() {
+    assert_err(
+        &cnp(
+            "  ingress:\n  - toPorts:\n    - ports:\n      - port: http #!\n        endPort: 90\n",
+        ),
+        "spec.ingress[0].toPorts[0].ports[0]",
+        "cannot be used with the named port \"http\"",
+    );
+}
+
+#[test]
+fn icmp_as_to_ports_protocol() {
+    assert_err(
+        &cnp("  ingress:\n  - toPorts:\n    - ports:\n      - port: \"0\"\n        protocol: ICMP #!\n"),
+        "spec.ingress[0].toPorts[0].ports[0].protocol",
+        "use icmps",
+    );
+}
+
+#[test]
+fn bad_protocol_spelling() {
+    assert_err(
+        &cnp("  ingress:\n  - toPorts:\n    - ports:\n      - port: \"80\"\n        protocol: tcp #!\n"),
+        "spec.ingress[0].toPorts[0].ports[0].protocol",
+        "unsupported protocol \"tcp\"",
+    );
+}
+
+#[test]
+fn extended_protocol_not_supported() {
+    assert_err(
+        &cnp("  ingress:\n  - toPorts:\n    - ports:\n      - port: \"0\"\n        protocol: VRRP #!\n"),
+        "spec.ingress[0].toPorts[0].ports[0].protocol",
+        "not supported yet: protocol VRRP",
+    );
+}
+
+#[test]
+fn bad_cidrs() {
+    assert_err(
+        &cnp("  egress:\n  - toCIDR:\n    - 10.0.0.300/8 #!\n"),
+        "spec.egress[0].toCIDR[0]",
+        "unable to parse CIDR \"10.0.0.300/8\"",
+    );
+    assert_err(
+        &cnp("  egress:\n  - toCIDRSet:\n    - cidr: 10.0.0.1 #!\n"),
+        "spec.egress[0].toCIDRSet[0].cidr",
+        "expected an address with a prefix length",
+    );
+    assert_err(
+        &cnp("  egress:\n  - toCIDRSet:\n    - cidr: 10.0.0.0/8 #!\n      except: [192.168.0.0/16]\n"),
+        "spec.egress[0].toCIDRSet[0]",
+        "allow CIDR prefix 10.0.0.0/8 does not contain exclude CIDR prefix 192.168.0.0/16",
+    );
+}
+
+#[test]
+fn bad_selector_operator() {
+    assert_err(
+        &cnp("  ingress:\n  - fromEndpoints:\n    - matchExpressions:\n      - key: app\n        operator: Equals #!\n        values: [a]\n"),
+        "spec.ingress[0].fromEndpoints[0].matchExpressions[0].operator",
+        "unknown variant `Equals`",
+    );
+}
+
+#[test]
+fn in_without_values_and_exists_with_values() {
+    assert_err(
+        &cnp("  ingress:\n  - fromEndpoints:\n    - matchExpressions:\n      - key: app #!\n        operator: In\n        values: []\n"),
+        "spec.ingress[0].fromEndpoints[0].matchExpressions[0]",
+        "values: must be specified when `operator` is 'In' or 'NotIn'",
+    );
+    assert_err(
+        &cnp("  ingress:\n  - fromEndpoints:\n    - matchExpressions:\n      - key: app #!\n        operator: Exists\n        values: [a]\n"),
+        "spec.ingress[0].fromEndpoints[0].matchExpressions[0]",
+        "values: may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+    );
+}
+
+#[test]
+fn invalid_label_keys_and_values() {
+    assert_err(
+        &cnp("  ingress:\n  - fromEndpoints:\n    - matchLabels:\n        \"bad key\": x #!\n"),
+        "spec.ingress[0].fromEndpoints[0].matchLabels",
+        "invalid label key \"bad key\"",
+    );
+    assert_err(
+        &cnp("  ingress:\n  - fromEndpoints:\n    - matchLabels:\n        app: -web #!\n"),
+        "spec.ingress[0].fromEndpoints[0].matchLabels.app",
+        "invalid label value \"-web\"",
+    );
+    assert_err(
+        &cnp("  ingress:\n  - fromEndpoints:\n    - matchLabels:\n        \":app\": web #!\n"),
+        "spec.ingress[0].fromEndpoints[0].matchLabels",
+        "empty label source",
+    );
+    // A Kubernetes selector takes no source prefix.
+    assert_err(
+        &knp("  ingress:\n  - from:\n    - podSelector:\n        matchLabels:\n          k8s:app: web #!\n"),
+        "spec.ingress[0].from[0].podSelector.matchLabels",
+        "invalid label key \"k8s:app\"",
+    );
+}
+
+#[test]
+fn unknown_icmp_name_and_family() {
+    assert_err(
+        &cnp("  ingress:\n  - icmps:\n    - fields:\n      - type: PacketTooBig #!\n"),
+        "spec.ingress[0].icmps[0].fields[0]",
+        "ICMP type PacketTooBig not found in IPv4",
+    );
+    assert_err(
+        &cnp("  ingress:\n  - icmps:\n    - fields:\n      - type: 3\n        family: IPv5 #!\n"),
+        "spec.ingress[0].icmps[0].fields[0].family",
+        "wrong family: IPv5",
+    );
+    assert_err(
+        &cnp("  ingress:\n  - icmps:\n    - fields:\n      - type: 256 #!\n"),
+        "spec.ingress[0].icmps[0].fields[0].type",
+        "out of range",
+    );
+}
+
+#[test]
+fn deny_rules_have_fewer_fields() {
+    assert_err(
+        &cnp("  egressDeny:\n  - toEndpoints: [{}]\n    authentication: {mode: required} #!\n"),
+        "spec.egressDeny[0].authentication",
+        "unknown field `authentication`",
+    );
+    assert_err(
+        &cnp("  ingressDeny:\n  - toPorts:\n    - ports: [{port: \"80\"}]\n      rules: {} #!\n"),
+        "spec.ingressDeny[0].toPorts[0].rules",
+        "unknown field `rules`",
+    );
+}
+
+#[test]
+fn unsupported_fields_are_errors() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("  egress:\n  - toFQDNs:\n    - matchName: example.com #!\n", "spec.egress[0].toFQDNs", "toFQDNs"),
+        ("  egress:\n  - toPorts:\n    - ports: [{port: \"80\", protocol: TCP}]\n      rules: {http: [{}]} #!\n", "spec.egress[0].toPorts[0].rules", "rules (L7)"),
+        ("  egress:\n  - toServices: [] #!\n", "spec.egress[0].toServices", "toServices"),
+        ("  nodeSelector: {} #!\n  ingress: [{}]\n", "spec.nodeSelector", "nodeSelector"),
+        ("  ingress:\n  - fromNodes: [{}] #!\n", "spec.ingress[0].fromNodes", "fromNodes"),
+        ("  egress:\n  - toNodes: [{}] #!\n", "spec.egress[0].toNodes", "toNodes"),
+        ("  ingress:\n  - fromGroups: [] #!\n", "spec.ingress[0].fromGroups", "fromGroups"),
+        ("  egress:\n  - toGroups: [] #!\n", "spec.egress[0].toGroups", "toGroups"),
+        ("  ingress:\n  - fromRequires: [{}] #!\n", "spec.ingress[0].fromRequires", "fromRequires"),
+        ("  egress:\n  - toRequires: [{}] #!\n", "spec.egress[0].toRequires", "toRequires"),
+        ("  ingress:\n  - authentication: {mode: required} #!\n", "spec.ingress[0].authentication", "authentication"),
+        ("  ingress:\n  - fromCIDRSet:\n    - cidrGroupRef: g #!\n", "spec.ingress[0].fromCIDRSet[0].cidrGroupRef", "cidrGroupRef"),
+        ("  ingress:\n  - fromCIDRSet:\n    - cidrGroupSelector: {} #!\n", "spec.ingress[0].fromCIDRSet[0].cidrGroupSelector", "cidrGroupSelector"),
+        ("  egress:\n  - toPorts:\n    - serverNames: [a.com] #!\n", "spec.egress[0].toPorts[0].serverNames", "serverNames"),
+        ("  egress:\n  - toPorts:\n    - listener: {name: l} #!\n", "spec.egress[0].toPorts[0].listener", "listener"),
+        ("  egress:\n  - toPorts:\n    - terminatingTLS: {secret: {name: s}} #!\n", "spec.egress[0].toPorts[0].terminatingTLS", "terminatingTLS"),
+        ("  egress:\n  - toPorts:\n    - originatingTLS: {secret: {name: s}} #!\n", "spec.egress[0].toPorts[0].originatingTLS", "originatingTLS"),
+    ];
+    for (rest, field, what) in cases {
+        assert_err(&cnp(rest), field, &format!("not supported yet: {what}"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Kubernetes NetworkPolicy validation
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn knp_port_errors() {
+    assert_err(
+        &knp("  ingress:\n  - ports:\n    - port: 70000 #!\n"),
+        "spec.ingress[0].ports[0].port",
+        "70000 must be between 1 and 65535, inclusive",
+    );
+    assert_err(
+        &knp("  ingress:\n  - ports:\n    - port: 0 #!\n"),
+        "spec.ingress[0].ports[0].port",
+        "must be between 1 and 65535",
+    );
+    assert_err(
+        &knp("  ingress:\n  - ports:\n    - port: \"80\" #!\n"),
+        "spec.ingress[0].ports[0].port",
+        "invalid port name \"80\"",
+    );
+    assert_err(
+        &knp("  ingress:\n  - ports:\n    - port: 80 #!\n      endPort: 79\n"),
+        "spec.ingress[0].ports[0]",
+        "endPort: 79 must be greater than or equal to `port` 80",
+    );
+    assert_err(
+        &knp("  ingress:\n  - ports:\n    - port: http #!\n      endPort: 90\n"),
+        "spec.ingress[0].ports[0]",
+        "endPort: may not be specified when `port` is non-numeric",
+    );
+    assert_err(
+        &knp("  ingress:\n  - ports:\n    - port: 53\n      protocol: ICMP #!\n"),
+        "spec.ingress[0].ports[0].protocol",
+        "unsupported value \"ICMP\"",
+    );
+}
+
+#[test]
+fn knp_peer_errors() {
+    assert_err(
+        &knp(
+            "  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/8} #!\n      podSelector: {}\n",
+        ),
+        "spec.ingress[0].from[0]",
+        "may not specify both ipBlock and another peer",
+    );
+    assert_err(
+        &knp("  egress:\n  - to:\n    - {} #!\n"),
+        "spec.egress[0].to[0]",
+        "must specify a peer",
+    );
+    assert_err(
+        &knp("  egress:\n  - to:\n    - ipBlock:\n        cidr: 10.0.0.0/8 #!\n        except: [10.0.0.0/8]\n"),
+        "spec.egress[0].to[0].ipBlock",
+        "must be a strict subset of `cidr`",
+    );
+    assert_err(
+        &knp("  policyTypes: [Ingress, Sideways] #!\n"),
+        "spec.policyTypes[1]",
+        "unknown variant `Sideways`",
+    );
+}
+
+#[test]
+fn knp_named_port_and_defaults() {
+    let m = one(&knp(
+        "  ingress:\n  - ports:\n    - port: http\n    - protocol: UDP\n",
+    ));
+    let Manifest::NetworkPolicy(np) = m else {
+        panic!("kind")
+    };
+    let ports = &np.spec.ingress[0].ports;
+    assert_eq!(ports[0].port, Some(Port::Name("http".into())));
+    assert_eq!(ports[0].protocol, KnpProtocol::Tcp);
+    assert_eq!(ports[1].port, None);
+    assert_eq!(ports[1].protocol, KnpProtocol::Udp);
+    assert!(np.spec.policy_types.is_none());
+}
+
+// ---------------------------------------------------------------------------------------
+// Locations: multi-document files, inline manifests, YAML syntax errors, Display
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn error_in_second_document_has_absolute_line() {
+    let yaml = format!(
+        "# leading comment\n---\n{}---\n\n---\n{}",
+        knp("  ingress: []\n"),
+        cnp("  ingress:\n  - toPorts:\n    - ports:\n      - port: \"99999\" #!\n")
+    );
+    let e = assert_err(
+        &yaml,
+        "spec.ingress[0].toPorts[0].ports[0].port",
+        "invalid port",
+    );
+    assert_eq!(e.document, 3, "{e}");
+    assert_eq!(e.column, Some(15));
+}
+
+#[test]
+fn yaml_syntax_error_has_line() {
+    let yaml = format!(
+        "{}---\napiVersion: cilium.io/v2\nkind: [unclosed\n#!\n",
+        knp("")
+    );
+    let e = match parse(&yaml) {
+        Ok(m) => panic!("parsed {m:?}"),
+        Err(e) => e,
+    };
+    assert_eq!(e.document, 2, "{e}");
+    assert!(e.line.is_some_and(|l| l >= marked_line(&yaml) - 1), "{e}");
+    assert!(e.message.contains("while parsing a flow sequence"), "{e}");
+}
+
+#[test]
+fn display_format() {
+    let e = assert_err(
+        &cnp("  ingress:\n  - toPorts:\n    - ports:\n      - port: \"70000\" #!\n"),
+        "spec.ingress[0].toPorts[0].ports[0].port",
+        "invalid port",
+    );
+    assert_eq!(
+        e.to_string(),
+        "test.yaml:11:15: document 1: spec.ingress[0].toPorts[0].ports[0].port: invalid port \"70000\": must be a number 0-65535 or an IANA service name"
+    );
+    let io = load_manifests(Path::new("/nonexistent/policy.yaml")).expect_err("missing file");
+    assert!(
+        io.to_string()
+            .starts_with("/nonexistent/policy.yaml: cannot read file"),
+        "{io}"
+    );
+}
+
+#[test]
+fn empty_documents_are_skipped() {
+    assert!(parse_ok("").is_empty());
+    assert!(parse_ok("---\n---\n# only a comment\n...\n").is_empty());
+    let all = parse_ok(&format!("---\n{}---\n---\n", knp("")));
+    assert_eq!(all.len(), 1);
+}
+
+/// A scenario-like document with manifests inline, both through a derived `Deserialize`
+/// and through a hand-written visitor that delegates with [`manifest_from_map`].
+#[test]
+fn inline_manifest_in_larger_document() {
+    use serde::de::{Error as _, MapAccess, Visitor};
+
+    #[derive(Debug)]
+    enum Entry {
+        File(String),
+        Inline(Box<Manifest>),
+    }
+    impl<'de> serde::Deserialize<'de> for Entry {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Entry;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("{file: path} or a manifest")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entry, A::Error> {
+                    let Some(key) = map.next_key::<String>()? else {
+                        return Err(A::Error::custom("empty entry"));
+                    };
+                    if key == "file" {
+                        return Ok(Entry::File(map.next_value()?));
+                    }
+                    manifest_from_map(key, map).map(|m| Entry::Inline(Box::new(m)))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Scenario {
+        #[allow(dead_code)]
+        name: String,
+        policies: Vec<Entry>,
+        #[serde(default)]
+        apply: Option<Manifest>,
+    }
+
+    let good = r#"
+name: s
+policies:
+  - file: ../policies/deny-all.yaml
+  - apiVersion: networking.k8s.io/v1
+    kind: NetworkPolicy
+    metadata: {name: allow-x, namespace: x}
+    spec: {podSelector: {}}
+apply:
+  kind: CiliumClusterwideNetworkPolicy
+  apiVersion: cilium.io/v2
+  metadata: {name: c}
+  spec: {endpointSelector: {}, egress: [{}]}
+"#;
+    let s: Scenario = serde_yaml::from_str(good).expect("scenario parses");
+    assert!(matches!(&s.policies[0], Entry::File(f) if f == "../policies/deny-all.yaml"));
+    assert!(matches!(&s.policies[1], Entry::Inline(m) if m.namespace() == Some("x")));
+    assert_eq!(
+        s.apply.as_ref().map(|m| m.kind()),
+        Some("CiliumClusterwideNetworkPolicy")
+    );
+
+    let bad = r#"
+name: s
+policies:
+  - file: a.yaml
+  - apiVersion: cilium.io/v2
+    kind: CiliumNetworkPolicy
+    metadata: {name: p}
+    spec:
+      endpointSelector: {}
+      egress:
+      - toPorts:
+        - ports:
+          - port: "80"
+            endPort: 10 #!
+"#;
+    let err = serde_yaml::from_str::<Scenario>(bad).expect_err("bad inline manifest");
+    let e = ManifestError::from_yaml(Path::new("scenario.yaml"), 1, &err);
+    assert_eq!(e.line, Some(marked_line(bad) - 1), "{e}");
+    assert_eq!(e.field, "policies[1].spec.egress[0].toPorts[0].ports[0]");
+    assert!(e.message.contains("endPort 10 must be greater"), "{e}");
+
+    let bad_apply = "name: s\npolicies: []\napply:\n  apiVersion: v1\n  kind: ConfigMap #!\n";
+    let err = serde_yaml::from_str::<Scenario>(bad_apply).expect_err("bad kind");
+    let e = ManifestError::from_yaml(Path::new("scenario.yaml"), 1, &err);
+    assert_eq!(e.line, Some(marked_line(bad_apply)), "{e}");
+    assert_eq!(e.field, "apply.kind");
+    assert!(e.message.contains("unsupported kind ConfigMap"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------
+// No panics
+// ---------------------------------------------------------------------------------------
+
+const VALID: &str = r#"apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: p
+  labels: {a: b}
+spec:
+  endpointSelector:
+    matchExpressions: [{key: app, operator: In, values: [web]}]
+  ingress:
+  - fromEndpoints: [{matchLabels: {"k8s:role": db}}]
+    toPorts: [{ports: [{port: "80", endPort: 90, protocol: TCP}]}]
+  - fromCIDRSet: [{cidr: 10.0.0.0/8, except: [10.1.0.0/16]}]
+  egressDeny:
+  - toEntities: [world]
+    icmps: [{fields: [{type: EchoRequest, family: IPv6}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: n, namespace: x}
+spec:
+  podSelector: {matchLabels: {a: b}}
+  ingress:
+  - from: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}}, {namespaceSelector: {}}]
+    ports: [{port: 80, endPort: 90}, {port: http, protocol: UDP}]
+"#;
+
+#[test]
+fn valid_fixture_parses() {
+    assert_eq!(parse_ok(VALID).len(), 2);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+        let _ = parse(&text);
+    }
+
+    #[test]
+    fn yaml_like_text_never_panics(text in "[-a-zA-Z0-9:{}\\[\\],\"'&*!|>#. \n]{0,300}") {
+        let _ = parse(&text);
+    }
+
+    #[test]
+    fn mutated_manifest_never_panics(
+        pos in 0usize..VALID.len(),
+        cut in 0usize..20,
+        insert in "[-a-zA-Z0-9:{}\\[\\],\"'&*!. \n]{0,8}",
+    ) {
+        let mut text = VALID.to_string();
+        let start = (0..=pos).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        let end = (start..=(start + cut).min(text.len()))
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(start);
+        text.replace_range(start..end, &insert);
+        let _ = parse(&text);
+    }
+}
