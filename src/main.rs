@@ -1,8 +1,6 @@
 //! `verdict`: run network-policy scenarios on the oracle, the model and the BPF datapaths,
 //! and compare them.
 
-mod backends;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -34,9 +32,9 @@ enum Format {
 enum Cmd {
     /// Run scenario files (or every scenario under a directory) and check their expectations.
     Run {
-        /// Backends to run, comma-separated: oracle, model.
-        #[arg(long, value_delimiter = ',', default_value = "oracle,model")]
-        backend: Vec<String>,
+        /// Backends to run, comma-separated (default: every backend that needs no privileges).
+        #[arg(long, value_delimiter = ',')]
+        backend: Option<Vec<String>>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
         /// Compare each scenario's full output with DIR/<scenario name>.txt.
@@ -129,7 +127,7 @@ fn run(
     if files.is_empty() {
         bail!("no scenario files found under {:?}", paths);
     }
-    let factory = backends::factory;
+    let factory = verdict::backends::factory;
     let mut passed = 0usize;
     let mut failed = 0usize;
     let mut probes = 0usize;
@@ -321,7 +319,13 @@ fn main() -> ExitCode {
             golden,
             bless,
             paths,
-        } => run(backend, format, golden, bless, paths),
+        } => run(
+            backend.unwrap_or_else(|| verdict::backends::DEFAULT_BACKENDS.iter().map(|s| s.to_string()).collect()),
+            format,
+            golden,
+            bless,
+            paths,
+        ),
         Cmd::Check { scenario, files } => check(scenario, files),
     };
     match result {

@@ -1,0 +1,4 @@
+//! The `verdict` command's library side: which backends exist and how they are built, shared
+//! by the CLI and the end-to-end tests.
+
+pub mod backends;

@@ -1,0 +1,39 @@
+//! Every scenario under `scenarios/` is its own test: it must pass on every backend, with no
+//! disagreement between backends, and its full output must equal its golden file
+//! `golden/<scenario name>.txt` (bless with `verdict run --golden golden --bless scenarios/`,
+//! after reading the diff).
+//!
+//! `VERDICT_BACKENDS` (comma-separated) overrides the backends; the default is every backend
+//! that needs no privileges.
+
+use std::path::{Path, PathBuf};
+
+use rstest::rstest;
+use verdict::backends;
+use verdict_sim::{engine, report};
+
+fn backend_names() -> Vec<String> {
+    std::env::var("VERDICT_BACKENDS")
+        .unwrap_or_else(|_| backends::DEFAULT_BACKENDS.join(","))
+        .split(',')
+        .map(str::to_string)
+        .collect()
+}
+
+#[rstest]
+fn scenario(#[files("scenarios/**/*.yaml")] #[exclude("/policies/")] path: PathBuf) {
+    let names = backend_names();
+    let r = engine::run_file(&path, &names, &backends::factory);
+    assert!(r.passed(), "{}", report::text(&r));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let golden_path = root.join("golden").join(format!("{}.txt", r.name));
+    let want = std::fs::read_to_string(&golden_path)
+        .unwrap_or_else(|e| panic!("{}: {e}; bless it with `verdict run --golden golden --bless {}`", golden_path.display(), path.display()));
+    let got = report::golden(&r);
+    assert!(
+        want == got,
+        "{} differs from the golden file {}:\n--- golden\n{want}\n--- actual\n{got}",
+        path.display(),
+        golden_path.display()
+    );
+}
