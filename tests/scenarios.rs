@@ -21,14 +21,23 @@ fn backend_names() -> Vec<String> {
 }
 
 #[rstest]
-fn scenario(#[files("scenarios/**/*.yaml")] #[exclude("/policies/")] path: PathBuf) {
+fn scenario(
+    #[files("scenarios/**/*.yaml")]
+    #[exclude("/policies/")]
+    path: PathBuf,
+) {
     let names = backend_names();
     let r = engine::run_file(&path, &names, &backends::factory);
     assert!(r.passed(), "{}", report::text(&r));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let golden_path = root.join("golden").join(format!("{}.txt", r.name));
-    let want = std::fs::read_to_string(&golden_path)
-        .unwrap_or_else(|e| panic!("{}: {e}; bless it with `verdict run --golden golden --bless {}`", golden_path.display(), path.display()));
+    let want = std::fs::read_to_string(&golden_path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; bless it with `verdict run --golden golden --bless {}`",
+            golden_path.display(),
+            path.display()
+        )
+    });
     let got = report::golden(&r);
     assert!(
         want == got,

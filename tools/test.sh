@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's test command: formatting, lints and every test of the workspace.
+#
+# Run as root on a fresh machine, it first installs what the BPF tooling needs and the image
+# lacks (clang to rebuild and check the committed BPF objects; libelf-dev and libbpf-dev for
+# the kernel backend), with apt-get. Without root it runs with what is there, and the tests
+# that need a missing tool say so loudly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v clang >/dev/null 2>&1 || need+=(clang)
+[ -e /usr/include/libelf.h ] || need+=(libelf-dev)
+[ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "tools/test.sh: installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "tools/test.sh: WARNING: missing ${need[*]} and not root: tests that need them will report SKIP"
+  fi
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
