@@ -1,1 +1,15 @@
-pub fn placeholder() {}
+//! verdict-datapath: the BPF enforcement programs (C, in `bpf/`) and everything that runs
+//! them. `object` parses the committed object once (programs, relocations, BTF map
+//! definitions); `emu` runs it in userspace on rbpf with kernel map semantics; `kernel` (the
+//! `kernel` feature) runs the same file in the kernel with BPF_PROG_TEST_RUN; both implement
+//! `backend::Datapath`. `abi` mirrors the C structs, `events` decodes ring-buffer records,
+//! `packet` builds test packets.
+
+pub mod abi;
+pub mod backend;
+pub mod emu;
+pub mod events;
+#[cfg(feature = "kernel")]
+pub mod kernel;
+pub mod object;
+pub mod packet;
