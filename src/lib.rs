@@ -2,3 +2,4 @@
 //! by the CLI and the end-to-end tests.
 
 pub mod backends;
+pub mod fuzz;

@@ -47,6 +47,22 @@ enum Cmd {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Generate random clusters, policies and probes from a seed, run them on several backends
+    /// and shrink any disagreement to a reproducer scenario.
+    Fuzz {
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 100)]
+        cases: u64,
+        /// Backends to compare, comma-separated (default: every backend that needs no privileges).
+        #[arg(long, value_delimiter = ',')]
+        backend: Option<Vec<String>>,
+        /// Where reproducers are written.
+        #[arg(long, default_value = "scenarios/regressions")]
+        out_dir: PathBuf,
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Validate policy manifests; with --scenario, show which endpoints each rule selects.
     Check {
         /// A scenario whose cluster (at time 0) the rules are matched against.
@@ -310,6 +326,10 @@ fn check(scenario_path: Option<PathBuf>, files: Vec<PathBuf>) -> Result<bool> {
     Ok(ok)
 }
 
+fn default_backends() -> Vec<String> {
+    verdict::backends::DEFAULT_BACKENDS.iter().map(|s| s.to_string()).collect()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
@@ -320,13 +340,26 @@ fn main() -> ExitCode {
             bless,
             paths,
         } => run(
-            backend.unwrap_or_else(|| verdict::backends::DEFAULT_BACKENDS.iter().map(|s| s.to_string()).collect()),
+            backend.unwrap_or_else(default_backends),
             format,
             golden,
             bless,
             paths,
         ),
         Cmd::Check { scenario, files } => check(scenario, files),
+        Cmd::Fuzz {
+            seed,
+            cases,
+            backend,
+            out_dir,
+            verbose,
+        } => verdict::fuzz::run(verdict::fuzz::FuzzArgs {
+            seed,
+            cases,
+            backends: backend.unwrap_or_else(default_backends),
+            out_dir,
+            verbose,
+        }),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -154,14 +154,7 @@ fn target_labels(
 /// Whether a named port resolves to `port`/`protocol` for this entry's direction: ingress
 /// against the subject pod's own container ports; egress against the container ports of the
 /// pods that share the destination's identity (spec §4.3).
-fn named_port_matches(
-    cluster: &Cluster,
-    name: &str,
-    protocol: Protocol,
-    port: u16,
-    named_ports_of: &[&crate::cluster::Pod],
-) -> bool {
-    let _ = cluster;
+fn named_port_matches(name: &str, protocol: Protocol, port: u16, named_ports_of: &[&crate::cluster::Pod]) -> bool {
     named_ports_of.iter().any(|p| {
         p.ports
             .iter()
@@ -169,13 +162,12 @@ fn named_port_matches(
     })
 }
 
-fn entry_matches(
-    cluster: &Cluster,
+fn entry_matches<'a>(
     e: &PolicyEntry,
     peer_labels: &LabelSet,
     peer_ip: Option<IpAddr>,
     flow: &Flow,
-    named_ports_of: &[&crate::cluster::Pod],
+    named_ports_of: &impl Fn() -> &'a Vec<&'a crate::cluster::Pod>,
 ) -> bool {
     if !e.has_filter() {
         return false;
@@ -199,7 +191,7 @@ fn entry_matches(
         pp.protocol == flow.protocol
             && match &pp.port {
                 PortSpec::Named(n) => {
-                    named_port_matches(cluster, n, flow.protocol, flow.dport, named_ports_of)
+                    named_port_matches(n, flow.protocol, flow.dport, named_ports_of())
                 }
                 range => range.contains(flow.dport),
             }
@@ -225,7 +217,7 @@ fn decide_direction(
         return DirectionVerdict::NotApplicable;
     };
     let selecting: Vec<&PolicyEntry> = repo
-        .entries()
+        .entries_for_namespace(&pn.namespace)
         .filter(|e| e.direction == dir && e.subject.matches_labels(subject_labels))
         .collect();
     rules_out.extend(selecting.iter().map(|e| e.origin.clone()));
@@ -234,26 +226,25 @@ fn decide_direction(
     }
     let (peer_labels, peer_ip) = target_labels(cluster, peer, &pod.node);
     // Named ports: ingress resolves against the subject pod, egress against every pod that
-    // has the destination's identity.
-    let named_ports_of: Vec<&crate::cluster::Pod> = match dir {
-        Direction::Ingress => vec![pod],
-        Direction::Egress => match peer {
-            Peer::Pod(dst) => match cluster.pods.get(dst) {
-                Some(d) => cluster
-                    .pods
-                    .values()
-                    .filter(|p| p.identity == d.identity)
-                    .collect(),
-                None => vec![],
+    // has the destination's identity. Computed only when a named port is met.
+    let named_ports_of = std::cell::OnceCell::new();
+    let named_ports = || -> &Vec<&crate::cluster::Pod> {
+        named_ports_of.get_or_init(|| match dir {
+            Direction::Ingress => vec![pod],
+            Direction::Egress => match peer {
+                Peer::Pod(dst) => match cluster.pods.get(dst) {
+                    Some(d) => cluster.pods.values().filter(|p| p.identity == d.identity).collect(),
+                    None => vec![],
+                },
+                _ => vec![],
             },
-            _ => vec![],
-        },
+        })
     };
     let matching = |v: RuleVerdict| -> Vec<RuleOrigin> {
         selecting
             .iter()
             .filter(|e| e.verdict == v)
-            .filter(|e| entry_matches(cluster, e, &peer_labels, peer_ip, flow, &named_ports_of))
+            .filter(|e| entry_matches(e, &peer_labels, peer_ip, flow, &named_ports))
             .map(|e| e.origin.clone())
             .collect()
     };

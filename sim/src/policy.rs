@@ -6,7 +6,7 @@
 //! its direction default-deny. The oracle and the policy compiler both read these entries and
 //! nothing else of the manifests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::cluster::Protocol;
@@ -178,20 +178,43 @@ impl PolicyEntry {
 #[derive(Clone, Debug, Default)]
 pub struct Repository {
     policies: BTreeMap<PolicyRef, Vec<PolicyEntry>>,
+    /// Policy objects by namespace (`None`: cluster-wide). A CNP's or KNP's subject always
+    /// carries its own namespace (spec §2.1, §1.5), so it can only select pods there.
+    by_namespace: BTreeMap<Option<String>, BTreeSet<PolicyRef>>,
     revision: u64,
 }
 
 impl Repository {
     pub fn apply(&mut self, key: PolicyRef, entries: Vec<PolicyEntry>) {
+        self.by_namespace
+            .entry(key.namespace.clone())
+            .or_default()
+            .insert(key.clone());
         self.policies.insert(key, entries);
         self.revision += 1;
     }
     pub fn delete(&mut self, key: &PolicyRef) -> bool {
         let removed = self.policies.remove(key).is_some();
         if removed {
+            if let Some(set) = self.by_namespace.get_mut(&key.namespace) {
+                set.remove(key);
+            }
             self.revision += 1;
         }
         removed
+    }
+    /// The entries that may select a pod of `namespace`: that namespace's CNPs and KNPs and
+    /// every CCNP, in policy order.
+    pub fn entries_for_namespace<'a>(&'a self, namespace: &str) -> impl Iterator<Item = &'a PolicyEntry> + 'a {
+        let mut refs: Vec<&PolicyRef> = self
+            .by_namespace
+            .get(&Some(namespace.to_string()))
+            .into_iter()
+            .chain(self.by_namespace.get(&None))
+            .flatten()
+            .collect();
+        refs.sort();
+        refs.into_iter().filter_map(|r| self.policies.get(r)).flatten()
     }
     pub fn revision(&self) -> u64 {
         self.revision

@@ -1,0 +1,522 @@
+//! The ipcache: IP prefix → security identity, as each node's BPF ipcache LPM map
+//! (`cilium_ipcache_v2`, `bpf/lib/eps.h`) resolves it for packets (spec §3.6).
+//!
+//! It owns:
+//! - pod addresses (/32, /128) → the pod's identity;
+//! - node addresses → host (1) on that node itself, remote-node (6) on every other node;
+//! - every prefix a selector in force names (`cidr` and `except`, [`Selector::prefixes`]) →
+//!   a node-local CIDR identity with labels `cidr:<prefix>` + `reserved:world`
+//!   (`pkg/labels/cidr.go`, spec §3.4), allocated with [`Scope::Local`] and reference-counted
+//!   by the selectors naming the prefix;
+//! - [`Lpm`], the longest-prefix-match table with the kernel's `BPF_MAP_TYPE_LPM_TRIE`
+//!   semantics, which the policy map (`model`) uses as well.
+//!
+//! Pod and node entries beat CIDR entries for the same prefix: in-cluster addresses never
+//! resolve to CIDR identities (`resolveLabels` in `pkg/ipcache/metadata.go`, spec §3.4, §7 #9).
+//! Nothing matching → world (2) (`bpf/bpf_lxc.c`).
+//!
+//! Cilium allocates CIDR identities per node. Every node here sees the same policies in the
+//! same order, so the per-node allocations coincide and one table serves all nodes; only
+//! node addresses differ per node, and they are resolved at lookup time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::identity::{Identity, IdentityAllocator, Scope};
+use crate::labels::{Label, LabelSet};
+use crate::selector::{cidr_label, Selector};
+
+/// A longest-prefix-match table over `N`-byte keys with the kernel's LPM trie semantics: a
+/// key is a prefix length in bits plus data compared most-significant bit first (the bytes
+/// after `lpm_key.prefixlen`, in memory order); a lookup returns the entry with the longest
+/// prefix whose bits equal the query's.
+///
+/// Entries are kept per prefix length, data masked to that length; a lookup probes the
+/// lengths from the longest down, which returns exactly what the trie returns.
+#[derive(Clone, Debug)]
+pub struct Lpm<const N: usize, V> {
+    // Point lookups only: iteration goes through `iter`, which sorts.
+    by_len: BTreeMap<u32, HashMap<[u8; N], V>>,
+    len: usize,
+}
+
+impl<const N: usize, V> Default for Lpm<N, V> {
+    fn default() -> Self {
+        Lpm {
+            by_len: BTreeMap::new(),
+            len: 0,
+        }
+    }
+}
+
+/// `data` with every bit after the first `prefixlen` cleared.
+pub fn mask_bits<const N: usize>(data: &[u8; N], prefixlen: u32) -> [u8; N] {
+    let mut out = *data;
+    let full = (prefixlen / 8) as usize;
+    let rest = prefixlen % 8;
+    for (i, b) in out.iter_mut().enumerate() {
+        if i < full {
+            continue;
+        }
+        if i == full && rest > 0 {
+            *b &= 0xFFu8 << (8 - rest);
+        } else {
+            *b = 0;
+        }
+    }
+    out
+}
+
+impl<const N: usize, V> Lpm<N, V> {
+    pub const MAX_PREFIX: u32 = (N as u32) * 8;
+
+    /// Inserts or replaces the entry for (`prefixlen`, `data`); bits past the prefix are
+    /// ignored, as the kernel does. Returns the previous value.
+    pub fn insert(&mut self, prefixlen: u32, data: [u8; N], value: V) -> Option<V> {
+        let prefixlen = prefixlen.min(Self::MAX_PREFIX);
+        let old = self
+            .by_len
+            .entry(prefixlen)
+            .or_default()
+            .insert(mask_bits(&data, prefixlen), value);
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    pub fn remove(&mut self, prefixlen: u32, data: &[u8; N]) -> Option<V> {
+        let prefixlen = prefixlen.min(Self::MAX_PREFIX);
+        let table = self.by_len.get_mut(&prefixlen)?;
+        let old = table.remove(&mask_bits(data, prefixlen));
+        if table.is_empty() {
+            self.by_len.remove(&prefixlen);
+        }
+        if old.is_some() {
+            self.len -= 1;
+        }
+        old
+    }
+
+    /// The exact entry (`prefixlen`, `data`), no prefix matching.
+    pub fn get_exact(&self, prefixlen: u32, data: &[u8; N]) -> Option<&V> {
+        let prefixlen = prefixlen.min(Self::MAX_PREFIX);
+        self.by_len
+            .get(&prefixlen)?
+            .get(&mask_bits(data, prefixlen))
+    }
+
+    /// The longest-prefix match for a query of `prefixlen` bits (the kernel only considers
+    /// entries no longer than the query): the matched prefix length and value.
+    pub fn lookup(&self, prefixlen: u32, data: &[u8; N]) -> Option<(u32, &V)> {
+        let prefixlen = prefixlen.min(Self::MAX_PREFIX);
+        for (&len, table) in self.by_len.range(..=prefixlen).rev() {
+            if let Some(v) = table.get(&mask_bits(data, len)) {
+                return Some((len, v));
+            }
+        }
+        None
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every entry as (prefix length, data, value), sorted by prefix length then data.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &[u8; N], &V)> {
+        self.by_len.iter().flat_map(|(&len, table)| {
+            let mut rows: Vec<(&[u8; N], &V)> = table.iter().collect();
+            rows.sort_by(|a, b| a.0.cmp(b.0));
+            rows.into_iter().map(move |(k, v)| (len, k, v))
+        })
+    }
+}
+
+/// Static bits in front of the address in Cilium's ipcache key: `cluster_id` u16, `pad` u8,
+/// `family` u8 (spec §3.6).
+pub const IPCACHE_STATIC_PREFIX_BITS: u32 = 32;
+
+/// Cilium's `ipcache_key` data after `lpm_key.prefixlen`: cluster id 0, pad, family
+/// (1 = IPv4, 2 = IPv6), then the address (IPv4 in the first 4 bytes).
+pub fn ipcache_key_data(ip: IpAddr) -> [u8; 20] {
+    let mut d = [0u8; 20];
+    match ip {
+        IpAddr::V4(v4) => {
+            d[3] = 1;
+            d[4..8].copy_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            d[3] = 2;
+            d[4..20].copy_from_slice(&v6.octets());
+        }
+    }
+    d
+}
+
+fn prefix_key(net: &IpNet) -> (u32, [u8; 20]) {
+    (
+        IPCACHE_STATIC_PREFIX_BITS + u32::from(net.prefix_len()),
+        ipcache_key_data(net.network()),
+    )
+}
+
+fn host_net(ip: IpAddr) -> IpNet {
+    IpNet::from(ip)
+}
+
+/// What a prefix is known as; pods and nodes beat CIDRs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct PrefixInfo {
+    pod: Option<Identity>,
+    node: Option<String>,
+    cidr: Option<Identity>,
+}
+
+impl PrefixInfo {
+    fn is_empty(&self) -> bool {
+        self.pod.is_none() && self.node.is_none() && self.cidr.is_none()
+    }
+}
+
+/// The identity a prefix resolves to, before the per-node view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IpCacheValue {
+    Identity(Identity),
+    /// A node address: host (1) on that node, remote-node (6) elsewhere.
+    Node(String),
+}
+
+impl IpCacheValue {
+    /// The identity as seen from `observer_node`.
+    pub fn identity_on(&self, observer_node: &str) -> Identity {
+        match self {
+            IpCacheValue::Identity(id) => *id,
+            IpCacheValue::Node(n) if n == observer_node => Identity::HOST,
+            IpCacheValue::Node(_) => Identity::REMOTE_NODE,
+        }
+    }
+}
+
+/// One resolved lookup: the matching prefix (none for the world default) and the identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IpCacheHit {
+    pub prefix: Option<IpNet>,
+    pub identity: Identity,
+}
+
+/// What changed among CIDR identities.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CidrIdentityChange {
+    pub added: Vec<(Identity, LabelSet)>,
+    pub removed: Vec<Identity>,
+}
+
+/// The ipcache of every node (see the module doc).
+#[derive(Clone, Debug, Default)]
+pub struct IpCache {
+    prefixes: BTreeMap<IpNet, PrefixInfo>,
+    lpm: Lpm<20, IpCacheValue>,
+    /// Selector references per CIDR prefix.
+    cidr_refs: BTreeMap<IpNet, usize>,
+    /// Node-local identities (Scope::Local): CIDR identities.
+    local: IdentityAllocator,
+}
+
+/// The labels of the CIDR identity of `net`: its `cidr:` label and `reserved:world`; a /0
+/// prefix carries only the world label and so is the world identity (spec §3.4).
+pub fn cidr_identity_labels(net: &IpNet) -> LabelSet {
+    if net.prefix_len() == 0 {
+        LabelSet::new(vec![Label::reserved("world")])
+    } else {
+        LabelSet::new(vec![cidr_label(net), Label::reserved("world")])
+    }
+}
+
+impl IpCache {
+    pub fn new() -> Self {
+        IpCache::default()
+    }
+
+    fn refresh(&mut self, net: IpNet) {
+        let (len, data) = prefix_key(&net);
+        let info = self.prefixes.get(&net).cloned().unwrap_or_default();
+        let value = if let Some(n) = info.node {
+            Some(IpCacheValue::Node(n))
+        } else if let Some(id) = info.pod {
+            Some(IpCacheValue::Identity(id))
+        } else {
+            info.cidr.map(IpCacheValue::Identity)
+        };
+        match value {
+            Some(v) => {
+                self.lpm.insert(len, data, v);
+            }
+            None => {
+                self.lpm.remove(len, &data);
+                self.prefixes.remove(&net);
+            }
+        }
+    }
+
+    /// A pod's address → its identity.
+    pub fn upsert_pod(&mut self, ip: IpAddr, identity: Identity) {
+        let net = host_net(ip);
+        self.prefixes.entry(net).or_default().pod = Some(identity);
+        self.refresh(net);
+    }
+
+    pub fn remove_pod(&mut self, ip: IpAddr) {
+        let net = host_net(ip);
+        if let Some(info) = self.prefixes.get_mut(&net) {
+            info.pod = None;
+        }
+        self.refresh(net);
+    }
+
+    /// A node's address (host on itself, remote-node elsewhere).
+    pub fn upsert_node(&mut self, name: &str, ip: IpAddr) {
+        let net = host_net(ip);
+        self.prefixes.entry(net).or_default().node = Some(name.to_string());
+        self.refresh(net);
+    }
+
+    pub fn remove_node(&mut self, ip: IpAddr) {
+        let net = host_net(ip);
+        if let Some(info) = self.prefixes.get_mut(&net) {
+            info.node = None;
+        }
+        self.refresh(net);
+    }
+
+    /// Takes a reference on every prefix `sel` names; new prefixes get CIDR identities.
+    pub fn add_selector(&mut self, sel: &Selector, change: &mut CidrIdentityChange) {
+        for net in sel.prefixes() {
+            let net = net.trunc();
+            let refs = self.cidr_refs.entry(net).or_insert(0);
+            *refs += 1;
+            if *refs > 1 {
+                continue;
+            }
+            let labels = cidr_identity_labels(&net);
+            let alloc = self.local.acquire(&labels, Scope::Local);
+            if alloc.new {
+                change.added.push((alloc.identity, labels));
+            }
+            self.prefixes.entry(net).or_default().cidr = Some(alloc.identity);
+            self.refresh(net);
+        }
+    }
+
+    /// Drops the references `sel` held; prefixes nobody names any more lose their identity.
+    pub fn remove_selector(&mut self, sel: &Selector, change: &mut CidrIdentityChange) {
+        for net in sel.prefixes() {
+            let net = net.trunc();
+            let Some(refs) = self.cidr_refs.get_mut(&net) else {
+                continue;
+            };
+            *refs -= 1;
+            if *refs > 0 {
+                continue;
+            }
+            self.cidr_refs.remove(&net);
+            let id = self
+                .prefixes
+                .get_mut(&net)
+                .and_then(|info| info.cidr.take());
+            if let Some(id) = id {
+                if self.local.release(id) {
+                    change.removed.push(id);
+                }
+            }
+            self.refresh(net);
+        }
+    }
+
+    /// The identity of `ip` as `observer_node`'s ipcache resolves it (world when nothing
+    /// matches), with the matching prefix.
+    pub fn lookup(&self, observer_node: &str, ip: IpAddr) -> IpCacheHit {
+        let data = ipcache_key_data(ip);
+        let full = IPCACHE_STATIC_PREFIX_BITS + if ip.is_ipv4() { 32 } else { 128 };
+        match self.lpm.lookup(full, &data) {
+            Some((len, v)) => {
+                let plen = (len - IPCACHE_STATIC_PREFIX_BITS) as u8;
+                IpCacheHit {
+                    prefix: IpNet::new(ip, plen).ok().map(|n| n.trunc()),
+                    identity: v.identity_on(observer_node),
+                }
+            }
+            None => IpCacheHit {
+                prefix: None,
+                identity: Identity::WORLD,
+            },
+        }
+    }
+
+    /// Every entry as `observer_node` sees it, sorted by prefix: what a map writer puts in
+    /// that node's BPF ipcache.
+    pub fn entries<'a>(
+        &'a self,
+        observer_node: &'a str,
+    ) -> impl Iterator<Item = (IpNet, Identity)> + 'a {
+        self.prefixes.iter().filter_map(move |(net, info)| {
+            let v = if let Some(n) = &info.node {
+                IpCacheValue::Node(n.clone())
+            } else if let Some(id) = info.pod {
+                IpCacheValue::Identity(id)
+            } else {
+                IpCacheValue::Identity(info.cidr?)
+            };
+            Some((*net, v.identity_on(observer_node)))
+        })
+    }
+
+    /// The node-local identities (CIDR identities) with their labels.
+    pub fn local_identities(&self) -> impl Iterator<Item = (Identity, &LabelSet)> {
+        self.local.iter().filter(|(id, _)| id.is_local_scope())
+    }
+
+    /// The labels of a node-local identity.
+    pub fn local_labels(&self, id: Identity) -> Option<&LabelSet> {
+        if id.is_local_scope() {
+            self.local.labels(id)
+        } else {
+            None
+        }
+    }
+
+    /// The CIDR identity of a prefix named by a selector, if any.
+    pub fn cidr_identity(&self, net: &IpNet) -> Option<Identity> {
+        self.prefixes.get(&net.trunc()).and_then(|i| i.cidr)
+    }
+
+    pub fn len(&self) -> usize {
+        self.prefixes.values().filter(|i| !i.is_empty()).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::selector::Requirement;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+    fn cidr_sel(c: &str, except: &[&str]) -> Selector {
+        let mut reqs = vec![Requirement::Cidr(net(c))];
+        reqs.extend(except.iter().map(|e| Requirement::NotCidr(net(e))));
+        Selector::new(reqs)
+    }
+
+    #[test]
+    fn lpm_returns_longest_matching_prefix() {
+        let mut l: Lpm<2, &str> = Lpm::default();
+        l.insert(8, [10, 0], "a");
+        l.insert(12, [10, 0xf0], "b");
+        l.insert(16, [10, 0xf7], "c");
+        assert_eq!(l.lookup(16, &[10, 0xf7]), Some((16, &"c")));
+        assert_eq!(l.lookup(16, &[10, 0xf1]), Some((12, &"b")));
+        assert_eq!(l.lookup(16, &[10, 0x01]), Some((8, &"a")));
+        assert_eq!(l.lookup(16, &[11, 0x01]), None);
+        // A shorter query never matches longer entries.
+        assert_eq!(l.lookup(8, &[10, 0xf7]), Some((8, &"a")));
+        assert_eq!(l.remove(12, &[10, 0xff]), Some("b"));
+        assert_eq!(l.lookup(16, &[10, 0xf1]), Some((8, &"a")));
+        assert_eq!(l.len(), 2);
+    }
+
+    // spec §3.6: pod /32 → pod identity; node → host on itself, remote-node elsewhere;
+    // nothing → world.
+    #[test]
+    fn pods_nodes_and_world() {
+        let mut c = IpCache::new();
+        c.upsert_pod(ip("10.244.0.10"), Identity(256));
+        c.upsert_node("node-1", ip("172.18.0.2"));
+        c.upsert_node("node-2", ip("172.18.0.3"));
+        assert_eq!(
+            c.lookup("node-1", ip("10.244.0.10")).identity,
+            Identity(256)
+        );
+        assert_eq!(
+            c.lookup("node-1", ip("172.18.0.2")).identity,
+            Identity::HOST
+        );
+        assert_eq!(
+            c.lookup("node-2", ip("172.18.0.2")).identity,
+            Identity::REMOTE_NODE
+        );
+        assert_eq!(c.lookup("node-1", ip("8.8.8.8")).identity, Identity::WORLD);
+        assert_eq!(
+            c.lookup("node-1", ip("2001:db8::1")).identity,
+            Identity::WORLD
+        );
+        c.remove_pod(ip("10.244.0.10"));
+        assert_eq!(
+            c.lookup("node-1", ip("10.244.0.10")).identity,
+            Identity::WORLD
+        );
+    }
+
+    // spec §3.4, §7 #8: cidr and except prefixes get CIDR identities; longest prefix wins.
+    #[test]
+    fn cidr_and_except_prefixes_get_local_identities() {
+        let mut c = IpCache::new();
+        let mut ch = CidrIdentityChange::default();
+        let s = cidr_sel("10.0.0.0/8", &["10.96.0.0/12"]);
+        c.add_selector(&s, &mut ch);
+        assert_eq!(ch.added.len(), 2);
+        let outer = c.cidr_identity(&net("10.0.0.0/8")).unwrap();
+        let inner = c.cidr_identity(&net("10.96.0.0/12")).unwrap();
+        assert!(outer.is_local_scope() && inner.is_local_scope());
+        assert_eq!(outer, Identity((1 << 24) | 1));
+        assert_eq!(c.lookup("n", ip("10.1.2.3")).identity, outer);
+        let hit = c.lookup("n", ip("10.96.0.10"));
+        assert_eq!(hit.identity, inner);
+        assert_eq!(hit.prefix, Some(net("10.96.0.0/12")));
+        assert_eq!(
+            c.local_labels(inner).unwrap().to_string(),
+            "reserved:world cidr:10.96.0.0/12"
+        );
+        // Reference counting: a second selector naming 10.0.0.0/8 keeps it alive.
+        let s2 = cidr_sel("10.0.0.0/8", &[]);
+        let mut ch2 = CidrIdentityChange::default();
+        c.add_selector(&s2, &mut ch2);
+        assert!(ch2.added.is_empty());
+        let mut rm = CidrIdentityChange::default();
+        c.remove_selector(&s, &mut rm);
+        assert_eq!(rm.removed, vec![inner]);
+        assert_eq!(c.lookup("n", ip("10.96.0.10")).identity, outer);
+        c.remove_selector(&s2, &mut rm);
+        assert_eq!(rm.removed, vec![inner, outer]);
+        assert_eq!(c.lookup("n", ip("10.96.0.10")).identity, Identity::WORLD);
+        assert!(c.is_empty());
+    }
+
+    // spec §7 #9: in-cluster addresses never resolve to CIDR identities.
+    #[test]
+    fn pod_entries_beat_cidr_entries() {
+        let mut c = IpCache::new();
+        let mut ch = CidrIdentityChange::default();
+        c.add_selector(&cidr_sel("10.244.0.10/32", &[]), &mut ch);
+        c.add_selector(&cidr_sel("10.0.0.0/8", &[]), &mut ch);
+        c.upsert_pod(ip("10.244.0.10"), Identity(300));
+        assert_eq!(c.lookup("n", ip("10.244.0.10")).identity, Identity(300));
+        let entries: Vec<_> = c.entries("n").collect();
+        assert_eq!(entries.len(), 2);
+        c.remove_pod(ip("10.244.0.10"));
+        assert!(c.lookup("n", ip("10.244.0.10")).identity.is_local_scope());
+    }
+}

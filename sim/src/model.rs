@@ -1,0 +1,1148 @@
+//! The model datapath: the agent's policy resolution (ipcache, selector cache, per-endpoint
+//! MapState) kept up to date incrementally, and the BPF policy lookup of `bpf/lib/policy.h`
+//! run over an LPM table of the ABI keys (spec §3.6, §4, §5.2).
+//!
+//! It owns the [`Model`]: built once from a [`Cluster`] and a [`Repository`], then updated after
+//! each change (identities, pods, policies) by recomputing only the endpoints whose selecting
+//! rules, selected identities or named ports changed. [`Model::decide`] answers a flow the way
+//! the BPF programs do: egress on the source endpoint, ingress on the destination endpoint,
+//! each with the L3 lookup `{R, dir, proto, dport}`, deny returning at once, the L4-only
+//! lookup `{0, dir, proto, dport}`, and the 1.19+ choice rule. It must agree with the
+//! `oracle` on verdict, drop reason and direction; it also computes the match type.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::abi::{
+    self, AsBytes, EndpointPolicyKey, ENDPOINT_PREFIX_BITS, POLICY_FULL_PREFIX, PRECEDENCE_DENY,
+};
+use crate::cluster::{Cluster, ContainerPort, IdentityChange, Peer, Pod, PodName, Protocol};
+use crate::identity::Identity;
+use crate::ipcache::{CidrIdentityChange, IpCache, IpCacheHit, Lpm};
+use crate::labels::LabelSet;
+use crate::mapstate::{
+    self, DirectionPolicy, Key, MapEntry, MapState, MapStateRow, NamedPorts, PolicyInput,
+    DEFAULT_POLICY_MAP_MAX_ENTRIES,
+};
+use crate::oracle::Flow;
+use crate::policy::{Peers, PolicyEntry, PolicyRef, PortSpec, Repository};
+use crate::selector::Selector;
+use crate::selectorcache::SelectorCache;
+use crate::verdict::{Direction, DropReason, MatchType, Outcome};
+
+/// One local endpoint (a pod) and its realized policy.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub pod: PodName,
+    /// Cilium's `LXC_ID`.
+    pub id: u32,
+    pub identity: Identity,
+    pub node: String,
+    pub ip: IpAddr,
+    pub ports: Vec<ContainerPort>,
+    pub ingress: DirectionPolicy,
+    pub egress: DirectionPolicy,
+    pub map: MapState,
+}
+
+impl Endpoint {
+    /// Whether policy is enabled in `d`: the BPF programs emit verdict events only then.
+    pub fn policy_enabled(&self, d: Direction) -> bool {
+        match d {
+            Direction::Ingress => self.ingress.enabled,
+            Direction::Egress => self.egress.enabled,
+        }
+    }
+
+    /// Whether the map holds more entries than Cilium's default map size.
+    pub fn overflows(&self) -> bool {
+        self.map.len() > DEFAULT_POLICY_MAP_MAX_ENTRIES
+    }
+}
+
+/// The policy entries selecting one identity (`selectorPolicy`), by (policy, index).
+#[derive(Clone, Debug, Default)]
+struct SubjectRules {
+    entries: Vec<(PolicyRef, usize)>,
+    /// Some entry resolves named ports per destination identity.
+    egress_named: bool,
+    /// Some entry resolves named ports against the endpoint's own ports: endpoints of this
+    /// identity may differ, so their maps are not shared.
+    ingress_named: bool,
+}
+
+/// Work counters, to check and measure incrementality.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModelStats {
+    /// Endpoints whose map was recomputed in full.
+    pub endpoints_recomputed: u64,
+    /// Endpoints whose map had only some identities' keys recomputed.
+    pub endpoint_deltas: u64,
+    pub subjects_recomputed: u64,
+    pub map_writes: u64,
+    pub map_deletes: u64,
+}
+
+/// Value of the policy LPM: the MapState key it came from and its ABI entry.
+type PolicyMapValue = (Key, abi::PolicyEntry);
+
+/// Bytes of [`EndpointPolicyKey`] after `prefixlen`: what the LPM trie compares.
+const POLICY_KEY_DATA: usize = 12;
+
+fn policy_key_data(k: &EndpointPolicyKey) -> [u8; POLICY_KEY_DATA] {
+    let mut d = [0u8; POLICY_KEY_DATA];
+    d.copy_from_slice(&k.as_bytes()[4..16]);
+    d
+}
+
+/// See the module doc.
+#[derive(Clone, Debug)]
+pub struct Model {
+    ipcache: IpCache,
+    selectors: SelectorCache,
+    policies: BTreeMap<PolicyRef, Vec<PolicyEntry>>,
+    endpoints: BTreeMap<PodName, Endpoint>,
+    by_id: BTreeMap<u32, PodName>,
+    by_identity: BTreeMap<Identity, BTreeSet<PodName>>,
+    subjects: BTreeMap<Identity, SubjectRules>,
+    named_ports: BTreeMap<Identity, NamedPorts>,
+    nodes: BTreeMap<String, IpAddr>,
+    policy_map: Lpm<POLICY_KEY_DATA, PolicyMapValue>,
+    dirty_subjects: BTreeSet<Identity>,
+    dirty_endpoints: BTreeSet<PodName>,
+    /// Selectors whose selections changed, and the identities that moved in or out.
+    pending_selectors: BTreeSet<Selector>,
+    pending_identities: BTreeSet<Identity>,
+    /// Identities whose pods' named ports changed (egress named ports).
+    named_ports_changed: BTreeSet<Identity>,
+    stats: ModelStats,
+}
+
+/// The peer selectors of an entry, as the selector cache holds them.
+fn peer_selectors(e: &PolicyEntry) -> &[Selector] {
+    match &e.peers {
+        Peers::Selectors(s) => s,
+        _ => &[],
+    }
+}
+
+fn has_egress_named(e: &PolicyEntry) -> bool {
+    e.direction == Direction::Egress && e.ports.iter().any(|p| matches!(p.port, PortSpec::Named(_)))
+}
+
+fn has_ingress_named(e: &PolicyEntry) -> bool {
+    e.direction == Direction::Ingress
+        && e.ports.iter().any(|p| matches!(p.port, PortSpec::Named(_)))
+}
+
+fn named_ports_of<'a>(pods: impl Iterator<Item = &'a [ContainerPort]>) -> NamedPorts {
+    let mut out = NamedPorts::new();
+    for ports in pods {
+        for cp in ports {
+            out.entry((cp.name.clone(), cp.protocol))
+                .or_default()
+                .insert(cp.port);
+        }
+    }
+    out
+}
+
+impl Model {
+    /// Full resolution of `cluster` under `repo`.
+    pub fn new(cluster: &Cluster, repo: &Repository) -> Model {
+        let mut m = Model {
+            ipcache: IpCache::new(),
+            selectors: SelectorCache::new(),
+            policies: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
+            by_id: BTreeMap::new(),
+            by_identity: BTreeMap::new(),
+            subjects: BTreeMap::new(),
+            named_ports: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            policy_map: Lpm::default(),
+            dirty_subjects: BTreeSet::new(),
+            dirty_endpoints: BTreeSet::new(),
+            pending_selectors: BTreeSet::new(),
+            pending_identities: BTreeSet::new(),
+            named_ports_changed: BTreeSet::new(),
+            stats: ModelStats::default(),
+        };
+        m.sync_nodes(cluster);
+        for (id, labels) in cluster.identities.iter() {
+            m.selectors.add_identity(id, labels);
+        }
+        for (key, entries) in repo.policies() {
+            m.sync_policy_entries(key, Some(entries.to_vec()));
+        }
+        for pod in cluster.pods.values() {
+            m.add_endpoint(cluster, pod);
+        }
+        m.flush();
+        m
+    }
+
+    // ---- incremental updates -------------------------------------------------------------
+
+    /// Identities the cluster allocated or released (`IdentityChange` from a cluster op).
+    pub fn identities_changed(&mut self, cluster: &Cluster, change: &IdentityChange) {
+        for id in &change.added {
+            if let Some(labels) = cluster.identities.labels(*id) {
+                let changed = self.selectors.add_identity(*id, labels);
+                self.note_selection_change(*id, changed);
+            }
+        }
+        for id in &change.removed {
+            let changed = self.selectors.remove_identity(*id);
+            self.note_selection_change(*id, changed);
+        }
+        self.flush();
+    }
+
+    /// A pod was added to the cluster.
+    pub fn pod_added(&mut self, cluster: &Cluster, name: &PodName) {
+        self.sync_pod(cluster, name);
+    }
+
+    /// A pod was deleted from the cluster.
+    pub fn pod_removed(&mut self, cluster: &Cluster, name: &PodName) {
+        self.sync_pod(cluster, name);
+    }
+
+    /// A pod's labels (hence maybe its identity) changed.
+    pub fn pod_updated(&mut self, cluster: &Cluster, name: &PodName) {
+        self.sync_pod(cluster, name);
+    }
+
+    /// Brings one pod's endpoint in line with the cluster (added, removed or changed).
+    pub fn sync_pod(&mut self, cluster: &Cluster, name: &PodName) {
+        self.sync_pod_inner(cluster, name);
+        self.flush();
+    }
+
+    /// Brings every pod in line with the cluster (after a namespace relabel, say); only the
+    /// pods that differ are touched.
+    pub fn sync_pods(&mut self, cluster: &Cluster) {
+        let names: BTreeSet<PodName> = self
+            .endpoints
+            .keys()
+            .chain(cluster.pods.keys())
+            .cloned()
+            .collect();
+        for n in names {
+            self.sync_pod_inner(cluster, &n);
+        }
+        self.flush();
+    }
+
+    /// Nodes added to the cluster (node addresses in the ipcache).
+    pub fn sync_nodes(&mut self, cluster: &Cluster) {
+        for n in &cluster.nodes {
+            if self.nodes.get(&n.name) != Some(&n.ip) {
+                if let Some(old) = self.nodes.insert(n.name.clone(), n.ip) {
+                    self.ipcache.remove_node(old);
+                }
+                self.ipcache.upsert_node(&n.name, n.ip);
+            }
+        }
+    }
+
+    /// A policy object was applied (created or replaced) in `repo`, or deleted from it.
+    pub fn policy_changed(&mut self, repo: &Repository, key: &PolicyRef) {
+        let entries = repo
+            .policies()
+            .find(|(k, _)| *k == key)
+            .map(|(_, e)| e.to_vec());
+        self.sync_policy_entries(key, entries);
+        self.flush();
+    }
+
+    /// A policy object was applied (created or replaced).
+    pub fn policy_applied(&mut self, repo: &Repository, key: &PolicyRef) {
+        self.policy_changed(repo, key);
+    }
+
+    /// A policy object was deleted.
+    pub fn policy_deleted(&mut self, key: &PolicyRef) {
+        self.sync_policy_entries(key, None);
+        self.flush();
+    }
+
+    fn sync_pod_inner(&mut self, cluster: &Cluster, name: &PodName) {
+        let new = cluster.pods.get(name);
+        let same = match (self.endpoints.get(name), new) {
+            (None, None) => true,
+            (Some(o), Some(p)) => {
+                o.identity == p.identity
+                    && o.ip == p.ip
+                    && o.node == p.node
+                    && o.ports == p.ports
+                    && o.id == p.endpoint_id
+            }
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        if self.endpoints.contains_key(name) {
+            self.remove_endpoint(cluster, name);
+        }
+        if let Some(p) = new {
+            self.add_endpoint(cluster, p);
+        }
+    }
+
+    fn add_endpoint(&mut self, cluster: &Cluster, pod: &Pod) {
+        if !self.selectors.knows(pod.identity) {
+            if let Some(labels) = cluster.identities.labels(pod.identity) {
+                let changed = self.selectors.add_identity(pod.identity, labels);
+                self.note_selection_change(pod.identity, changed);
+            }
+        }
+        self.ipcache.upsert_pod(pod.ip, pod.identity);
+        let members = self.by_identity.entry(pod.identity).or_default();
+        if members.is_empty() {
+            self.dirty_subjects.insert(pod.identity);
+        }
+        members.insert(pod.name.clone());
+        self.by_id.insert(pod.endpoint_id, pod.name.clone());
+        self.endpoints.insert(
+            pod.name.clone(),
+            Endpoint {
+                pod: pod.name.clone(),
+                id: pod.endpoint_id,
+                identity: pod.identity,
+                node: pod.node.clone(),
+                ip: pod.ip,
+                ports: pod.ports.clone(),
+                ingress: DirectionPolicy::default(),
+                egress: DirectionPolicy::default(),
+                map: MapState::new(),
+            },
+        );
+        if !pod.ports.is_empty() {
+            self.refresh_named_ports(pod.identity);
+        }
+        self.dirty_endpoints.insert(pod.name.clone());
+    }
+
+    fn remove_endpoint(&mut self, cluster: &Cluster, name: &PodName) {
+        let Some(ep) = self.endpoints.remove(name) else {
+            return;
+        };
+        for (k, _) in ep.map.iter() {
+            let abi_key = k.to_abi(ep.id);
+            self.policy_map
+                .remove(abi_key.prefixlen, &policy_key_data(&abi_key));
+            self.stats.map_deletes += 1;
+        }
+        self.by_id.remove(&ep.id);
+        self.ipcache.remove_pod(ep.ip);
+        if let Some(members) = self.by_identity.get_mut(&ep.identity) {
+            members.remove(name);
+            if members.is_empty() {
+                self.by_identity.remove(&ep.identity);
+                self.subjects.remove(&ep.identity);
+            }
+        }
+        if !ep.ports.is_empty() {
+            self.refresh_named_ports(ep.identity);
+        }
+        // The cluster released the identity with its last pod.
+        if cluster.identities.labels(ep.identity).is_none() {
+            let changed = self.selectors.remove_identity(ep.identity);
+            self.note_selection_change(ep.identity, changed);
+        }
+        self.dirty_endpoints.remove(name);
+    }
+
+    fn refresh_named_ports(&mut self, id: Identity) {
+        let np = match self.by_identity.get(&id) {
+            Some(members) => named_ports_of(
+                members
+                    .iter()
+                    .filter_map(|n| self.endpoints.get(n))
+                    .map(|e| e.ports.as_slice()),
+            ),
+            None => NamedPorts::new(),
+        };
+        let old = if np.is_empty() {
+            self.named_ports.remove(&id)
+        } else {
+            self.named_ports.insert(id, np.clone())
+        };
+        if old.unwrap_or_default() != np {
+            self.named_ports_changed.insert(id);
+        }
+    }
+
+    fn sync_policy_entries(&mut self, key: &PolicyRef, new: Option<Vec<PolicyEntry>>) {
+        let mut cidr = CidrIdentityChange::default();
+        // Add the new selectors before dropping the old ones, so that re-applying a policy
+        // keeps its CIDR identities.
+        for e in new.iter().flatten() {
+            for s in peer_selectors(e) {
+                self.selectors.add_selector(s);
+                self.ipcache.add_selector(s, &mut cidr);
+            }
+        }
+        let old = self.policies.remove(key);
+        for e in old.iter().flatten() {
+            for s in peer_selectors(e) {
+                self.selectors.remove_selector(s);
+                self.ipcache.remove_selector(s, &mut cidr);
+            }
+        }
+        for (id, labels) in &cidr.added {
+            let changed = self.selectors.add_identity(*id, labels);
+            self.note_selection_change(*id, changed);
+        }
+        for id in &cidr.removed {
+            let changed = self.selectors.remove_identity(*id);
+            self.note_selection_change(*id, changed);
+        }
+        // Subjects selected by the old or the new entries.
+        for id in self.by_identity.keys() {
+            let Some(labels) = self.selectors.labels(*id) else {
+                continue;
+            };
+            let hit = old
+                .iter()
+                .flatten()
+                .chain(new.iter().flatten())
+                .any(|e| e.subject.matches_labels(labels));
+            if hit {
+                self.dirty_subjects.insert(*id);
+            }
+        }
+        if let Some(new) = new {
+            self.policies.insert(key.clone(), new);
+        }
+    }
+
+    fn entry(&self, r: &(PolicyRef, usize)) -> Option<&PolicyEntry> {
+        self.policies.get(&r.0).and_then(|es| es.get(r.1))
+    }
+
+    fn note_selection_change(&mut self, id: Identity, changed: Vec<Selector>) {
+        if !changed.is_empty() {
+            self.pending_selectors.extend(changed);
+            self.pending_identities.insert(id);
+        }
+    }
+
+    /// Processes pending work: subjects whose selecting rules changed get their endpoints
+    /// recomputed in full; endpoints whose rules use a selector whose selections changed
+    /// (or that resolve named ports of identities whose ports changed) get only the keys of
+    /// those identities recomputed.
+    fn flush(&mut self) {
+        let mut full = std::mem::take(&mut self.dirty_endpoints);
+        for id in std::mem::take(&mut self.dirty_subjects) {
+            let Some(members) = self.by_identity.get(&id) else {
+                self.subjects.remove(&id);
+                continue;
+            };
+            full.extend(members.iter().cloned());
+            let Some(labels) = self.selectors.labels(id) else {
+                self.subjects.remove(&id);
+                continue;
+            };
+            let mut rules = SubjectRules::default();
+            for (pref, es) in &self.policies {
+                for (i, e) in es.iter().enumerate() {
+                    if e.subject.matches_labels(labels) {
+                        rules.entries.push((pref.clone(), i));
+                        rules.egress_named |= has_egress_named(e);
+                        rules.ingress_named |= has_ingress_named(e);
+                    }
+                }
+            }
+            self.subjects.insert(id, rules);
+            self.stats.subjects_recomputed += 1;
+        }
+        // The wildcard selector is identity 0 whatever it selects (egress named ports aside,
+        // which follow `named_ports_changed`).
+        let pending: BTreeSet<Selector> = std::mem::take(&mut self.pending_selectors)
+            .into_iter()
+            .filter(|s| !s.is_wildcard())
+            .collect();
+        let moved = std::mem::take(&mut self.pending_identities);
+        let named = std::mem::take(&mut self.named_ports_changed);
+        let mut delta: BTreeMap<PodName, BTreeSet<Identity>> = BTreeMap::new();
+        if !pending.is_empty() || !named.is_empty() {
+            for (id, rules) in &self.subjects {
+                let mut ids: BTreeSet<Identity> = BTreeSet::new();
+                if rules.egress_named {
+                    ids.extend(named.iter().copied());
+                }
+                let uses = !pending.is_empty()
+                    && rules
+                        .entries
+                        .iter()
+                        .filter_map(|r| self.entry(r))
+                        .any(|e| peer_selectors(e).iter().any(|s| pending.contains(s)));
+                if uses {
+                    ids.extend(moved.iter().copied());
+                }
+                if ids.is_empty() {
+                    continue;
+                }
+                for m in self.by_identity.get(id).into_iter().flatten() {
+                    if !full.contains(m) {
+                        delta
+                            .entry(m.clone())
+                            .or_default()
+                            .extend(ids.iter().copied());
+                    }
+                }
+            }
+        }
+        // Full recomputation, once per identity when its endpoints cannot differ.
+        let mut groups: BTreeMap<Identity, Vec<PodName>> = BTreeMap::new();
+        for name in full {
+            if let Some(ep) = self.endpoints.get(&name) {
+                groups.entry(ep.identity).or_default().push(name);
+            }
+        }
+        for (id, names) in groups {
+            let shareable = !self.subjects.get(&id).is_some_and(|r| r.ingress_named);
+            let mut shared: Option<(MapState, DirectionPolicy, DirectionPolicy)> = None;
+            for name in names {
+                let resolved = match &shared {
+                    Some(r) if shareable => r.clone(),
+                    _ => {
+                        let r = self.resolve_endpoint(&name);
+                        if shareable {
+                            shared = Some(r.clone());
+                        }
+                        r
+                    }
+                };
+                self.install(&name, resolved);
+            }
+        }
+        for (name, ids) in delta {
+            self.update_endpoint_identities(&name, &ids);
+        }
+    }
+
+    fn input_entries(&self, identity: Identity) -> Vec<&PolicyEntry> {
+        self.subjects
+            .get(&identity)
+            .map(|r| r.entries.iter().filter_map(|r| self.entry(r)).collect())
+            .unwrap_or_default()
+    }
+
+    fn resolve_endpoint(&self, name: &PodName) -> (MapState, DirectionPolicy, DirectionPolicy) {
+        let Some(ep) = self.endpoints.get(name) else {
+            return Default::default();
+        };
+        let entries = self.input_entries(ep.identity);
+        mapstate::resolve(&PolicyInput {
+            entries: &entries,
+            selectors: &self.selectors,
+            own_ports: &ep.ports,
+            peer_named_ports: &self.named_ports,
+        })
+    }
+
+    fn write_key(&mut self, id: u32, k: &Key, e: Option<abi::PolicyEntry>) {
+        let abi_key = k.to_abi(id);
+        match e {
+            Some(e) => {
+                self.policy_map
+                    .insert(abi_key.prefixlen, policy_key_data(&abi_key), (*k, e));
+                self.stats.map_writes += 1;
+            }
+            None => {
+                self.policy_map
+                    .remove(abi_key.prefixlen, &policy_key_data(&abi_key));
+                self.stats.map_deletes += 1;
+            }
+        }
+    }
+
+    /// Installs a recomputed map: only changed keys are written to the policy LPM.
+    fn install(
+        &mut self,
+        name: &PodName,
+        (map, ingress, egress): (MapState, DirectionPolicy, DirectionPolicy),
+    ) {
+        let Some(ep) = self.endpoints.get_mut(name) else {
+            return;
+        };
+        let id = ep.id;
+        let old = std::mem::replace(&mut ep.map, map);
+        ep.ingress = ingress;
+        ep.egress = egress;
+        let mut writes = Vec::new();
+        if let Some(ep) = self.endpoints.get(name) {
+            for (k, _) in old.iter() {
+                if ep.map.get(k).is_none() {
+                    writes.push((*k, None));
+                }
+            }
+            for (k, e) in ep.map.iter() {
+                let abi_entry = e.to_abi(k);
+                if old.get(k).map(|o| o.to_abi(k)) != Some(abi_entry) {
+                    writes.push((*k, Some(abi_entry)));
+                }
+            }
+        }
+        for (k, e) in writes {
+            self.write_key(id, &k, e);
+        }
+        self.stats.endpoints_recomputed += 1;
+    }
+
+    /// Recomputes only the keys of the given remote identities (`mapstate::resolve_identity`).
+    fn update_endpoint_identities(&mut self, name: &PodName, ids: &BTreeSet<Identity>) {
+        let Some(ep) = self.endpoints.get_mut(name) else {
+            return;
+        };
+        let mut map = std::mem::take(&mut ep.map);
+        let mut writes = Vec::new();
+        let ep_id;
+        {
+            let Some(ep) = self.endpoints.get(name) else {
+                return;
+            };
+            ep_id = ep.id;
+            let entries = self.input_entries(ep.identity);
+            let input = PolicyInput {
+                entries: &entries,
+                selectors: &self.selectors,
+                own_ports: &ep.ports,
+                peer_named_ports: &self.named_ports,
+            };
+            for id in ids {
+                let (before, after) = mapstate::resolve_identity(&input, *id, &mut map);
+                let after: BTreeMap<Key, abi::PolicyEntry> =
+                    after.iter().map(|(k, e)| (*k, e.to_abi(k))).collect();
+                for (k, e) in &before {
+                    if !after.contains_key(k) {
+                        writes.push((*k, None));
+                    } else if after.get(k) != Some(&e.to_abi(k)) {
+                        writes.push((*k, after.get(k).copied()));
+                    }
+                }
+                let before: BTreeSet<Key> = before.iter().map(|(k, _)| *k).collect();
+                for (k, e) in after {
+                    if !before.contains(&k) {
+                        writes.push((k, Some(e)));
+                    }
+                }
+            }
+        }
+        if let Some(ep) = self.endpoints.get_mut(name) {
+            ep.map = map;
+        }
+        for (k, e) in writes {
+            self.write_key(ep_id, &k, e);
+        }
+        self.stats.endpoint_deltas += 1;
+    }
+
+    // ---- queries ------------------------------------------------------------------------
+
+    pub fn endpoint(&self, name: &PodName) -> Option<&Endpoint> {
+        self.endpoints.get(name)
+    }
+
+    pub fn endpoint_by_id(&self, id: u32) -> Option<&Endpoint> {
+        self.by_id.get(&id).and_then(|n| self.endpoints.get(n))
+    }
+
+    pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.endpoints.values()
+    }
+
+    pub fn ipcache(&self) -> &IpCache {
+        &self.ipcache
+    }
+
+    pub fn selector_cache(&self) -> &SelectorCache {
+        &self.selectors
+    }
+
+    pub fn stats(&self) -> ModelStats {
+        self.stats
+    }
+
+    /// The labels of any identity the model knows (reserved, cluster, CIDR).
+    pub fn identity_labels(&self, id: Identity) -> Option<&LabelSet> {
+        self.selectors.labels(id)
+    }
+
+    /// Every policy-map entry of every endpoint, sorted: what a map writer loads.
+    pub fn policy_map_entries(&self) -> Vec<(EndpointPolicyKey, abi::PolicyEntry)> {
+        let mut out: Vec<_> = self
+            .endpoints
+            .values()
+            .flat_map(|ep| ep.map.to_abi(ep.id))
+            .collect();
+        out.sort_by(|a, b| {
+            (a.0.ep_id, a.0.prefixlen, a.0.as_bytes()).cmp(&(
+                b.0.ep_id,
+                b.0.prefixlen,
+                b.0.as_bytes(),
+            ))
+        });
+        out
+    }
+
+    /// Number of entries in the shared policy LPM (all endpoints).
+    pub fn policy_map_len(&self) -> usize {
+        self.policy_map.len()
+    }
+
+    /// `cilium-dbg bpf policy get` rows of one endpoint.
+    pub fn rows(&self, name: &PodName) -> Option<Vec<MapStateRow>> {
+        let ep = self.endpoints.get(name)?;
+        Some(ep.map.rows(|id| {
+            self.identity_labels(id)
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "(unknown)".to_string())
+        }))
+    }
+
+    /// Whether policy is enabled per direction on a pod's endpoint: (ingress, egress).
+    pub fn policy_enabled(&self, name: &PodName) -> Option<(bool, bool)> {
+        self.endpoints
+            .get(name)
+            .map(|e| (e.ingress.enabled, e.egress.enabled))
+    }
+
+    // ---- the datapath lookup -------------------------------------------------------------
+
+    fn peer_ip(&self, cluster: &Cluster, peer: &Peer) -> Option<IpAddr> {
+        match peer {
+            Peer::Pod(p) => self
+                .endpoints
+                .get(p)
+                .map(|e| e.ip)
+                .or_else(|| cluster.ip_of(peer)),
+            Peer::Host(n) => self.nodes.get(n).copied().or_else(|| cluster.ip_of(peer)),
+            Peer::World(ip) => Some(*ip),
+        }
+    }
+
+    fn lpm_lookup(&self, q: &EndpointPolicyKey) -> Option<PolicyMapValue> {
+        self.policy_map
+            .lookup(q.prefixlen, &policy_key_data(q))
+            .map(|(_, v)| *v)
+    }
+
+    /// `policy_can_access` for one endpoint and direction (spec §5.2 steps 1–4).
+    fn lookup(
+        &self,
+        ep: &Endpoint,
+        dir: Direction,
+        remote: Identity,
+        protocol: Protocol,
+        dport: u16,
+    ) -> Lookup {
+        let query = |sec_label: u32| EndpointPolicyKey {
+            prefixlen: ENDPOINT_PREFIX_BITS + POLICY_FULL_PREFIX,
+            ep_id: ep.id.to_be_bytes(),
+            sec_label,
+            egress: dir.bit(),
+            protocol: protocol.number(),
+            dport: dport.to_be_bytes(),
+        };
+        // 1. L3 lookup {R, dir, proto, dport} at the full prefix.
+        let l3_query = query(remote.0);
+        let l3 = self.lpm_lookup(&l3_query);
+        let l3_step = LookupStep {
+            stage: LookupStage::L3,
+            query: l3_query,
+            hit: l3,
+        };
+        // 2. A deny found by the L3 lookup returns at once (1.19+: precedence == max).
+        if let Some((k, e)) = l3 {
+            if e.precedence == PRECEDENCE_DENY {
+                return Lookup {
+                    steps: [Some(l3_step), None],
+                    chosen: Some((LookupStage::L3, k, e)),
+                    choice: Choice::L3Deny,
+                };
+            }
+        }
+        // 3. L4-only lookup {0, dir, proto, dport}.
+        let l4_query = query(0);
+        let l4 = self.lpm_lookup(&l4_query);
+        let l4_step = LookupStep {
+            stage: LookupStage::L4Only,
+            query: l4_query,
+            hit: l4,
+        };
+        // 4. Choose the L4 entry when there is no L3 entry, or it has a higher precedence, or
+        //    an equal precedence and a longer prefix.
+        let (chosen, choice) = match (l3, l4) {
+            (None, None) => (None, Choice::NoEntry),
+            (None, Some((k, e))) => (Some((LookupStage::L4Only, k, e)), Choice::L4NoL3),
+            (Some((k, e)), None) => (Some((LookupStage::L3, k, e)), Choice::L3NoL4),
+            (Some((k3, e3)), Some((k4, e4))) => {
+                if e4.precedence > e3.precedence {
+                    (
+                        Some((LookupStage::L4Only, k4, e4)),
+                        Choice::L4HigherPrecedence,
+                    )
+                } else if e4.precedence == e3.precedence
+                    && e4.lpm_prefix_length() > e3.lpm_prefix_length()
+                {
+                    (Some((LookupStage::L4Only, k4, e4)), Choice::L4LongerPrefix)
+                } else {
+                    (Some((LookupStage::L3, k3, e3)), Choice::L3Kept)
+                }
+            }
+        };
+        Lookup {
+            steps: [Some(l3_step), Some(l4_step)],
+            chosen,
+            choice,
+        }
+    }
+
+    /// One side of a flow: the enforcing endpoint (none for a side outside the cluster), the
+    /// remote identity from that node's ipcache, the lookup and its verdict (steps 5–6).
+    fn side<'a>(
+        &'a self,
+        cluster: &Cluster,
+        dir: Direction,
+        subject: &Peer,
+        remote: &Peer,
+        flow: &Flow,
+    ) -> Option<Side<'a>> {
+        let Peer::Pod(pn) = subject else {
+            return None;
+        };
+        let ep = self.endpoints.get(pn)?;
+        let hit = match self.peer_ip(cluster, remote) {
+            Some(ip) => self.ipcache.lookup(&ep.node, ip),
+            None => IpCacheHit {
+                prefix: None,
+                identity: Identity::WORLD,
+            },
+        };
+        let lookup = self.lookup(ep, dir, hit.identity, flow.protocol, flow.dport);
+        let summary = match lookup.chosen {
+            // Neither lookup found an entry: DROP_POLICY.
+            None => SideSummary {
+                direction: dir,
+                enforced: ep.policy_enabled(dir),
+                allowed: false,
+                reason: Some(DropReason::PolicyDenied),
+                match_type: MatchType::None,
+            },
+            // 5. A deny → DROP_POLICY_DENY; 6. the match type.
+            Some((stage, _, e)) => SideSummary {
+                direction: dir,
+                enforced: ep.policy_enabled(dir),
+                allowed: !e.is_deny(),
+                reason: e.is_deny().then_some(DropReason::PolicyDeny),
+                match_type: match_type(stage, e.lpm_prefix_length()),
+            },
+        };
+        Some(Side {
+            ep,
+            hit,
+            lookup,
+            summary,
+        })
+    }
+
+    fn explain_side(&self, dir: Direction, side: Option<Side<'_>>) -> DirectionExplanation {
+        let Some(side) = side else {
+            return DirectionExplanation {
+                direction: dir,
+                endpoint: None,
+                enforced: false,
+                remote_identity: None,
+                remote_prefix: None,
+                lookups: Vec::new(),
+                chosen: None,
+                choice: Choice::NotApplicable,
+                allowed: true,
+                reason: None,
+                match_type: MatchType::None,
+            };
+        };
+        let chosen = side.lookup.chosen.map(|(stage, k, e)| {
+            let full = side
+                .ep
+                .map
+                .get(&k)
+                .cloned()
+                .unwrap_or_else(|| MapEntry::from_abi(&e));
+            (stage, k, full)
+        });
+        DirectionExplanation {
+            direction: dir,
+            endpoint: Some((side.ep.pod.clone(), side.ep.id)),
+            enforced: side.summary.enforced,
+            remote_identity: Some(side.hit.identity),
+            remote_prefix: side.hit.prefix,
+            lookups: side.lookup.steps.iter().flatten().cloned().collect(),
+            chosen,
+            choice: side.lookup.choice,
+            allowed: side.summary.allowed,
+            reason: side.summary.reason,
+            match_type: side.summary.match_type,
+        }
+    }
+
+    /// Decides a flow and says how, per direction.
+    pub fn explain(&self, cluster: &Cluster, flow: &Flow) -> Explanation {
+        let eg = self.side(cluster, Direction::Egress, &flow.src, &flow.dst, flow);
+        let ing = self.side(cluster, Direction::Ingress, &flow.dst, &flow.src, flow);
+        let outcome = outcome_of(
+            eg.as_ref().map(|s| s.summary),
+            ing.as_ref().map(|s| s.summary),
+        );
+        Explanation {
+            egress: self.explain_side(Direction::Egress, eg),
+            ingress: self.explain_side(Direction::Ingress, ing),
+            outcome,
+        }
+    }
+
+    /// Decides a flow as the BPF programs would (spec §5.2): egress on the source endpoint,
+    /// then ingress on the destination endpoint.
+    pub fn decide(&self, cluster: &Cluster, flow: &Flow) -> Outcome {
+        let eg = self.side(cluster, Direction::Egress, &flow.src, &flow.dst, flow);
+        if let Some(s) = &eg {
+            if !s.summary.allowed {
+                return outcome_of(Some(s.summary), None);
+            }
+        }
+        let ing = self.side(cluster, Direction::Ingress, &flow.dst, &flow.src, flow);
+        outcome_of(eg.map(|s| s.summary), ing.map(|s| s.summary))
+    }
+}
+
+/// Step 6 of spec §5.2: the match type from the chosen entry's stage and prefix.
+pub fn match_type(stage: LookupStage, lpm_prefix_length: u8) -> MatchType {
+    match stage {
+        LookupStage::L3 => match lpm_prefix_length {
+            0 => MatchType::L3Only,
+            1..=8 => MatchType::L3Proto,
+            _ => MatchType::L3L4,
+        },
+        LookupStage::L4Only => match lpm_prefix_length {
+            0 => MatchType::All,
+            1..=8 => MatchType::ProtoOnly,
+            _ => MatchType::L4Only,
+        },
+    }
+}
+
+/// What one enforcing side decided.
+#[derive(Clone, Copy, Debug)]
+struct SideSummary {
+    direction: Direction,
+    enforced: bool,
+    allowed: bool,
+    reason: Option<DropReason>,
+    match_type: MatchType,
+}
+
+struct Side<'a> {
+    ep: &'a Endpoint,
+    hit: IpCacheHit,
+    lookup: Lookup,
+    summary: SideSummary,
+}
+
+/// The overall outcome, with the oracle's direction convention: the denying side (egress is
+/// checked first); for an allowed flow the ingress side if it enforces, else egress if it
+/// enforces, else none. The match type is that of the deciding side when it enforces. A side
+/// outside the cluster (`None`) enforces nothing.
+fn outcome_of(egress: Option<SideSummary>, ingress: Option<SideSummary>) -> Outcome {
+    let side = |d: SideSummary| Outcome {
+        allowed: d.allowed,
+        reason: d.reason,
+        direction: Some(d.direction),
+        match_type: d.enforced.then_some(d.match_type),
+    };
+    for d in [egress, ingress].into_iter().flatten() {
+        if !d.allowed {
+            return side(d);
+        }
+    }
+    match (ingress, egress) {
+        (Some(i), _) if i.enforced => side(i),
+        (_, Some(e)) if e.enforced => side(e),
+        _ => Outcome {
+            allowed: true,
+            reason: None,
+            direction: None,
+            match_type: None,
+        },
+    }
+}
+
+/// Which lookup an entry came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LookupStage {
+    /// `{R, dir, proto, dport}`.
+    L3,
+    /// `{0, dir, proto, dport}`.
+    L4Only,
+}
+
+impl fmt::Display for LookupStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LookupStage::L3 => "L3",
+            LookupStage::L4Only => "L4-only",
+        })
+    }
+}
+
+/// Why the lookup chose what it chose (spec §5.2 steps 2 and 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// The side is not a local endpoint: nothing enforced.
+    NotApplicable,
+    /// Step 2: the L3 lookup found a deny and returned at once.
+    L3Deny,
+    L4NoL3,
+    L3NoL4,
+    L4HigherPrecedence,
+    L4LongerPrefix,
+    /// The L3 entry has a higher precedence, or an equal one and a prefix at least as long.
+    L3Kept,
+    /// Neither lookup found an entry: DROP_POLICY.
+    NoEntry,
+}
+
+impl fmt::Display for Choice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Choice::NotApplicable => "not a local endpoint: nothing enforced",
+            Choice::L3Deny => "the L3 lookup found a deny: returned at once",
+            Choice::L4NoL3 => "no L3 entry: the L4-only entry is used",
+            Choice::L3NoL4 => "no L4-only entry: the L3 entry is used",
+            Choice::L4HigherPrecedence => "the L4-only entry has the higher precedence",
+            Choice::L4LongerPrefix => "equal precedence, the L4-only entry has the longer prefix",
+            Choice::L3Kept => "the L3 entry has a higher precedence or a prefix at least as long",
+            Choice::NoEntry => "no entry matched: DROP_POLICY",
+        })
+    }
+}
+
+/// One LPM lookup: the query key (full prefix) and the entry found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LookupStep {
+    pub stage: LookupStage,
+    /// The ABI query key, prefix [`ENDPOINT_PREFIX_BITS`] + 64 (Cilium's
+    /// `POLICY_FULL_PREFIX`).
+    pub query: EndpointPolicyKey,
+    pub hit: Option<(Key, abi::PolicyEntry)>,
+}
+
+struct Lookup {
+    steps: [Option<LookupStep>; 2],
+    chosen: Option<(LookupStage, Key, abi::PolicyEntry)>,
+    choice: Choice,
+}
+
+/// How one direction decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectionExplanation {
+    pub direction: Direction,
+    /// The enforcing endpoint (pod, endpoint id); `None` for a side outside the cluster.
+    pub endpoint: Option<(PodName, u32)>,
+    /// Policy enabled on this side (verdict events are emitted only then).
+    pub enforced: bool,
+    /// The remote identity from the enforcing node's ipcache, and the matching prefix.
+    pub remote_identity: Option<Identity>,
+    pub remote_prefix: Option<IpNet>,
+    /// The lookups in order: L3, then (unless the L3 lookup found a deny) L4-only.
+    pub lookups: Vec<LookupStep>,
+    /// The chosen entry, with the rules it derives from.
+    pub chosen: Option<(LookupStage, Key, MapEntry)>,
+    pub choice: Choice,
+    pub allowed: bool,
+    pub reason: Option<DropReason>,
+    pub match_type: MatchType,
+}
+
+/// [`Model::explain`]'s answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Explanation {
+    pub egress: DirectionExplanation,
+    pub ingress: DirectionExplanation,
+    pub outcome: Outcome,
+}
+
+impl fmt::Display for DirectionExplanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some((pod, id)) = &self.endpoint else {
+            return writeln!(f, "{}: {}", self.direction, self.choice);
+        };
+        write!(f, "{} on {pod} (endpoint {id}", self.direction)?;
+        if !self.enforced {
+            write!(f, ", policy not enabled")?;
+        }
+        write!(f, ")")?;
+        if let Some(r) = self.remote_identity {
+            write!(f, ": remote identity {r}")?;
+            if let Some(p) = self.remote_prefix {
+                write!(f, " (ipcache {p})")?;
+            } else {
+                write!(f, " (no ipcache entry)")?;
+            }
+        }
+        writeln!(f)?;
+        for s in &self.lookups {
+            let q = &s.query;
+            write!(
+                f,
+                "  {} lookup {{identity {}, proto {}, dport {}}} /64: ",
+                s.stage,
+                q.sec_label,
+                q.protocol,
+                u16::from_be_bytes(q.dport)
+            )?;
+            match &s.hit {
+                Some((k, e)) => writeln!(
+                    f,
+                    "{} {} precedence {:#x} prefix {}",
+                    if e.is_deny() { "deny" } else { "allow" },
+                    k,
+                    e.precedence,
+                    e.lpm_prefix_length()
+                )?,
+                None => writeln!(f, "no entry")?,
+            }
+        }
+        writeln!(f, "  {}", self.choice)?;
+        if let Some((_, _, e)) = &self.chosen {
+            for o in &e.origins {
+                writeln!(f, "  from {o}")?;
+            }
+            for s in &e.synthetic {
+                writeln!(f, "  from {s}")?;
+            }
+        }
+        match self.reason {
+            None => writeln!(f, "  allowed, match {}", self.match_type),
+            Some(r) => writeln!(f, "  dropped {r}, match {}", self.match_type),
+        }
+    }
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.egress, self.ingress)?;
+        writeln!(f, "=> {}", self.outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests;

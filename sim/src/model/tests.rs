@@ -1,0 +1,1668 @@
+//! Model tests: every spec §7 case in scope, named after it, with keys and outcomes taken
+//! from the spec text; incrementality checks; and a proptest against the oracle.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::*;
+use crate::cluster::PodSpec;
+use crate::mapstate::Synthetic;
+use crate::oracle;
+use crate::portrange::MaskedPort;
+
+// ---- fixtures --------------------------------------------------------------------------
+
+/// Two nodes (172.18.0.2, 172.18.0.3), namespaces x, y and kube-system.
+fn cluster() -> Cluster {
+    let mut c = Cluster::new();
+    c.add_node("node-1", Some("172.18.0.2".parse().unwrap()))
+        .unwrap();
+    c.add_node("node-2", Some("172.18.0.3".parse().unwrap()))
+        .unwrap();
+    for ns in ["x", "y", "kube-system"] {
+        c.add_namespace(ns, BTreeMap::new()).unwrap();
+    }
+    c
+}
+
+fn add_pod(
+    c: &mut Cluster,
+    name: &str,
+    ip: &str,
+    labels: &[(&str, &str)],
+    ports: &[(&str, u16, Protocol)],
+) {
+    c.add_pod(PodSpec {
+        name: name.to_string(),
+        node: None,
+        ip: Some(ip.parse().unwrap()),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ports: ports
+            .iter()
+            .map(|(n, p, proto)| ContainerPort {
+                name: n.to_string(),
+                port: *p,
+                protocol: *proto,
+            })
+            .collect(),
+    })
+    .unwrap();
+}
+
+/// x/a (10.0.1.10, app=a), x/b (10.0.1.11, app=b), x/c (10.0.1.12, app=c), y/a (10.0.2.10,
+/// app=a), all on node-1; kube-system/coredns (10.0.3.10, k8s-app=kube-dns).
+fn standard_cluster() -> Cluster {
+    let mut c = cluster();
+    add_pod(&mut c, "x/a", "10.0.1.10", &[("app", "a")], &[]);
+    add_pod(&mut c, "x/b", "10.0.1.11", &[("app", "b")], &[]);
+    add_pod(&mut c, "x/c", "10.0.1.12", &[("app", "c")], &[]);
+    add_pod(&mut c, "y/a", "10.0.2.10", &[("app", "a")], &[]);
+    add_pod(
+        &mut c,
+        "kube-system/coredns",
+        "10.0.3.10",
+        &[("k8s-app", "kube-dns")],
+        &[],
+    );
+    c
+}
+
+fn repo(yaml: &str) -> Repository {
+    let mut r = Repository::default();
+    let ms =
+        crate::api::parse_manifests(Path::new("test.yaml"), yaml).expect("test manifest parses");
+    for m in &ms {
+        r.apply(
+            crate::translate::policy_ref(m),
+            crate::translate::translate(m),
+        );
+    }
+    r
+}
+
+fn flow(c: &Cluster, from: &str, to: &str, protocol: Protocol, dport: u16) -> Flow {
+    Flow {
+        src: c.resolve(from).unwrap_or_else(|| panic!("no peer {from}")),
+        dst: c.resolve(to).unwrap_or_else(|| panic!("no peer {to}")),
+        protocol,
+        dport,
+    }
+}
+
+fn pod(name: &str) -> PodName {
+    PodName::parse(name).unwrap()
+}
+
+/// Decides with the model and checks the oracle agrees on verdict, reason and direction.
+fn decide(
+    m: &Model,
+    c: &Cluster,
+    r: &Repository,
+    from: &str,
+    to: &str,
+    protocol: Protocol,
+    dport: u16,
+) -> Outcome {
+    let f = flow(c, from, to, protocol, dport);
+    let got = m.decide(c, &f);
+    let want = oracle::decide(c, r, &f).outcome();
+    assert_eq!(
+        (got.allowed, got.reason, got.direction),
+        (want.allowed, want.reason, want.direction),
+        "model and oracle disagree on {from} -> {to} {protocol}/{dport}\n{}",
+        m.explain(c, &f)
+    );
+    got
+}
+
+fn allowed(direction: Option<Direction>, m: MatchType) -> Outcome {
+    Outcome {
+        allowed: true,
+        reason: None,
+        direction,
+        match_type: Some(m),
+    }
+}
+
+fn dropped(reason: DropReason, direction: Direction, m: MatchType) -> Outcome {
+    Outcome {
+        allowed: false,
+        reason: Some(reason),
+        direction: Some(direction),
+        match_type: Some(m),
+    }
+}
+
+const IN: Option<Direction> = Some(Direction::Ingress);
+const EG: Option<Direction> = Some(Direction::Egress);
+const TCP: Protocol = Protocol::Tcp;
+
+fn keys(m: &Model, p: &str, d: Direction) -> Vec<(Key, bool)> {
+    m.endpoint(&pod(p))
+        .unwrap()
+        .map
+        .direction(d)
+        .map(|(k, e)| (*k, e.deny))
+        .collect()
+}
+
+fn id_of(c: &Cluster, p: &str) -> Identity {
+    c.pods[&pod(p)].identity
+}
+
+fn l4(id: Identity, d: Direction, proto: Protocol, port: u16, prefix: u8) -> Key {
+    Key::l4(id, d, proto, MaskedPort { port, prefix })
+}
+
+/// An endpoint's map with CIDR identities named by their labels: their numbers depend on
+/// allocation order (spec §8), so an incremental model and a fresh one may number them
+/// differently.
+type NormalRow = (String, Direction, u8, MaskedPort, bool, u32);
+
+fn normalized(m: &Model, ep: &Endpoint) -> Vec<NormalRow> {
+    let mut rows: Vec<NormalRow> = ep
+        .map
+        .iter()
+        .map(|(k, e)| {
+            let id = if k.identity.is_local_scope() {
+                m.identity_labels(k.identity)
+                    .map(|l| l.to_string())
+                    .unwrap_or_default()
+            } else {
+                k.identity.to_string()
+            };
+            (id, k.direction, k.nexthdr, k.port, e.deny, e.precedence)
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// A model updated incrementally must equal a fresh one (maps and enforcement).
+fn same_as_fresh(m: &Model, c: &Cluster, r: &Repository) -> Result<(), String> {
+    let fresh = Model::new(c, r);
+    if m.endpoints().count() != fresh.endpoints().count() {
+        return Err("endpoint count differs".into());
+    }
+    for ep in fresh.endpoints() {
+        let got = m
+            .endpoint(&ep.pod)
+            .ok_or(format!("no endpoint {}", ep.pod))?;
+        if (got.identity, &got.ingress, &got.egress) != (ep.identity, &ep.ingress, &ep.egress) {
+            return Err(format!("{}: identity or enforcement differs", ep.pod));
+        }
+        let (a, b) = (normalized(m, got), normalized(&fresh, ep));
+        if a != b {
+            return Err(format!(
+                "{}: map differs\nincremental {a:?}\nfresh {b:?}",
+                ep.pod
+            ));
+        }
+    }
+    if m.policy_map_len() != fresh.policy_map_len() {
+        return Err("policy LPM size differs".into());
+    }
+    if m.policy_map_len() != m.policy_map_entries().len() {
+        return Err("policy LPM out of sync with the endpoints' maps".into());
+    }
+    Ok(())
+}
+
+fn assert_same_as_fresh(m: &Model, c: &Cluster, r: &Repository) {
+    if let Err(e) = same_as_fresh(m, c, r) {
+        panic!("{e}");
+    }
+}
+
+// ---- spec §7 ---------------------------------------------------------------------------
+
+// §7 #1: CNP in x with endpointSelector {} and fromEndpoints [{}]: x's pods may reach x's
+// pods; a pod of y is dropped at x's ingress with DROP_POLICY.
+#[test]
+fn spec7_01_empty_from_endpoints_is_own_namespace() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {}
+  ingress:
+  - fromEndpoints: [{}]
+",
+    );
+    let m = Model::new(&c, &r);
+    assert_eq!(
+        decide(&m, &c, &r, "x/b", "x/a", TCP, 80),
+        allowed(IN, MatchType::L3Only)
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "y/a", "x/a", TCP, 80),
+        dropped(
+            DropReason::PolicyDenied,
+            Direction::Ingress,
+            MatchType::None
+        )
+    );
+}
+
+// §7 #2: fromEndpoints naming namespace y: only y's pods are allowed, x's own pods are not.
+#[test]
+fn spec7_02_from_endpoints_other_namespace_only() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {}
+  ingress:
+  - fromEndpoints: [{matchLabels: {io.kubernetes.pod.namespace: y}}]
+",
+    );
+    let m = Model::new(&c, &r);
+    assert!(decide(&m, &c, &r, "y/a", "x/a", TCP, 80).allowed);
+    assert_eq!(
+        decide(&m, &c, &r, "x/b", "x/a", TCP, 80).reason,
+        Some(DropReason::PolicyDenied)
+    );
+}
+
+// §7 #3: endpointSelector naming another namespace with the bare key selects nothing.
+#[test]
+fn spec7_03_endpoint_selector_bare_namespace_selects_nothing() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {io.kubernetes.pod.namespace: y}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: none}}]
+",
+    );
+    let m = Model::new(&c, &r);
+    for p in ["x/a", "y/a"] {
+        assert_eq!(m.policy_enabled(&pod(p)), Some((false, false)));
+    }
+    assert_eq!(decide(&m, &c, &r, "x/b", "y/a", TCP, 80).direction, None);
+}
+
+// §7 #4: CCNP {} with fromEndpoints [{}]: every pod allowed in; world DROP_POLICY; host
+// allowed (localhost rule); remote-node DROP_POLICY.
+#[test]
+fn spec7_04_ccnp_all_pods_host_allowed_world_and_remote_node_dropped() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: p}
+spec:
+  endpointSelector: {}
+  ingress:
+  - fromEndpoints: [{}]
+",
+    );
+    let m = Model::new(&c, &r);
+    assert!(decide(&m, &c, &r, "y/a", "x/a", TCP, 80).allowed);
+    assert!(decide(&m, &c, &r, "kube-system/coredns", "x/a", TCP, 80).allowed);
+    assert_eq!(
+        decide(&m, &c, &r, "8.8.8.8", "x/a", TCP, 80),
+        dropped(
+            DropReason::PolicyDenied,
+            Direction::Ingress,
+            MatchType::None
+        )
+    );
+    // Host: the synthetic L3-only allow of identity 1.
+    assert_eq!(
+        decide(&m, &c, &r, "host:node-1", "x/a", TCP, 80),
+        allowed(IN, MatchType::L3Only)
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "host:node-2", "x/a", TCP, 80).reason,
+        Some(DropReason::PolicyDenied)
+    );
+}
+
+// §7 #5: a DNS egress rule without a namespace is scoped to the policy's namespace.
+#[test]
+fn spec7_05_egress_selector_auto_scoped_to_namespace() {
+    let c = standard_cluster();
+    let yaml = |extra: &str| {
+        format!(
+            "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {{name: p, namespace: x}}
+spec:
+  endpointSelector: {{matchLabels: {{app: a}}}}
+  egress:
+  - toEndpoints: [{{matchLabels: {{k8s-app: kube-dns{extra}}}}}]
+    toPorts: [{{ports: [{{port: '53', protocol: UDP}}]}}]
+"
+        )
+    };
+    let r = repo(&yaml(""));
+    let m = Model::new(&c, &r);
+    assert_eq!(
+        decide(&m, &c, &r, "x/a", "kube-system/coredns", Protocol::Udp, 53),
+        dropped(DropReason::PolicyDenied, Direction::Egress, MatchType::None)
+    );
+    let r = repo(&yaml(", io.kubernetes.pod.namespace: kube-system"));
+    let m = Model::new(&c, &r);
+    assert_eq!(
+        decide(&m, &c, &r, "x/a", "kube-system/coredns", Protocol::Udp, 53),
+        allowed(EG, MatchType::L3L4)
+    );
+}
+
+// §7 #6: toEntities cluster allows host, remote-node and every pod; 8.8.8.8 is denied.
+#[test]
+fn spec7_06_to_entities_cluster() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+  - toEntities: [cluster]
+",
+    );
+    let m = Model::new(&c, &r);
+    for to in ["host:node-1", "host:node-2", "y/a", "kube-system/coredns"] {
+        assert_eq!(
+            decide(&m, &c, &r, "x/a", to, TCP, 443),
+            allowed(EG, MatchType::L3Only),
+            "{to}"
+        );
+    }
+    assert_eq!(
+        decide(&m, &c, &r, "x/a", "8.8.8.8", TCP, 443),
+        dropped(DropReason::PolicyDenied, Direction::Egress, MatchType::None)
+    );
+    let ep = m.endpoint(&pod("x/a")).unwrap();
+    for id in [1, 3, 4, 5, 6, 7, 8] {
+        assert!(
+            ep.map
+                .get(&Key::l3_only(Identity(id), Direction::Egress))
+                .is_some(),
+            "identity {id}"
+        );
+    }
+}
+
+// §7 #7: toCIDR 8.8.8.8/32: 8.8.8.8 gets a local identity (cidr:8.8.8.8/32 + world) and is
+// allowed; 8.8.4.4 is world and dropped; toEntities world would allow both.
+#[test]
+fn spec7_07_to_cidr_exact_prefix_only() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+  - toCIDR: [8.8.8.8/32]
+",
+    );
+    let m = Model::new(&c, &r);
+    let hit = m.ipcache().lookup("node-1", "8.8.8.8".parse().unwrap());
+    assert!(hit.identity.0 >= 16_777_217);
+    assert_eq!(
+        m.identity_labels(hit.identity).unwrap().to_string(),
+        "reserved:world cidr:8.8.8.8/32"
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "x/a", "8.8.8.8", Protocol::Udp, 53),
+        allowed(EG, MatchType::L3Only)
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "x/a", "8.8.4.4", Protocol::Udp, 53),
+        dropped(DropReason::PolicyDenied, Direction::Egress, MatchType::None)
+    );
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+  - toEntities: [world]
+  - toCIDR: [8.8.8.8/32]
+",
+    );
+    let m = Model::new(&c, &r);
+    assert!(decide(&m, &c, &r, "x/a", "8.8.8.8", Protocol::Udp, 53).allowed);
+    assert!(decide(&m, &c, &r, "x/a", "8.8.4.4", Protocol::Udp, 53).allowed);
+}
+
+// §7 #8: toCIDRSet 10.0.0.0/8 except 10.96.0.0/12: 10.96.0.10 denied, 10.1.2.3 allowed.
+#[test]
+fn spec7_08_cidr_set_except() {
+    let mut c = cluster();
+    add_pod(&mut c, "x/a", "172.20.0.10", &[("app", "a")], &[]);
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+  - toCIDRSet: [{cidr: 10.0.0.0/8, except: [10.96.0.0/12]}]
+",
+    );
+    let m = Model::new(&c, &r);
+    assert_eq!(
+        decide(&m, &c, &r, "x/a", "10.96.0.10", TCP, 443),
+        dropped(DropReason::PolicyDenied, Direction::Egress, MatchType::None)
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "x/a", "10.1.2.3", TCP, 443),
+        allowed(EG, MatchType::L3Only)
+    );
+    // Both prefixes have identities; only the outer one is in the map.
+    let outer = m
+        .ipcache()
+        .cidr_identity(&"10.0.0.0/8".parse().unwrap())
+        .unwrap();
+    let inner = m
+        .ipcache()
+        .cidr_identity(&"10.96.0.0/12".parse().unwrap())
+        .unwrap();
+    assert_eq!(
+        keys(&m, "x/a", Direction::Egress),
+        vec![(Key::l3_only(outer, Direction::Egress), false)]
+    );
+    assert_ne!(outer, inner);
+}
+
+// §7 #9: toCIDR 10.0.0.0/8 where 10.0.1.11 is a pod: denied (the pod identity wins).
+#[test]
+fn spec7_09_cidr_never_matches_pods() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+  - toCIDR: [10.0.0.0/8, 10.0.1.11/32]
+",
+    );
+    let m = Model::new(&c, &r);
+    assert_eq!(
+        m.ipcache()
+            .lookup("node-1", "10.0.1.11".parse().unwrap())
+            .identity,
+        id_of(&c, "x/b")
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "x/a", "x/b", TCP, 80),
+        dropped(DropReason::PolicyDenied, Direction::Egress, MatchType::None)
+    );
+    assert!(decide(&m, &c, &r, "x/a", "10.0.1.99", TCP, 80).allowed);
+}
+
+// §7 #10: L3-only allow from client plus an ingressDeny from client on 80/TCP. The map
+// holds the deny (client, TCP/80) and the allow (client, ANY); 80/TCP → DROP_POLICY_DENY
+// with match L3-L4 (the L3 lookup hits the deny first); 81/TCP allowed L3-Only; ping allowed.
+#[test]
+fn spec7_10_deny_beats_l3_allow_port_80() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: b}}]
+  ingressDeny:
+  - fromEndpoints: [{matchLabels: {app: b}}]
+    toPorts: [{ports: [{port: '80', protocol: TCP}]}]
+",
+    );
+    let m = Model::new(&c, &r);
+    let client = id_of(&c, "x/b");
+    assert_eq!(
+        keys(&m, "x/a", Direction::Ingress),
+        vec![
+            (Key::l3_only(Identity::HOST, Direction::Ingress), false),
+            (Key::l3_only(client, Direction::Ingress), false),
+            (l4(client, Direction::Ingress, TCP, 80, 16), true),
+        ]
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "x/b", "x/a", TCP, 80),
+        dropped(DropReason::PolicyDeny, Direction::Ingress, MatchType::L3L4)
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "x/b", "x/a", TCP, 81),
+        allowed(IN, MatchType::L3Only)
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "x/b", "x/a", Protocol::Icmp, 8),
+        allowed(IN, MatchType::L3Only)
+    );
+    let ex = m.explain(&c, &flow(&c, "x/b", "x/a", TCP, 80));
+    assert_eq!(ex.ingress.choice, Choice::L3Deny);
+    assert_eq!(ex.ingress.lookups.len(), 1);
+    assert_eq!(ex.ingress.remote_identity, Some(client));
+}
+
+// §7 #11: only ingressDeny from world still makes ingress default-deny: pod→pod
+// DROP_POLICY, world DROP_POLICY_DENY. With enableDefaultDeny.ingress false pods are allowed
+// and world still gets DROP_POLICY_DENY.
+#[test]
+fn spec7_11_deny_only_policy_is_default_deny() {
+    let c = standard_cluster();
+    let yaml = |extra: &str| {
+        format!(
+            "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {{name: p, namespace: x}}
+spec:
+  endpointSelector: {{matchLabels: {{app: a}}}}
+{extra}  ingressDeny:
+  - fromEntities: [world]
+"
+        )
+    };
+    let r = repo(&yaml(""));
+    let m = Model::new(&c, &r);
+    assert_eq!(
+        decide(&m, &c, &r, "x/b", "x/a", TCP, 80).reason,
+        Some(DropReason::PolicyDenied)
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "8.8.8.8", "x/a", TCP, 80),
+        dropped(
+            DropReason::PolicyDeny,
+            Direction::Ingress,
+            MatchType::L3Only
+        )
+    );
+    let r = repo(&yaml("  enableDefaultDeny: {ingress: false}\n"));
+    let m = Model::new(&c, &r);
+    // Allowed by the lowest-tier allow-all (the L4-only wildcard entry: match "all").
+    assert_eq!(
+        decide(&m, &c, &r, "x/b", "x/a", TCP, 80),
+        allowed(IN, MatchType::All)
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "8.8.8.8", "x/a", TCP, 80).reason,
+        Some(DropReason::PolicyDeny)
+    );
+}
+
+// §7 #12: ingress toPorts 80/TCP without from: any source, world included, may reach 80/TCP
+// (key identity 0, match L4-Only); ping is dropped.
+#[test]
+fn spec7_12_l4_only_rule_any_source() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  ingress:
+  - toPorts: [{ports: [{port: '80', protocol: TCP}]}]
+",
+    );
+    let m = Model::new(&c, &r);
+    assert_eq!(
+        keys(&m, "x/a", Direction::Ingress),
+        vec![
+            (l4(Identity::ANY, Direction::Ingress, TCP, 80, 16), false),
+            (Key::l3_only(Identity::HOST, Direction::Ingress), false),
+        ]
+    );
+    for from in ["8.8.8.8", "x/b", "y/a", "host:node-2"] {
+        assert_eq!(
+            decide(&m, &c, &r, from, "x/a", TCP, 80),
+            allowed(IN, MatchType::L4Only),
+            "{from}"
+        );
+    }
+    assert_eq!(
+        decide(&m, &c, &r, "x/b", "x/a", Protocol::Icmp, 8),
+        dropped(
+            DropReason::PolicyDenied,
+            Direction::Ingress,
+            MatchType::None
+        )
+    );
+}
+
+// §7 #13: protocol ANY port 53 gives TCP/53, UDP/53 and SCTP/53 only; ICMP is not covered.
+#[test]
+fn spec7_13_protocol_any_is_tcp_udp_sctp() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: b}}]
+    toPorts: [{ports: [{port: '53', protocol: ANY}]}]
+",
+    );
+    let m = Model::new(&c, &r);
+    let b = id_of(&c, "x/b");
+    let got: Vec<Key> = keys(&m, "x/a", Direction::Ingress)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            Key::l3_only(Identity::HOST, Direction::Ingress),
+            l4(b, Direction::Ingress, Protocol::Tcp, 53, 16),
+            l4(b, Direction::Ingress, Protocol::Udp, 53, 16),
+            l4(b, Direction::Ingress, Protocol::Sctp, 53, 16),
+        ]
+    );
+    for p in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
+        assert_eq!(
+            decide(&m, &c, &r, "x/b", "x/a", p, 53),
+            allowed(IN, MatchType::L3L4)
+        );
+    }
+    assert_eq!(
+        decide(&m, &c, &r, "x/b", "x/a", Protocol::Icmp, 53).reason,
+        Some(DropReason::PolicyDenied)
+    );
+}
+
+// §7 #14: fromEndpoints [] with toPorts selects nothing but enables default deny: every
+// ingress is dropped except from the host.
+#[test]
+fn spec7_14_explicit_empty_from_endpoints_selects_nothing() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  ingress:
+  - fromEndpoints: []
+    toPorts: [{ports: [{port: '80', protocol: TCP}]}]
+",
+    );
+    let m = Model::new(&c, &r);
+    assert_eq!(
+        keys(&m, "x/a", Direction::Ingress),
+        vec![(Key::l3_only(Identity::HOST, Direction::Ingress), false)]
+    );
+    for from in ["x/b", "8.8.8.8", "host:node-2"] {
+        assert_eq!(
+            decide(&m, &c, &r, from, "x/a", TCP, 80).reason,
+            Some(DropReason::PolicyDenied)
+        );
+    }
+    assert!(decide(&m, &c, &r, "host:node-1", "x/a", TCP, 80).allowed);
+}
+
+// §7 #15: port 80 endPort 83 TCP from X: key (X, TCP, 80/14), lpm_prefix_length 22; 80–83
+// allowed with match L3-L4; 79 and 84 dropped.
+#[test]
+fn spec7_15_port_range_is_one_masked_key() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: b}}]
+    toPorts: [{ports: [{port: '80', endPort: 83, protocol: TCP}]}]
+",
+    );
+    let m = Model::new(&c, &r);
+    let x = id_of(&c, "x/b");
+    let key = l4(x, Direction::Ingress, TCP, 80, 14);
+    let ep = m.endpoint(&pod("x/a")).unwrap();
+    let e = ep.map.get(&key).expect("masked key present");
+    assert_eq!(e.to_abi(&key).lpm_prefix_length(), 22);
+    assert_eq!(ep.map.len(), 3); // + host ingress + egress allow-all
+    for port in 80..=83 {
+        assert_eq!(
+            decide(&m, &c, &r, "x/b", "x/a", TCP, port),
+            allowed(IN, MatchType::L3L4)
+        );
+    }
+    for port in [79, 84] {
+        assert_eq!(
+            decide(&m, &c, &r, "x/b", "x/a", TCP, port).reason,
+            Some(DropReason::PolicyDenied)
+        );
+    }
+    let rows = m.rows(&pod("x/a")).unwrap();
+    assert!(rows
+        .iter()
+        .any(|r| r.port_proto == "80-83/TCP" && r.prefix == 22));
+}
+
+// §7 #16: KNP podSelector {} with policyTypes [Egress] and no egress rules: egress
+// default-deny; ingress not enabled (allow-all key, match "all", no verdict events).
+#[test]
+fn spec7_16_knp_egress_policy_type_only() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+",
+    );
+    let m = Model::new(&c, &r);
+    assert_eq!(m.policy_enabled(&pod("x/a")), Some((false, true)));
+    assert_eq!(
+        keys(&m, "x/a", Direction::Ingress),
+        vec![(Key::l3_only(Identity::ANY, Direction::Ingress), false)]
+    );
+    assert_eq!(keys(&m, "x/a", Direction::Egress), vec![]);
+    assert_eq!(
+        decide(&m, &c, &r, "x/a", "y/a", TCP, 80),
+        dropped(DropReason::PolicyDenied, Direction::Egress, MatchType::None)
+    );
+    // Ingress into x/a from y/a: allowed, no side enforces (y/a has no policy).
+    let ex = m.explain(&c, &flow(&c, "y/a", "x/a", TCP, 80));
+    assert!(!ex.ingress.enforced);
+    assert_eq!(ex.ingress.match_type, MatchType::All);
+    assert_eq!(decide(&m, &c, &r, "y/a", "x/a", TCP, 80).direction, None);
+}
+
+// §7 #17: KNP with only egress rules and no policyTypes: ingress also default-deny.
+#[test]
+fn spec7_17_knp_egress_rules_without_policy_types_deny_ingress() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: a}}
+  egress:
+  - to: [{podSelector: {}}]
+",
+    );
+    let m = Model::new(&c, &r);
+    assert_eq!(m.policy_enabled(&pod("x/a")), Some((true, true)));
+    assert_eq!(
+        decide(&m, &c, &r, "x/b", "x/a", TCP, 80).reason,
+        Some(DropReason::PolicyDenied)
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "x/a", "x/b", TCP, 80),
+        allowed(EG, MatchType::L3Only)
+    );
+}
+
+// §7 #18: a namespace relabel changes the pods' identities and thus the verdict.
+#[test]
+fn spec7_18_namespace_selector_follows_namespace_labels() {
+    let mut c = standard_cluster();
+    let r = repo(
+        "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: a}}
+  ingress:
+  - from: [{namespaceSelector: {matchLabels: {team: t}}}]
+",
+    );
+    let mut m = Model::new(&c, &r);
+    assert_eq!(
+        decide(&m, &c, &r, "y/a", "x/a", TCP, 80).reason,
+        Some(DropReason::PolicyDenied)
+    );
+    let ch = c
+        .label_namespace("y", &[("team".to_string(), "t".to_string())].into(), &[])
+        .unwrap();
+    m.identities_changed(&c, &ch);
+    m.sync_pods(&c);
+    assert_eq!(
+        decide(&m, &c, &r, "y/a", "x/a", TCP, 80),
+        allowed(IN, MatchType::L3Only)
+    );
+    assert_same_as_fresh(&m, &c, &r);
+}
+
+// §7 #19: ingress named port "http": nothing without such a container port; with
+// http→8080, 8080/TCP is allowed, not 80.
+#[test]
+fn spec7_19_ingress_named_port() {
+    let mut c = standard_cluster();
+    add_pod(
+        &mut c,
+        "x/web",
+        "10.0.1.20",
+        &[("app", "a")],
+        &[("http", 8080, TCP)],
+    );
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: b}}]
+    toPorts: [{ports: [{port: http, protocol: TCP}]}]
+",
+    );
+    let m = Model::new(&c, &r);
+    // x/a shares the identity of x/web but has no port named http: no key.
+    assert_eq!(
+        keys(&m, "x/a", Direction::Ingress),
+        vec![(Key::l3_only(Identity::HOST, Direction::Ingress), false)]
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "x/b", "x/a", TCP, 8080).reason,
+        Some(DropReason::PolicyDenied)
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "x/b", "x/web", TCP, 8080),
+        allowed(IN, MatchType::L3L4)
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "x/b", "x/web", TCP, 80).reason,
+        Some(DropReason::PolicyDenied)
+    );
+}
+
+// §7 #19 (egress side, spec §4.3): an egress named port resolves per destination identity;
+// a wildcard peer enumerates the identities that have the port.
+#[test]
+fn spec7_19_egress_named_port_per_destination_identity() {
+    let mut c = standard_cluster();
+    add_pod(
+        &mut c,
+        "y/web",
+        "10.0.2.20",
+        &[("app", "web")],
+        &[("http", 8080, TCP)],
+    );
+    add_pod(
+        &mut c,
+        "y/alt",
+        "10.0.2.21",
+        &[("app", "alt")],
+        &[("http", 9090, TCP)],
+    );
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+  - toPorts: [{ports: [{port: http, protocol: TCP}]}]
+",
+    );
+    let mut m = Model::new(&c, &r);
+    let web = id_of(&c, "y/web");
+    let alt = id_of(&c, "y/alt");
+    assert_eq!(
+        keys(&m, "x/a", Direction::Egress),
+        vec![
+            (l4(web, Direction::Egress, TCP, 8080, 16), false),
+            (l4(alt, Direction::Egress, TCP, 9090, 16), false),
+        ]
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "x/a", "y/web", TCP, 8080),
+        allowed(EG, MatchType::L3L4)
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "x/a", "y/web", TCP, 9090).reason,
+        Some(DropReason::PolicyDenied)
+    );
+    assert!(decide(&m, &c, &r, "x/a", "y/alt", TCP, 9090).allowed);
+    // A new pod with a named port: its identity gets a key incrementally.
+    add_pod(
+        &mut c,
+        "y/new",
+        "10.0.2.22",
+        &[("app", "new")],
+        &[("http", 7070, TCP)],
+    );
+    let ch = IdentityChange {
+        added: vec![id_of(&c, "y/new")],
+        removed: vec![],
+    };
+    m.identities_changed(&c, &ch);
+    m.pod_added(&c, &pod("y/new"));
+    assert!(decide(&m, &c, &r, "x/a", "y/new", TCP, 7070).allowed);
+    assert_same_as_fresh(&m, &c, &r);
+}
+
+// §7 #20: a label change app=a → app=b gives a new identity; rules on app=a stop matching.
+#[test]
+fn spec7_20_label_change_moves_identity() {
+    let mut c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: c}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: a}}]
+",
+    );
+    let mut m = Model::new(&c, &r);
+    assert!(decide(&m, &c, &r, "x/a", "x/c", TCP, 80).allowed);
+    let before = m.stats();
+    let ch = c
+        .label_pod("x/a", &[("app".to_string(), "z".to_string())].into(), &[])
+        .unwrap();
+    assert_eq!(ch.added.len(), 1);
+    m.identities_changed(&c, &ch);
+    m.pod_updated(&c, &pod("x/a"));
+    assert_eq!(
+        decide(&m, &c, &r, "x/a", "x/c", TCP, 80).reason,
+        Some(DropReason::PolicyDenied)
+    );
+    // Only x/a (new identity) and x/c (its selector lost... no: app=a still selects y/a's
+    // identity) are recomputed; x/b, y/a and coredns are untouched.
+    let after = m.stats();
+    assert!(after.endpoints_recomputed - before.endpoints_recomputed <= 2);
+    // pod-template-hash keeps the identity: nothing to do.
+    let ch = c
+        .label_pod(
+            "x/a",
+            &[("pod-template-hash".to_string(), "1".to_string())].into(),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(ch, IdentityChange::default());
+    assert_same_as_fresh(&m, &c, &r);
+}
+
+// §7 #21 (policy part; replies skip policy in conntrack, which the model does not cover): A
+// egress allows B:80 and B has `egress: [{}]` (egress default deny, nothing allowed): A→B:80
+// allowed; B-initiated connections are denied at B's egress.
+#[test]
+fn spec7_21_egress_default_deny_does_not_block_inbound() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: a, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+  - toEndpoints: [{matchLabels: {app: b}}]
+    toPorts: [{ports: [{port: '80', protocol: TCP}]}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: b, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: b}}
+  egress:
+  - {}
+",
+    );
+    let m = Model::new(&c, &r);
+    assert_eq!(m.policy_enabled(&pod("x/b")), Some((false, true)));
+    assert_eq!(keys(&m, "x/b", Direction::Egress), vec![]);
+    assert_eq!(
+        decide(&m, &c, &r, "x/a", "x/b", TCP, 80),
+        allowed(EG, MatchType::L3L4)
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "x/b", "x/a", TCP, 80),
+        dropped(DropReason::PolicyDenied, Direction::Egress, MatchType::None)
+    );
+}
+
+// §7 #22: host → pod under default deny is allowed (synthetic L3-only host key); an
+// ingressDeny from host denies it with DROP_POLICY_DENY.
+#[test]
+fn spec7_22_host_probe_allowed_unless_denied() {
+    let c = standard_cluster();
+    let base = "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: b}}]
+";
+    let r = repo(base);
+    let m = Model::new(&c, &r);
+    let ex = m.explain(&c, &flow(&c, "host:node-1", "x/a", TCP, 8080));
+    assert_eq!(ex.outcome, allowed(IN, MatchType::L3Only));
+    let (_, _, e) = ex.ingress.chosen.as_ref().unwrap();
+    assert!(e.synthetic.contains(&Synthetic::AllowLocalHost));
+    assert_eq!(e.precedence, crate::mapstate::PRECEDENCE_ALLOW_LOWEST);
+    let r = repo(&format!("{base}  ingressDeny:\n  - fromEntities: [host]\n"));
+    let m = Model::new(&c, &r);
+    assert_eq!(
+        decide(&m, &c, &r, "host:node-1", "x/a", TCP, 8080),
+        dropped(
+            DropReason::PolicyDeny,
+            Direction::Ingress,
+            MatchType::L3Only
+        )
+    );
+    assert_eq!(
+        keys(&m, "x/a", Direction::Ingress)
+            .into_iter()
+            .filter(|(k, _)| k.identity == Identity::HOST)
+            .collect::<Vec<_>>(),
+        vec![(Key::l3_only(Identity::HOST, Direction::Ingress), true)]
+    );
+}
+
+// §7 #23: ICMP type 0 is the port wildcard: key (…, ICMP, prefix 0), every ICMPv4 type.
+#[test]
+fn spec7_23_icmp_type_zero_is_wildcard() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: b}}]
+    icmps: [{fields: [{type: 0}]}]
+  - fromEndpoints: [{matchLabels: {app: c}}]
+    icmps: [{fields: [{type: 8}]}]
+",
+    );
+    let m = Model::new(&c, &r);
+    let b = id_of(&c, "x/b");
+    let cc = id_of(&c, "x/c");
+    let got: Vec<Key> = keys(&m, "x/a", Direction::Ingress)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert!(got.contains(&l4(b, Direction::Ingress, Protocol::Icmp, 0, 0)));
+    assert!(got.contains(&l4(cc, Direction::Ingress, Protocol::Icmp, 8, 16)));
+    for t in [0, 3, 8] {
+        assert_eq!(
+            decide(&m, &c, &r, "x/b", "x/a", Protocol::Icmp, t),
+            allowed(IN, MatchType::L3Proto)
+        );
+    }
+    assert_eq!(
+        decide(&m, &c, &r, "x/c", "x/a", Protocol::Icmp, 8),
+        allowed(IN, MatchType::L3L4)
+    );
+    assert!(!decide(&m, &c, &r, "x/c", "x/a", Protocol::Icmp, 0).allowed);
+}
+
+// §7 #25: NotIn on the namespace key matches identities lacking it; the cluster filter
+// (1.19+) excludes world and host, so world is dropped.
+#[test]
+fn spec7_25_notin_namespace_with_cluster_filter() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  ingress:
+  - fromEndpoints: [{matchExpressions: [{key: io.kubernetes.pod.namespace, operator: NotIn, values: [kube-system]}]}]
+",
+    );
+    let m = Model::new(&c, &r);
+    assert!(decide(&m, &c, &r, "y/a", "x/a", TCP, 80).allowed);
+    assert!(!decide(&m, &c, &r, "kube-system/coredns", "x/a", TCP, 80).allowed);
+    assert!(!decide(&m, &c, &r, "8.8.8.8", "x/a", TCP, 80).allowed);
+}
+
+// §7 #26: toEntities remote-node also matches kube-apiserver (7), which carries
+// reserved:remote-node; toEntities kube-apiserver matches 7 only (the host here does not
+// back the apiserver).
+#[test]
+fn spec7_26_remote_node_entity_matches_kube_apiserver() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+  - toEntities: [remote-node]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: q, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: b}}
+  egress:
+  - toEntities: [kube-apiserver]
+",
+    );
+    let m = Model::new(&c, &r);
+    let eg = |id: u32| (Key::l3_only(Identity(id), Direction::Egress), false);
+    assert_eq!(keys(&m, "x/a", Direction::Egress), vec![eg(6), eg(7)]);
+    assert_eq!(keys(&m, "x/b", Direction::Egress), vec![eg(7)]);
+    assert!(decide(&m, &c, &r, "x/a", "host:node-2", TCP, 6443).allowed);
+    assert!(!decide(&m, &c, &r, "x/b", "host:node-2", TCP, 6443).allowed);
+}
+
+// §7 #27: an endpoint no rule selects holds the allow-all key in both directions; no side
+// enforces, so the outcome has no direction and no match type.
+#[test]
+fn spec7_27_no_selecting_rules_allow_all() {
+    let c = standard_cluster();
+    let r = Repository::default();
+    let m = Model::new(&c, &r);
+    let ep = m.endpoint(&pod("x/a")).unwrap();
+    let got: Vec<Key> = ep.map.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        got,
+        vec![
+            Key::l3_only(Identity::ANY, Direction::Ingress),
+            Key::l3_only(Identity::ANY, Direction::Egress),
+        ]
+    );
+    assert!(!ep.policy_enabled(Direction::Ingress) && !ep.policy_enabled(Direction::Egress));
+    let o = decide(&m, &c, &r, "x/b", "x/a", TCP, 80);
+    assert_eq!(
+        o,
+        Outcome {
+            allowed: true,
+            reason: None,
+            direction: None,
+            match_type: None
+        }
+    );
+    let rows = m.rows(&pod("x/a")).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].columns()[2], "ANY");
+    assert_eq!(rows[0].columns()[4], "ANY");
+}
+
+// §7 #28: L4-only allow (0, TCP/80) plus L3-only allow (X, ANY): X→80/TCP allowed with
+// match L4-Only (equal precedence, prefix 24 beats 0); X→81 L3-Only.
+#[test]
+fn spec7_28_l4_only_beats_l3_only_at_equal_precedence() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  ingress:
+  - toPorts: [{ports: [{port: '80', protocol: TCP}]}]
+  - fromEndpoints: [{matchLabels: {app: b}}]
+",
+    );
+    let m = Model::new(&c, &r);
+    let ex = m.explain(&c, &flow(&c, "x/b", "x/a", TCP, 80));
+    assert_eq!(ex.outcome, allowed(IN, MatchType::L4Only));
+    assert_eq!(ex.ingress.choice, Choice::L4LongerPrefix);
+    assert_eq!(ex.ingress.lookups.len(), 2);
+    assert_eq!(
+        decide(&m, &c, &r, "x/b", "x/a", TCP, 81),
+        allowed(IN, MatchType::L3Only)
+    );
+    assert!(ex.to_string().contains("L4-only lookup"));
+}
+
+// ---- map contents, ABI and incrementality --------------------------------------------
+
+// spec §4.3: a deny of identity 0 prunes the allows it covers; the map stays LPM-correct.
+#[test]
+fn wildcard_deny_prunes_covered_allows() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: b}}]
+    toPorts: [{ports: [{port: '80', protocol: TCP}]}]
+  ingressDeny:
+  - toPorts: [{ports: [{port: '0', protocol: TCP}]}]
+",
+    );
+    let m = Model::new(&c, &r);
+    assert_eq!(
+        keys(&m, "x/a", Direction::Ingress),
+        vec![
+            (l4(Identity::ANY, Direction::Ingress, TCP, 0, 0), true),
+            (Key::l3_only(Identity::HOST, Direction::Ingress), false),
+        ]
+    );
+    assert_eq!(
+        decide(&m, &c, &r, "x/b", "x/a", TCP, 80),
+        dropped(
+            DropReason::PolicyDeny,
+            Direction::Ingress,
+            MatchType::ProtoOnly
+        )
+    );
+    // Host: the L3 entry (1, ANY) is an allow; the L4-only deny has the higher precedence.
+    assert_eq!(
+        decide(&m, &c, &r, "host:node-1", "x/a", TCP, 80),
+        dropped(
+            DropReason::PolicyDeny,
+            Direction::Ingress,
+            MatchType::ProtoOnly
+        )
+    );
+    assert!(decide(&m, &c, &r, "host:node-1", "x/a", Protocol::Udp, 80).allowed);
+}
+
+#[test]
+fn abi_entries_round_trip_per_endpoint() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: b}}]
+    toPorts: [{ports: [{port: '80', endPort: 444, protocol: TCP}]}]
+",
+    );
+    let m = Model::new(&c, &r);
+    let ep = m.endpoint(&pod("x/a")).unwrap();
+    let abi = ep.map.to_abi(ep.id);
+    assert_eq!(abi.len(), 9 + 2);
+    let back = MapState::from_abi(ep.id, &abi);
+    assert_eq!(
+        back.iter()
+            .map(|(k, e)| (*k, e.deny, e.precedence))
+            .collect::<Vec<_>>(),
+        ep.map
+            .iter()
+            .map(|(k, e)| (*k, e.deny, e.precedence))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(m.policy_map_len(), m.policy_map_entries().len());
+}
+
+#[test]
+fn policy_apply_and_delete_recompute_only_selected_endpoints() {
+    let c = standard_cluster();
+    let mut r = Repository::default();
+    let mut m = Model::new(&c, &r);
+    let extra = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: q, namespace: y}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+  - toCIDR: [8.8.8.8/32]
+",
+    );
+    let (key, entries) = extra
+        .policies()
+        .next()
+        .map(|(k, e)| (k.clone(), e.to_vec()))
+        .unwrap();
+    r.apply(key.clone(), entries);
+    let before = m.stats();
+    m.policy_applied(&r, &key);
+    // Only y/a is selected.
+    assert_eq!(
+        m.stats().endpoints_recomputed - before.endpoints_recomputed,
+        1
+    );
+    assert_same_as_fresh(&m, &c, &r);
+    assert!(decide(&m, &c, &r, "y/a", "8.8.8.8", TCP, 443).allowed);
+    r.delete(&key);
+    m.policy_deleted(&key);
+    assert_same_as_fresh(&m, &c, &r);
+    // The CIDR identity is released with the last selector naming the prefix.
+    assert_eq!(
+        m.ipcache()
+            .lookup("node-1", "8.8.8.8".parse().unwrap())
+            .identity,
+        Identity::WORLD
+    );
+}
+
+// A prefix named by a new policy gets a CIDR identity that an older, broader selector also
+// selects: the older policy's endpoints must gain its key (spec §3.4 incremental).
+#[test]
+fn new_cidr_identity_reaches_existing_broader_selector() {
+    let c = standard_cluster();
+    let mut r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+  - toCIDR: [10.0.0.0/8]
+",
+    );
+    let mut m = Model::new(&c, &r);
+    assert!(decide(&m, &c, &r, "x/a", "10.200.0.1", TCP, 443).allowed);
+    let extra = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: q, namespace: y}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+  - toCIDR: [10.200.0.0/16]
+",
+    );
+    let (key, entries) = extra
+        .policies()
+        .next()
+        .map(|(k, e)| (k.clone(), e.to_vec()))
+        .unwrap();
+    r.apply(key.clone(), entries);
+    m.policy_applied(&r, &key);
+    // 10.200.0.1 now resolves to the /16 identity, which x/a's /8 selector selects.
+    assert!(decide(&m, &c, &r, "x/a", "10.200.0.1", TCP, 443).allowed);
+    assert_same_as_fresh(&m, &c, &r);
+}
+
+#[test]
+fn pod_add_and_remove_are_incremental() {
+    let mut c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: d}}]
+",
+    );
+    let mut m = Model::new(&c, &r);
+    let ch = c
+        .add_pod(PodSpec {
+            name: "x/d".into(),
+            labels: [("app".to_string(), "d".to_string())].into(),
+            ..Default::default()
+        })
+        .unwrap();
+    m.identities_changed(&c, &ch);
+    m.pod_added(&c, &pod("x/d"));
+    assert_eq!(
+        decide(&m, &c, &r, "x/d", "x/a", TCP, 80),
+        allowed(IN, MatchType::L3Only)
+    );
+    assert_same_as_fresh(&m, &c, &r);
+    let ch = c.delete_pod("x/d").unwrap();
+    m.pod_removed(&c, &pod("x/d"));
+    m.identities_changed(&c, &ch);
+    assert!(m.endpoint(&pod("x/d")).is_none());
+    assert_same_as_fresh(&m, &c, &r);
+}
+
+// ---- differential proptest against the oracle -----------------------------------------
+
+mod differential {
+    use super::*;
+    use crate::labels::{LabelKey, Source};
+    use crate::policy::{PolicyKind, PortProto, RuleOrigin, RuleVerdict};
+    use crate::selector::{Op, Requirement};
+    use crate::translate::{cidr_selector, entity_selectors};
+    use proptest::prelude::*;
+
+    const APPS: [&str; 3] = ["a", "b", "c"];
+
+    fn app_sel(app: usize, ns: Option<&str>) -> Selector {
+        let mut reqs = vec![Requirement::equals(
+            LabelKey::new(Source::Any, "app"),
+            APPS[app],
+        )];
+        if let Some(ns) = ns {
+            reqs.push(Requirement::equals(
+                LabelKey::new(Source::K8s, "io.kubernetes.pod.namespace"),
+                ns,
+            ));
+        }
+        Selector::new(reqs)
+    }
+
+    fn peer_strategy() -> impl Strategy<Value = Peers> {
+        let sel = prop_oneof![
+            (0..3usize).prop_map(|a| app_sel(a, None)),
+            (0..3usize).prop_map(|a| app_sel(a, Some("x"))),
+            Just(Selector::wildcard()),
+            Just(cidr_selector(&"8.8.8.8/32".parse().unwrap(), &[])),
+            Just(cidr_selector(
+                &"10.0.0.0/8".parse().unwrap(),
+                &["10.96.0.0/12".parse().unwrap()]
+            )),
+            Just(cidr_selector(&"10.96.0.0/16".parse().unwrap(), &[])),
+            Just(entity_selectors(crate::api::Entity::Host)[0].clone()),
+            Just(entity_selectors(crate::api::Entity::RemoteNode)[0].clone()),
+            Just(entity_selectors(crate::api::Entity::World)[0].clone()),
+            Just(Selector::new(vec![Requirement::label(
+                LabelKey::new(Source::Any, "app"),
+                Op::NotIn(vec!["a".into()])
+            )])),
+        ];
+        prop_oneof![
+            1 => Just(Peers::Nothing),
+            2 => Just(Peers::Unrestricted),
+            6 => proptest::collection::vec(sel, 1..3).prop_map(Peers::Selectors),
+        ]
+    }
+
+    fn port_strategy() -> impl Strategy<Value = PortProto> {
+        let proto = prop_oneof![
+            Just(Protocol::Tcp),
+            Just(Protocol::Udp),
+            Just(Protocol::Icmp)
+        ];
+        let port = prop_oneof![
+            Just(PortSpec::Range { start: 80, end: 80 }),
+            Just(PortSpec::Range { start: 80, end: 83 }),
+            Just(PortSpec::Range { start: 0, end: 0 }),
+            Just(PortSpec::Range { start: 8, end: 8 }),
+            Just(PortSpec::Range { start: 53, end: 53 }),
+            Just(PortSpec::Named("http".into())),
+        ];
+        (proto, port).prop_map(|(protocol, port)| PortProto { protocol, port })
+    }
+
+    fn entry_strategy() -> impl Strategy<Value = PolicyEntry> {
+        (
+            prop_oneof![
+                Just(Selector::wildcard()),
+                (0..3usize).prop_map(|a| app_sel(a, None)),
+                (0..3usize).prop_map(|a| app_sel(a, Some("x")))
+            ],
+            prop_oneof![Just(Direction::Ingress), Just(Direction::Egress)],
+            prop_oneof![3 => Just(RuleVerdict::Allow), 1 => Just(RuleVerdict::Deny)],
+            peer_strategy(),
+            proptest::collection::vec(port_strategy(), 0..3),
+            prop_oneof![4 => Just(true), 1 => Just(false)],
+        )
+            .prop_map(
+                |(subject, direction, verdict, peers, ports, default_deny)| PolicyEntry {
+                    subject,
+                    direction,
+                    verdict,
+                    peers,
+                    ports,
+                    default_deny,
+                    origin: RuleOrigin {
+                        policy: PolicyRef {
+                            kind: PolicyKind::CiliumNetworkPolicy,
+                            namespace: Some("x".into()),
+                            name: "p".into(),
+                        },
+                        rule: 0,
+                        section: "ingress",
+                        item: 0,
+                    },
+                },
+            )
+    }
+
+    /// Pods: (namespace, app, node, has named port http=8080 or 9090).
+    fn pods_strategy() -> impl Strategy<Value = Vec<(usize, usize, usize, u8)>> {
+        proptest::collection::vec((0..2usize, 0..3usize, 0..2usize, 0..3u8), 1..6)
+    }
+
+    fn build(pods: &[(usize, usize, usize, u8)]) -> Cluster {
+        let mut c = cluster();
+        for (i, (ns, app, node, port)) in pods.iter().enumerate() {
+            let ports = match port {
+                1 => vec![ContainerPort {
+                    name: "http".into(),
+                    port: 8080,
+                    protocol: Protocol::Tcp,
+                }],
+                2 => vec![ContainerPort {
+                    name: "http".into(),
+                    port: 9090,
+                    protocol: Protocol::Tcp,
+                }],
+                _ => vec![],
+            };
+            c.add_pod(PodSpec {
+                name: format!("{}/p{i}", ["x", "y"][*ns]),
+                node: Some(["node-1", "node-2"][*node].to_string()),
+                ip: None,
+                labels: [("app".to_string(), APPS[*app].to_string())].into(),
+                ports,
+            })
+            .unwrap();
+        }
+        c
+    }
+
+    fn peers_of(c: &Cluster) -> Vec<Peer> {
+        let mut out: Vec<Peer> = c.pods.keys().map(|p| Peer::Pod(p.clone())).collect();
+        out.push(Peer::Host("node-1".into()));
+        out.push(Peer::Host("node-2".into()));
+        for ip in ["8.8.8.8", "8.8.4.4", "10.96.0.10", "10.96.1.1", "10.1.2.3"] {
+            out.push(Peer::World(ip.parse().unwrap()));
+        }
+        out
+    }
+
+    fn flows(c: &Cluster) -> Vec<Flow> {
+        let peers = peers_of(c);
+        let mut out = Vec::new();
+        for s in &peers {
+            for d in &peers {
+                if !matches!(s, Peer::Pod(_)) && !matches!(d, Peer::Pod(_)) {
+                    continue;
+                }
+                for (protocol, dport) in [
+                    (Protocol::Tcp, 80),
+                    (Protocol::Tcp, 82),
+                    (Protocol::Tcp, 8080),
+                    (Protocol::Tcp, 9090),
+                    (Protocol::Udp, 53),
+                    (Protocol::Icmp, 8),
+                    (Protocol::Icmp, 0),
+                ] {
+                    out.push(Flow {
+                        src: s.clone(),
+                        dst: d.clone(),
+                        protocol,
+                        dport,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn check_all(m: &Model, c: &Cluster, r: &Repository) -> Result<(), TestCaseError> {
+        for f in flows(c) {
+            let got = m.decide(c, &f);
+            let want = oracle::decide(c, r, &f).outcome();
+            prop_assert_eq!(
+                (got.allowed, got.reason, got.direction),
+                (want.allowed, want.reason, want.direction),
+                "flow {:?}\n{}",
+                f,
+                m.explain(c, &f)
+            );
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        // Model::decide agrees with the oracle on verdict, drop reason and direction, and an
+        // incrementally maintained model equals a fresh one after policy and label changes.
+        #[test]
+        fn model_agrees_with_oracle(
+            pods in pods_strategy(),
+            policies in proptest::collection::vec(proptest::collection::vec(entry_strategy(), 1..4), 1..4),
+            relabel in (0..6usize, 0..3usize),
+        ) {
+            let mut c = build(&pods);
+            let mut r = Repository::default();
+            let mut m = Model::new(&c, &r);
+            for (i, entries) in policies.iter().enumerate() {
+                let key = PolicyRef {
+                    kind: PolicyKind::CiliumNetworkPolicy,
+                    namespace: Some("x".into()),
+                    name: format!("p{i}"),
+                };
+                let entries: Vec<PolicyEntry> = entries
+                    .iter()
+                    .enumerate()
+                    .map(|(j, e)| PolicyEntry {
+                        origin: RuleOrigin { policy: key.clone(), item: j, ..e.origin.clone() },
+                        ..e.clone()
+                    })
+                    .collect();
+                r.apply(key.clone(), entries);
+                m.policy_applied(&r, &key);
+            }
+            check_all(&m, &c, &r)?;
+            // Relabel one pod, then delete the first policy.
+            let name = c.pods.keys().nth(relabel.0 % c.pods.len()).cloned().expect("a pod");
+            let ch = c
+                .label_pod(&name.to_string(), &[("app".to_string(), APPS[relabel.1].to_string())].into(), &[])
+                .expect("relabel");
+            m.identities_changed(&c, &ch);
+            m.pod_updated(&c, &name);
+            check_all(&m, &c, &r)?;
+            let first = PolicyRef {
+                kind: PolicyKind::CiliumNetworkPolicy,
+                namespace: Some("x".into()),
+                name: "p0".into(),
+            };
+            r.delete(&first);
+            m.policy_deleted(&first);
+            check_all(&m, &c, &r)?;
+            if let Err(e) = same_as_fresh(&m, &c, &r) {
+                return Err(TestCaseError::fail(e));
+            }
+        }
+    }
+}
