@@ -1,15 +1,21 @@
 //! The backends `verdict` can run, by name, as `engine::Backend`s.
 
+use verdict_datapath::emu::{Emulator, ExecMode};
+use verdict_datapath::object::Object;
+use verdict_datapath::{VERDICT_OBJECT, VERDICT_OBJECT_NAME};
 use verdict_sim::engine::{Backend, Change, OracleBackend, World};
+
+use crate::dpbackend::{DatapathBackend, Maker};
 use verdict_sim::model::Model;
 use verdict_sim::oracle::Flow;
 use verdict_sim::verdict::Outcome;
 
 /// Names accepted by `--backend`.
-pub const BACKENDS: &[&str] = &["oracle", "model"];
+pub const BACKENDS: &[&str] = &["oracle", "model", "rbpf", "rbpf-jit", "kernel"];
 
-/// What `verdict run` and the tests use when no backend is named.
-pub const DEFAULT_BACKENDS: &[&str] = &["oracle", "model"];
+/// What `verdict run` and the tests use when no backend is named: every backend that needs no
+/// privileges. The JIT is opt-in (it has no bounds checks).
+pub const DEFAULT_BACKENDS: &[&str] = &["oracle", "model", "rbpf"];
 
 /// The policy compiler and the model datapath: resolves policy into per-endpoint map state,
 /// incrementally, and decides with Cilium's lookup sequence.
@@ -55,7 +61,10 @@ impl Backend for ModelBackend {
         Ok(())
     }
     fn probe(&mut self, world: &World, flow: &Flow) -> Result<Outcome, String> {
-        let m = self.model.as_ref().ok_or("model backend used before the initial sync")?;
+        let m = self
+            .model
+            .as_ref()
+            .ok_or("model backend used before the initial sync")?;
         Ok(m.decide(&world.cluster, flow))
     }
 }
@@ -64,9 +73,43 @@ pub fn factory(name: &str) -> Result<Box<dyn Backend>, String> {
     match name {
         "oracle" => Ok(Box::new(OracleBackend)),
         "model" => Ok(Box::new(ModelBackend::default())),
+        "rbpf" => Ok(Box::new(DatapathBackend::new(
+            "rbpf",
+            emulator(ExecMode::Interpreter),
+        ))),
+        "rbpf-jit" => Ok(Box::new(DatapathBackend::new(
+            "rbpf-jit",
+            emulator(ExecMode::Jit),
+        ))),
+        "kernel" => kernel_backend(),
         other => Err(format!(
             "unknown backend {other:?}: available backends are {}",
             BACKENDS.join(", ")
         )),
     }
+}
+
+fn emulator(mode: ExecMode) -> Maker {
+    Box::new(move || {
+        let obj = Object::parse(VERDICT_OBJECT_NAME, VERDICT_OBJECT).map_err(|e| e.to_string())?;
+        let emu = Emulator::new(&obj, mode).map_err(|e| e.to_string())?;
+        Ok(Box::new(emu) as Box<dyn verdict_datapath::backend::Datapath>)
+    })
+}
+
+#[cfg(feature = "kernel")]
+fn kernel_backend() -> Result<Box<dyn Backend>, String> {
+    use verdict_datapath::kernel::{kernel_available, KernelDatapath};
+    kernel_available().map_err(|why| format!("kernel backend unavailable: {why}"))?;
+    let make: Maker = Box::new(|| {
+        KernelDatapath::load_bytes(VERDICT_OBJECT_NAME, VERDICT_OBJECT)
+            .map(|k| Box::new(k) as Box<dyn verdict_datapath::backend::Datapath>)
+            .map_err(|e| e.to_string())
+    });
+    Ok(Box::new(DatapathBackend::new("kernel", make)))
+}
+
+#[cfg(not(feature = "kernel"))]
+fn kernel_backend() -> Result<Box<dyn Backend>, String> {
+    Err("the kernel backend is not built in: rebuild with `--features kernel` (needs libelf-dev and root to run)".into())
 }

@@ -2,4 +2,6 @@
 //! by the CLI and the end-to-end tests.
 
 pub mod backends;
+pub mod dpbackend;
 pub mod fuzz;
+pub mod hubble;

@@ -327,7 +327,10 @@ fn check(scenario_path: Option<PathBuf>, files: Vec<PathBuf>) -> Result<bool> {
 }
 
 fn default_backends() -> Vec<String> {
-    verdict::backends::DEFAULT_BACKENDS.iter().map(|s| s.to_string()).collect()
+    verdict::backends::DEFAULT_BACKENDS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 fn main() -> ExitCode {

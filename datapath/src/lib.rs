@@ -7,9 +7,15 @@
 
 pub mod abi;
 pub mod backend;
+pub mod control;
 pub mod emu;
 pub mod events;
 #[cfg(feature = "kernel")]
 pub mod kernel;
 pub mod object;
 pub mod packet;
+
+/// The committed enforcement object, embedded so the `verdict` binary runs anywhere.
+pub const VERDICT_OBJECT: &[u8] = include_bytes!("../bpf/verdict.bpf.o");
+/// The name the embedded object goes by in errors.
+pub const VERDICT_OBJECT_NAME: &str = "verdict.bpf.o";

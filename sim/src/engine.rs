@@ -53,6 +53,20 @@ pub trait Backend {
     fn sync(&mut self, world: &World, change: &Change<'_>) -> Result<(), String>;
     /// Decides one new connection attempt.
     fn probe(&mut self, world: &World, flow: &Flow) -> Result<Outcome, String>;
+    /// Flow events (Hubble-style) observed since the last call; backends without a datapath
+    /// have none.
+    fn take_flows(&mut self, _world: &World) -> Vec<FlowRecord> {
+        Vec::new()
+    }
+}
+
+/// One observed flow event, rendered the way `hubble observe` prints it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlowRecord {
+    /// `hubble observe -o json` line (a GetFlowsResponse).
+    pub json: serde_json::Value,
+    /// `hubble observe` compact line.
+    pub compact: String,
 }
 
 /// Creates a backend by name; `None` for an unknown name.
@@ -234,6 +248,8 @@ pub struct StepReport {
     pub index: usize,
     pub kind: &'static str,
     pub outcome: StepOutcome,
+    /// Flow events per backend during this step (datapath backends only).
+    pub flows: Vec<(String, Vec<FlowRecord>)>,
 }
 
 /// The result of one scenario on a set of backends.
@@ -643,10 +659,16 @@ fn replay(
                 ));
             }
         };
+        let flows = backends
+            .iter_mut()
+            .map(|b| (b.name().to_string(), b.take_flows(&world)))
+            .filter(|(_, f)| !f.is_empty())
+            .collect();
         report.steps.push(StepReport {
             index,
             kind: step.kind(),
             outcome,
+            flows,
         });
     }
     Ok(())

@@ -1,0 +1,279 @@
+//! Backends that run the real BPF programs: `rbpf` (the emulator's bounds-checked
+//! interpreter), `rbpf-jit` (its x86 JIT) and `kernel` (BPF_PROG_TEST_RUN, with the `kernel`
+//! feature). All share this code: the model resolves policy, the control-plane map writer puts
+//! each node's view into that node's datapath instance, and every probe becomes a real packet
+//! that runs through the source pod's egress program on the source node and then the
+//! destination pod's ingress program on the destination node.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use verdict_datapath::abi::{self, TC_ACT_OK};
+use verdict_datapath::backend::Datapath;
+use verdict_datapath::control::{MapWriter, NodeMaps, WriteStats};
+use verdict_datapath::events::{self, Event};
+use verdict_datapath::packet::{Packet, L4};
+use verdict_sim::cluster::{Peer, Protocol};
+use verdict_sim::engine::{Backend, Change, FlowRecord, World};
+use verdict_sim::model::Model;
+use verdict_sim::oracle::Flow;
+use verdict_sim::verdict::{Direction, DropReason, MatchType, Outcome};
+
+use crate::backends::update_model;
+
+/// Creates one datapath instance (one per node).
+pub type Maker = Box<dyn Fn() -> Result<Box<dyn Datapath>, String>>;
+
+/// One decoded event with where it happened.
+#[derive(Clone, Debug)]
+pub struct FlowEvent {
+    pub node: String,
+    pub event: Event,
+}
+
+struct Node {
+    dp: Box<dyn Datapath>,
+    writer: MapWriter,
+}
+
+pub struct DatapathBackend {
+    name: String,
+    make: Maker,
+    model: Option<Model>,
+    nodes: BTreeMap<String, Node>,
+    /// Source ports (and ICMP ids) of probes: each probe is a new connection.
+    next_port: u16,
+    flows: Vec<FlowEvent>,
+    writes: WriteStats,
+}
+
+const FIRST_PORT: u16 = 33000;
+const LAST_PORT: u16 = 60999;
+
+impl DatapathBackend {
+    pub fn new(name: &str, make: Maker) -> Self {
+        DatapathBackend {
+            name: name.to_string(),
+            make,
+            model: None,
+            nodes: BTreeMap::new(),
+            next_port: FIRST_PORT,
+            flows: Vec::new(),
+            writes: WriteStats::default(),
+        }
+    }
+
+    /// Map writes issued so far, all nodes.
+    pub fn writes(&self) -> WriteStats {
+        self.writes
+    }
+
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_ref()
+    }
+
+    fn port(&mut self) -> u16 {
+        let p = self.next_port;
+        self.next_port = if p >= LAST_PORT { FIRST_PORT } else { p + 1 };
+        p
+    }
+
+    fn write_maps(&mut self, world: &World) -> Result<(), String> {
+        let model = self.model.as_ref().ok_or("no model")?;
+        for n in &world.cluster.nodes {
+            if !self.nodes.contains_key(&n.name) {
+                let dp = (self.make)()?;
+                self.nodes.insert(
+                    n.name.clone(),
+                    Node {
+                        dp,
+                        writer: MapWriter::new(),
+                    },
+                );
+            }
+            let node = self.nodes.get_mut(&n.name).ok_or("node vanished")?;
+            let desired = NodeMaps::from_model(model, &n.name, world.clock_ns);
+            let stats = node
+                .writer
+                .apply(node.dp.as_mut(), desired)
+                .map_err(|e| format!("node {}: writing maps: {e}", n.name))?;
+            self.writes += stats;
+        }
+        Ok(())
+    }
+
+    /// Runs one program on one node; returns whether the packet passed and the events.
+    fn run(
+        &mut self,
+        node: &str,
+        program: &str,
+        frame: &[u8],
+    ) -> Result<(bool, Vec<Event>), String> {
+        let n = self
+            .nodes
+            .get_mut(node)
+            .ok_or_else(|| format!("no datapath for node {node}"))?;
+        let out =
+            n.dp.run(program, frame)
+                .map_err(|e| format!("node {node}: {e}"))?;
+        let mut evs = Vec::new();
+        for rec in &out.events {
+            let ev = Event::decode(rec).map_err(|e| format!("node {node}: {program}: {e}"))?;
+            self.flows.push(FlowEvent {
+                node: node.to_string(),
+                event: ev,
+            });
+            evs.push(ev);
+        }
+        Ok((out.retval == TC_ACT_OK, evs))
+    }
+
+    fn packet(&mut self, src: IpAddr, dst: IpAddr, flow: &Flow) -> Result<Vec<u8>, String> {
+        if src.is_ipv4() != dst.is_ipv4() {
+            return Err(format!("probe {src} -> {dst} mixes IPv4 and IPv6"));
+        }
+        let port = self.port();
+        let p = match flow.protocol {
+            Protocol::Tcp => Packet::tcp(
+                src,
+                dst,
+                port,
+                flow.dport,
+                verdict_datapath::packet::tcp_flags::SYN,
+            ),
+            Protocol::Udp => Packet::udp(src, dst, port, flow.dport),
+            Protocol::Sctp => Packet::sctp(src, dst, port, flow.dport),
+            Protocol::Icmp | Protocol::Icmpv6 => {
+                if (flow.protocol == Protocol::Icmpv6) != src.is_ipv6() {
+                    return Err(format!(
+                        "a {} probe needs {} addresses ({src} -> {dst})",
+                        flow.protocol,
+                        if flow.protocol == Protocol::Icmp {
+                            "IPv4"
+                        } else {
+                            "IPv6"
+                        }
+                    ));
+                }
+                Packet::new(src, dst, L4::icmp(flow.dport as u8, 0, port, 1))
+            }
+        };
+        Ok(p.build())
+    }
+}
+
+fn to_sim_match(m: events::MatchType) -> Option<MatchType> {
+    Some(match m {
+        events::MatchType::None => MatchType::None,
+        events::MatchType::L3Only => MatchType::L3Only,
+        events::MatchType::L3L4 => MatchType::L3L4,
+        events::MatchType::L4Only => MatchType::L4Only,
+        events::MatchType::All => MatchType::All,
+        events::MatchType::L3Proto => MatchType::L3Proto,
+        events::MatchType::ProtoOnly => MatchType::ProtoOnly,
+        events::MatchType::Unknown(_) => return None,
+    })
+}
+
+/// What one side (one program run) decided.
+struct Side {
+    passed: bool,
+    drop: Option<DropReason>,
+    /// The policy-verdict notification's match type, when the direction enforces policy.
+    verdict_match: Option<Option<MatchType>>,
+}
+
+fn side(passed: bool, evs: &[Event]) -> Side {
+    let mut s = Side {
+        passed,
+        drop: None,
+        verdict_match: None,
+    };
+    for e in evs {
+        match e {
+            Event::Drop(d) => s.drop = Some(DropReason::from_code(d.reason.0)),
+            Event::PolicyVerdict(pv) => s.verdict_match = Some(to_sim_match(pv.match_type)),
+            Event::Trace(_) => {}
+        }
+    }
+    s
+}
+
+impl Backend for DatapathBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn sync(&mut self, world: &World, change: &Change<'_>) -> Result<(), String> {
+        update_model(&mut self.model, world, change);
+        self.write_maps(world)
+    }
+
+    fn probe(&mut self, world: &World, flow: &Flow) -> Result<Outcome, String> {
+        let c = &world.cluster;
+        let src = c
+            .ip_of(&flow.src)
+            .ok_or_else(|| format!("no address for {}", flow.src))?;
+        let dst = c
+            .ip_of(&flow.dst)
+            .ok_or_else(|| format!("no address for {}", flow.dst))?;
+        let frame = self.packet(src, dst, flow)?;
+        let deny = |d: Direction, s: &Side| Outcome {
+            allowed: false,
+            reason: s.drop,
+            direction: Some(d),
+            match_type: s.verdict_match.flatten(),
+        };
+        let mut egress = None;
+        if let Peer::Pod(p) = &flow.src {
+            let node = c
+                .pods
+                .get(p)
+                .map(|p| p.node.clone())
+                .ok_or("source pod vanished")?;
+            let (passed, evs) = self.run(&node, abi::programs::FROM_CONTAINER, &frame)?;
+            let s = side(passed, &evs);
+            if !s.passed {
+                return Ok(deny(Direction::Egress, &s));
+            }
+            egress = Some(s);
+        }
+        let mut ingress = None;
+        if let Peer::Pod(p) = &flow.dst {
+            let node = c
+                .pods
+                .get(p)
+                .map(|p| p.node.clone())
+                .ok_or("destination pod vanished")?;
+            let (passed, evs) = self.run(&node, abi::programs::TO_CONTAINER, &frame)?;
+            let s = side(passed, &evs);
+            if !s.passed {
+                return Ok(deny(Direction::Ingress, &s));
+            }
+            ingress = Some(s);
+        }
+        // Allowed: the deciding side is the enforcing ingress, else the enforcing egress.
+        let enforced = |s: &Option<Side>| s.as_ref().and_then(|s| s.verdict_match);
+        let (direction, match_type) = if let Some(m) = enforced(&ingress) {
+            (Some(Direction::Ingress), m)
+        } else if let Some(m) = enforced(&egress) {
+            (Some(Direction::Egress), m)
+        } else {
+            (None, None)
+        };
+        Ok(Outcome {
+            allowed: true,
+            reason: None,
+            direction,
+            match_type,
+        })
+    }
+
+    fn take_flows(&mut self, world: &World) -> Vec<FlowRecord> {
+        let model = self.model.as_ref();
+        std::mem::take(&mut self.flows)
+            .iter()
+            .map(|f| crate::hubble::flow_record(world, model, &f.node, &f.event))
+            .collect()
+    }
+}
