@@ -154,7 +154,12 @@ fn target_labels(
 /// Whether a named port resolves to `port`/`protocol` for this entry's direction: ingress
 /// against the subject pod's own container ports; egress against the container ports of the
 /// pods that share the destination's identity (spec §4.3).
-fn named_port_matches(name: &str, protocol: Protocol, port: u16, named_ports_of: &[&crate::cluster::Pod]) -> bool {
+fn named_port_matches(
+    name: &str,
+    protocol: Protocol,
+    port: u16,
+    named_ports_of: &[&crate::cluster::Pod],
+) -> bool {
     named_ports_of.iter().any(|p| {
         p.ports
             .iter()
@@ -233,7 +238,11 @@ fn decide_direction(
             Direction::Ingress => vec![pod],
             Direction::Egress => match peer {
                 Peer::Pod(dst) => match cluster.pods.get(dst) {
-                    Some(d) => cluster.pods.values().filter(|p| p.identity == d.identity).collect(),
+                    Some(d) => cluster
+                        .pods
+                        .values()
+                        .filter(|p| p.identity == d.identity)
+                        .collect(),
                     None => vec![],
                 },
                 _ => vec![],

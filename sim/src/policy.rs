@@ -205,7 +205,10 @@ impl Repository {
     }
     /// The entries that may select a pod of `namespace`: that namespace's CNPs and KNPs and
     /// every CCNP, in policy order.
-    pub fn entries_for_namespace<'a>(&'a self, namespace: &str) -> impl Iterator<Item = &'a PolicyEntry> + 'a {
+    pub fn entries_for_namespace<'a>(
+        &'a self,
+        namespace: &str,
+    ) -> impl Iterator<Item = &'a PolicyEntry> + 'a {
         let mut refs: Vec<&PolicyRef> = self
             .by_namespace
             .get(&Some(namespace.to_string()))
@@ -214,7 +217,9 @@ impl Repository {
             .flatten()
             .collect();
         refs.sort();
-        refs.into_iter().filter_map(|r| self.policies.get(r)).flatten()
+        refs.into_iter()
+            .filter_map(|r| self.policies.get(r))
+            .flatten()
     }
     pub fn revision(&self) -> u64 {
         self.revision
