@@ -4,7 +4,9 @@
 //! after reading the diff).
 //!
 //! `VERDICT_BACKENDS` (comma-separated) overrides the backends; the default is every backend
-//! that needs no privileges.
+//! that needs no privileges, plus `kernel` when built with the `kernel` feature and the kernel
+//! backend is usable (a loud SKIP line says why when it is not; with
+//! `VERDICT_REQUIRE_KERNEL=1` an unusable kernel backend fails the test instead).
 
 use std::path::{Path, PathBuf};
 
@@ -13,11 +15,20 @@ use verdict::backends;
 use verdict_sim::{engine, report};
 
 fn backend_names() -> Vec<String> {
-    std::env::var("VERDICT_BACKENDS")
-        .unwrap_or_else(|_| backends::DEFAULT_BACKENDS.join(","))
-        .split(',')
-        .map(str::to_string)
-        .collect()
+    if let Ok(list) = std::env::var("VERDICT_BACKENDS") {
+        return list.split(',').map(str::to_string).collect();
+    }
+    let mut names: Vec<String> = backends::DEFAULT_BACKENDS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    #[cfg(feature = "kernel")]
+    match verdict_datapath::kernel::gate("kernel backend in the scenario suite") {
+        Ok(true) => names.push("kernel".into()),
+        Ok(false) => {}
+        Err(e) => panic!("{e}"),
+    }
+    names
 }
 
 #[rstest]
