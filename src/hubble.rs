@@ -161,7 +161,6 @@ pub fn flow_record(world: &World, model: Option<&Model>, node: &str, ev: &Event)
     flow.insert("verdict".into(), json!(verdict));
     if let Some(r) = reason {
         flow.insert("drop_reason".into(), json!(r.code()));
-        flow.insert("drop_reason_desc".into(), json!(r.hubble_name()));
     }
     flow.insert(
         "IP".into(),
@@ -268,6 +267,10 @@ pub fn flow_record(world: &World, model: Option<&Model>, node: &str, ev: &Event)
             CtStatus::Unknown(_) => "TRACE_REASON_UNKNOWN",
         };
         flow.insert("trace_reason".into(), json!(reason));
+    }
+    // flow.proto field order: drop_reason_desc (25) comes after the trace fields.
+    if let Some(r) = reason {
+        flow.insert("drop_reason_desc".into(), json!(r.hubble_name()));
     }
     // is_reply: false on policy verdicts, from conntrack on traces, absent on drops.
     match ev {

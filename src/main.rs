@@ -28,6 +28,12 @@ enum Format {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum FlowFormat {
+    Json,
+    Compact,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run scenario files (or every scenario under a directory) and check their expectations.
@@ -43,6 +49,10 @@ enum Cmd {
         /// With --golden: write the golden files instead of comparing.
         #[arg(long, requires = "golden")]
         bless: bool,
+        /// Print the flow events of the first datapath backend (rbpf, rbpf-jit or kernel) as
+        /// `hubble observe` does: `json` lines or `compact` lines.
+        #[arg(long, value_enum)]
+        flows: Option<FlowFormat>,
         /// Scenario files or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -132,11 +142,38 @@ fn diff_lines(expected: &str, actual: &str) -> String {
     out
 }
 
+/// Prints the flows one backend observed during a scenario.
+fn print_flows(r: &ScenarioReport, how: FlowFormat) -> Result<()> {
+    let Some(backend) = r
+        .steps
+        .iter()
+        .flat_map(|s| s.flows.iter().map(|(b, _)| b.clone()))
+        .next()
+    else {
+        return Ok(());
+    };
+    for s in &r.steps {
+        for (b, flows) in &s.flows {
+            if *b != backend {
+                continue;
+            }
+            for f in flows {
+                match how {
+                    FlowFormat::Json => println!("{}", serde_json::to_string(&f.json)?),
+                    FlowFormat::Compact => println!("{}", f.compact),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn run(
     backend: Vec<String>,
     format: Format,
     golden: Option<PathBuf>,
     bless: bool,
+    flows: Option<FlowFormat>,
     paths: Vec<PathBuf>,
 ) -> Result<bool> {
     let files = scenario_files(&paths)?;
@@ -196,6 +233,9 @@ fn run(
                     t = t.replacen("PASS", "FAIL", 1);
                 }
                 print!("{t}{golden_note}");
+                if let Some(how) = flows {
+                    print_flows(&r, how)?;
+                }
             }
             Format::Json => json_out.push(report::json(&r)),
         }
@@ -341,12 +381,14 @@ fn main() -> ExitCode {
             format,
             golden,
             bless,
+            flows,
             paths,
         } => run(
             backend.unwrap_or_else(default_backends),
             format,
             golden,
             bless,
+            flows,
             paths,
         ),
         Cmd::Check { scenario, files } => check(scenario, files),

@@ -200,3 +200,39 @@ fn run_output_is_byte_identical_across_runs() {
     let b = verdict(&["run", "scenarios/"]);
     assert_eq!(a.stdout, b.stdout);
 }
+
+// spec §6.1: a denied new TCP connection gives a policy-verdict (type 5, DROPPED, the drop
+// reason, INGRESS, the match type) and then a drop event (type 1, sub_type 181).
+#[test]
+fn flows_read_like_hubble_json() {
+    let out = verdict(&[
+        "run",
+        "--backend",
+        "rbpf",
+        "--flows",
+        "json",
+        "scenarios/cilium/deny-l4-beats-l3-allow.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let flows: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("each flow line is JSON"))
+        .collect();
+    let verdict_ev = flows
+        .iter()
+        .find(|f| f["flow"]["event_type"]["type"] == 5 && f["flow"]["verdict"] == "DROPPED")
+        .expect("a dropped policy verdict");
+    assert_eq!(verdict_ev["flow"]["drop_reason_desc"], "POLICY_DENY");
+    assert_eq!(verdict_ev["flow"]["traffic_direction"], "INGRESS");
+    assert_eq!(verdict_ev["flow"]["policy_match_type"], 2);
+    assert_eq!(verdict_ev["flow"]["source"]["pod_name"], "b");
+    assert_eq!(verdict_ev["flow"]["l4"]["TCP"]["destination_port"], 80);
+    let drop = flows
+        .iter()
+        .find(|f| f["flow"]["event_type"]["type"] == 1)
+        .expect("a drop event");
+    assert_eq!(drop["flow"]["event_type"]["sub_type"], 181);
+    assert!(drop["flow"].get("is_reply").is_none());
+}
