@@ -465,27 +465,62 @@ pub fn run(
         steps: Vec::new(),
         error: None,
     };
-    if let Err(e) = replay(loaded, backend_names, factory, &mut report) {
+    let mut backends: Vec<Box<dyn Backend>> = Vec::new();
+    for name in backend_names {
+        match factory(name) {
+            Ok(b) => backends.push(b),
+            Err(e) => {
+                report.error = Some(at(&loaded.path, "backends", e).to_string());
+                return report;
+            }
+        }
+    }
+    if let Err(e) = replay(loaded, &mut backends, &mut report, None) {
         report.error = Some(e.to_string());
     }
     report
 }
 
+/// The world after step `after_step` (1-based; 0 is the initial state; `None` the end),
+/// replaying changes only.
+pub fn world_after(
+    loaded: &LoadedScenario,
+    after_step: Option<usize>,
+) -> Result<World, EngineError> {
+    let steps = loaded.scenario.steps.len();
+    if let Some(n) = after_step {
+        if n > steps {
+            return Err(at(
+                &loaded.path,
+                "--after-step",
+                format!("the scenario has {steps} steps, not {n}"),
+            ));
+        }
+    }
+    let mut report = ScenarioReport {
+        name: loaded.scenario.name.clone(),
+        file: loaded.path.clone(),
+        backends: vec![],
+        steps: vec![],
+        error: None,
+    };
+    replay(loaded, &mut Vec::new(), &mut report, after_step)
+}
+
 fn replay(
     loaded: &LoadedScenario,
-    backend_names: &[String],
-    factory: BackendFactory<'_>,
+    backends: &mut [Box<dyn Backend>],
     report: &mut ScenarioReport,
-) -> Result<(), EngineError> {
+    stop_after: Option<usize>,
+) -> Result<World, EngineError> {
     let file = loaded.path.as_path();
     let mut world = build_world(loaded)?;
-    let mut backends: Vec<Box<dyn Backend>> = Vec::new();
-    for name in backend_names {
-        backends.push(factory(name).map_err(|e| at(file, "backends", e))?);
-    }
-    sync_all(&mut backends, &world, &Change::Initial).map_err(|e| at(file, "initial state", e))?;
+    sync_all(backends, &world, &Change::Initial).map_err(|e| at(file, "initial state", e))?;
     for (i, step) in loaded.scenario.steps.iter().enumerate() {
         let index = i + 1;
+        if stop_after.is_some_and(|n| index > n) {
+            break;
+        }
         let ctx = format!("steps[{i}] ({})", step.kind());
         let outcome = match step {
             Step::Expect(probes) => {
@@ -510,7 +545,7 @@ fn replay(
                         dport,
                     };
                     checks.push(run_probe(
-                        &mut backends,
+                        backends,
                         &world,
                         &p.from,
                         &p.to,
@@ -543,7 +578,7 @@ fn replay(
                             protocol,
                             dport,
                         };
-                        line.push(run_probe(&mut backends, &world, row, col, flow, expected));
+                        line.push(run_probe(backends, &world, row, col, flow, expected));
                     }
                     cells.push(line);
                 }
@@ -561,7 +596,7 @@ fn replay(
                 for m in manifests_of(file, src)? {
                     let r = translate::policy_ref(&m);
                     world.repo.apply(r.clone(), translate::translate(&m));
-                    sync_all(&mut backends, &world, &Change::PolicyApplied(&r))
+                    sync_all(backends, &world, &Change::PolicyApplied(&r))
                         .map_err(|e| at(file, &ctx, e))?;
                     done.push(r.to_string());
                 }
@@ -583,7 +618,7 @@ fn replay(
                 if !world.repo.delete(&r) {
                     return Err(at(file, &ctx, format!("no {r} to delete")));
                 }
-                sync_all(&mut backends, &world, &Change::PolicyDeleted(&r))
+                sync_all(backends, &world, &Change::PolicyDeleted(&r))
                     .map_err(|e| at(file, &ctx, e))?;
                 StepOutcome::Change(format!("deleted {r}"))
             }
@@ -594,9 +629,9 @@ fn replay(
                     .map_err(|e| at(file, &ctx, e))?;
                 let pn = PodName::parse(&p.name)
                     .ok_or_else(|| at(file, &ctx, ClusterError::BadPodName(p.name.clone())))?;
-                sync_all(&mut backends, &world, &Change::Identities(&change))
+                sync_all(backends, &world, &Change::Identities(&change))
                     .map_err(|e| at(file, &ctx, e))?;
-                sync_all(&mut backends, &world, &Change::PodAdded(&pn))
+                sync_all(backends, &world, &Change::PodAdded(&pn))
                     .map_err(|e| at(file, &ctx, e))?;
                 let pod = &world.cluster.pods[&pn];
                 StepOutcome::Change(format!(
@@ -617,9 +652,9 @@ fn replay(
                     .cluster
                     .delete_pod(name)
                     .map_err(|e| at(file, &ctx, e))?;
-                sync_all(&mut backends, &world, &Change::PodRemoved(&pod))
+                sync_all(backends, &world, &Change::PodRemoved(&pod))
                     .map_err(|e| at(file, &ctx, e))?;
-                sync_all(&mut backends, &world, &Change::Identities(&change))
+                sync_all(backends, &world, &Change::Identities(&change))
                     .map_err(|e| at(file, &ctx, e))?;
                 StepOutcome::Change(format!("deleted pod {pn}"))
             }
@@ -629,8 +664,7 @@ fn replay(
                     .cluster
                     .label_pod(&l.pod, &l.set, &l.unset)
                     .map_err(|e| at(file, &ctx, e))?;
-                relabel_sync(&mut backends, &world, &before, &change)
-                    .map_err(|e| at(file, &ctx, e))?;
+                relabel_sync(backends, &world, &before, &change).map_err(|e| at(file, &ctx, e))?;
                 StepOutcome::Change(format!(
                     "labelled pod {}{}",
                     l.pod,
@@ -643,8 +677,7 @@ fn replay(
                     .cluster
                     .label_namespace(&l.namespace, &l.set, &l.unset)
                     .map_err(|e| at(file, &ctx, e))?;
-                relabel_sync(&mut backends, &world, &before, &change)
-                    .map_err(|e| at(file, &ctx, e))?;
+                relabel_sync(backends, &world, &before, &change).map_err(|e| at(file, &ctx, e))?;
                 StepOutcome::Change(format!(
                     "labelled namespace {}{}",
                     l.namespace,
@@ -671,7 +704,7 @@ fn replay(
             flows,
         });
     }
-    Ok(())
+    Ok(world)
 }
 
 fn identities_of(c: &Cluster) -> Vec<(PodName, crate::identity::Identity)> {

@@ -362,6 +362,20 @@ impl MapState {
         gone
     }
 
+    /// Replaces the entries of remote identity `id` by `entries` (computed by
+    /// [`resolve_identity`] for an identical map); returns the previous ones.
+    pub fn replace_identity(
+        &mut self,
+        id: Identity,
+        entries: &[(Key, MapEntry)],
+    ) -> Vec<(Key, MapEntry)> {
+        let gone = self.remove_identity(id);
+        for (k, e) in entries {
+            self.entries.insert(*k, e.clone());
+        }
+        gone
+    }
+
     /// Every key that covers `key` (itself included): identity equal or 0, protocol equal
     /// or 0, and each port block containing it — at most 2 × 18 candidates.
     fn covering(&self, key: &Key) -> impl Iterator<Item = (&Key, &MapEntry)> + '_ {

@@ -3,12 +3,18 @@
 //! run over an LPM table of the ABI keys (spec §3.6, §4, §5.2).
 //!
 //! It owns the [`Model`]: built once from a [`Cluster`] and a [`Repository`], then updated after
-//! each change (identities, pods, policies) by recomputing only the endpoints whose selecting
-//! rules, selected identities or named ports changed. [`Model::decide`] answers a flow the way
-//! the BPF programs do: egress on the source endpoint, ingress on the destination endpoint,
-//! each with the L3 lookup `{R, dir, proto, dport}`, deny returning at once, the L4-only
-//! lookup `{0, dir, proto, dport}`, and the 1.19+ choice rule. It must agree with the
-//! `oracle` on verdict, drop reason and direction; it also computes the match type.
+//! each change (identities, pods, policies). Endpoints whose selecting rules changed are
+//! recomputed in full (once per identity when their maps cannot differ); endpoints whose rules
+//! use a selector whose selections changed, or that resolve named ports of an identity whose
+//! ports changed, get only that identity's keys recomputed, as Cilium applies selector-cache
+//! updates as incremental map changes. Every map change is written to one LPM table keyed by
+//! the ABI key ([`EndpointPolicyKey`]), which the lookups read.
+//!
+//! [`Model::decide`] answers a flow the way the BPF programs do: egress on the source
+//! endpoint, ingress on the destination endpoint, each with the L3 lookup
+//! `{R, dir, proto, dport}`, deny returning at once, the L4-only lookup
+//! `{0, dir, proto, dport}`, and the 1.19+ choice rule. It must agree with the `oracle` on
+//! verdict, drop reason and direction; it also computes the match type.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -22,7 +28,7 @@ use crate::abi::{
 use crate::cluster::{Cluster, ContainerPort, IdentityChange, Peer, Pod, PodName, Protocol};
 use crate::identity::Identity;
 use crate::ipcache::{CidrIdentityChange, IpCache, IpCacheHit, Lpm};
-use crate::labels::LabelSet;
+use crate::labels::{LabelSet, POD_NAMESPACE};
 use crate::mapstate::{
     self, DirectionPolicy, Key, MapEntry, MapState, MapStateRow, NamedPorts, PolicyInput,
     DEFAULT_POLICY_MAP_MAX_ENTRIES,
@@ -86,6 +92,9 @@ pub struct ModelStats {
     pub map_deletes: u64,
 }
 
+/// The keys of some remote identities in one endpoint's map.
+type IdentityKeyMap = BTreeMap<Identity, Vec<(Key, MapEntry)>>;
+
 /// Value of the policy LPM: the MapState key it came from and its ABI entry.
 type PolicyMapValue = (Key, abi::PolicyEntry);
 
@@ -110,7 +119,7 @@ pub struct Model {
     subjects: BTreeMap<Identity, SubjectRules>,
     named_ports: BTreeMap<Identity, NamedPorts>,
     nodes: BTreeMap<String, IpAddr>,
-    policy_map: Lpm<POLICY_KEY_DATA, PolicyMapValue>,
+    policy_map: PolicyMap,
     dirty_subjects: BTreeSet<Identity>,
     dirty_endpoints: BTreeSet<PodName>,
     /// Selectors whose selections changed, and the identities that moved in or out.
@@ -127,6 +136,17 @@ fn peer_selectors(e: &PolicyEntry) -> &[Selector] {
         Peers::Selectors(s) => s,
         _ => &[],
     }
+}
+
+/// Whether an entry selects an identity as its subject: CCNP entries apply to every
+/// namespace, CNP/KNP entries only to their own (`computePolicyEnforcementAndRules`,
+/// spec §4.1), and the subject selector must match.
+fn selects(pref: &PolicyRef, e: &PolicyEntry, labels: &LabelSet) -> bool {
+    let in_scope = match &pref.namespace {
+        None => true,
+        Some(ns) => labels.k8s_value(POD_NAMESPACE) == Some(ns.as_str()),
+    };
+    in_scope && e.subject.matches_labels(labels)
 }
 
 fn has_egress_named(e: &PolicyEntry) -> bool {
@@ -163,7 +183,7 @@ impl Model {
             subjects: BTreeMap::new(),
             named_ports: BTreeMap::new(),
             nodes: BTreeMap::new(),
-            policy_map: Lpm::default(),
+            policy_map: PolicyMap::default(),
             dirty_subjects: BTreeSet::new(),
             dirty_endpoints: BTreeSet::new(),
             pending_selectors: BTreeSet::new(),
@@ -334,9 +354,7 @@ impl Model {
             return;
         };
         for (k, _) in ep.map.iter() {
-            let abi_key = k.to_abi(ep.id);
-            self.policy_map
-                .remove(abi_key.prefixlen, &policy_key_data(&abi_key));
+            self.policy_map.delete(ep.id, k);
             self.stats.map_deletes += 1;
         }
         self.by_id.remove(&ep.id);
@@ -413,7 +431,7 @@ impl Model {
                 .iter()
                 .flatten()
                 .chain(new.iter().flatten())
-                .any(|e| e.subject.matches_labels(labels));
+                .any(|e| selects(key, e, labels));
             if hit {
                 self.dirty_subjects.insert(*id);
             }
@@ -453,7 +471,7 @@ impl Model {
             let mut rules = SubjectRules::default();
             for (pref, es) in &self.policies {
                 for (i, e) in es.iter().enumerate() {
-                    if e.subject.matches_labels(labels) {
+                    if selects(pref, e, labels) {
                         rules.entries.push((pref.clone(), i));
                         rules.egress_named |= has_egress_named(e);
                         rules.ingress_named |= has_ingress_named(e);
@@ -524,8 +542,23 @@ impl Model {
                 self.install(&name, resolved);
             }
         }
+        // Per-identity key updates, computed once per subject identity when its endpoints'
+        // maps cannot differ.
+        let mut groups: BTreeMap<(Identity, BTreeSet<Identity>), Vec<PodName>> = BTreeMap::new();
         for (name, ids) in delta {
-            self.update_endpoint_identities(&name, &ids);
+            if let Some(ep) = self.endpoints.get(&name) {
+                groups.entry((ep.identity, ids)).or_default().push(name);
+            }
+        }
+        for ((subject, ids), names) in groups {
+            let shareable = !self.subjects.get(&subject).is_some_and(|r| r.ingress_named);
+            let mut shared: Option<IdentityKeyMap> = None;
+            for name in names {
+                let keys = self.update_endpoint_identities(&name, &ids, shared.as_ref());
+                if shareable && shared.is_none() {
+                    shared = Some(keys);
+                }
+            }
         }
     }
 
@@ -550,16 +583,13 @@ impl Model {
     }
 
     fn write_key(&mut self, id: u32, k: &Key, e: Option<abi::PolicyEntry>) {
-        let abi_key = k.to_abi(id);
         match e {
             Some(e) => {
-                self.policy_map
-                    .insert(abi_key.prefixlen, policy_key_data(&abi_key), (*k, e));
+                self.policy_map.write(id, k, e);
                 self.stats.map_writes += 1;
             }
             None => {
-                self.policy_map
-                    .remove(abi_key.prefixlen, &policy_key_data(&abi_key));
+                self.policy_map.delete(id, k);
                 self.stats.map_deletes += 1;
             }
         }
@@ -598,17 +628,25 @@ impl Model {
         self.stats.endpoints_recomputed += 1;
     }
 
-    /// Recomputes only the keys of the given remote identities (`mapstate::resolve_identity`).
-    fn update_endpoint_identities(&mut self, name: &PodName, ids: &BTreeSet<Identity>) {
+    /// Recomputes only the keys of the given remote identities (`mapstate::resolve_identity`),
+    /// or, with `shared`, installs the keys already computed for another endpoint of the
+    /// same identity whose map cannot differ. Returns the keys per remote identity.
+    fn update_endpoint_identities(
+        &mut self,
+        name: &PodName,
+        ids: &BTreeSet<Identity>,
+        shared: Option<&IdentityKeyMap>,
+    ) -> IdentityKeyMap {
+        let mut out = IdentityKeyMap::new();
         let Some(ep) = self.endpoints.get_mut(name) else {
-            return;
+            return out;
         };
         let mut map = std::mem::take(&mut ep.map);
         let mut writes = Vec::new();
         let ep_id;
         {
             let Some(ep) = self.endpoints.get(name) else {
-                return;
+                return out;
             };
             ep_id = ep.id;
             let entries = self.input_entries(ep.identity);
@@ -619,22 +657,26 @@ impl Model {
                 peer_named_ports: &self.named_ports,
             };
             for id in ids {
-                let (before, after) = mapstate::resolve_identity(&input, *id, &mut map);
-                let after: BTreeMap<Key, abi::PolicyEntry> =
+                let (before, after) = match shared.and_then(|s| s.get(id)) {
+                    Some(after) => (map.replace_identity(*id, after), after.clone()),
+                    None => mapstate::resolve_identity(&input, *id, &mut map),
+                };
+                let after_abi: BTreeMap<Key, abi::PolicyEntry> =
                     after.iter().map(|(k, e)| (*k, e.to_abi(k))).collect();
+                let before_keys: BTreeSet<Key> = before.iter().map(|(k, _)| *k).collect();
                 for (k, e) in &before {
-                    if !after.contains_key(k) {
-                        writes.push((*k, None));
-                    } else if after.get(k) != Some(&e.to_abi(k)) {
-                        writes.push((*k, after.get(k).copied()));
+                    match after_abi.get(k) {
+                        None => writes.push((*k, None)),
+                        Some(a) if *a != e.to_abi(k) => writes.push((*k, Some(*a))),
+                        Some(_) => {}
                     }
                 }
-                let before: BTreeSet<Key> = before.iter().map(|(k, _)| *k).collect();
-                for (k, e) in after {
-                    if !before.contains(&k) {
-                        writes.push((k, Some(e)));
+                for (k, e) in &after_abi {
+                    if !before_keys.contains(k) {
+                        writes.push((*k, Some(*e)));
                     }
                 }
+                out.insert(*id, after);
             }
         }
         if let Some(ep) = self.endpoints.get_mut(name) {
@@ -644,6 +686,7 @@ impl Model {
             self.write_key(ep_id, &k, e);
         }
         self.stats.endpoint_deltas += 1;
+        out
     }
 
     // ---- queries ------------------------------------------------------------------------
@@ -694,6 +737,11 @@ impl Model {
         out
     }
 
+    /// The policy map of every endpoint, as the lookups read it.
+    pub fn policy_map(&self) -> &PolicyMap {
+        &self.policy_map
+    }
+
     /// Number of entries in the shared policy LPM (all endpoints).
     pub fn policy_map_len(&self) -> usize {
         self.policy_map.len()
@@ -730,83 +778,6 @@ impl Model {
         }
     }
 
-    fn lpm_lookup(&self, q: &EndpointPolicyKey) -> Option<PolicyMapValue> {
-        self.policy_map
-            .lookup(q.prefixlen, &policy_key_data(q))
-            .map(|(_, v)| *v)
-    }
-
-    /// `policy_can_access` for one endpoint and direction (spec §5.2 steps 1–4).
-    fn lookup(
-        &self,
-        ep: &Endpoint,
-        dir: Direction,
-        remote: Identity,
-        protocol: Protocol,
-        dport: u16,
-    ) -> Lookup {
-        let query = |sec_label: u32| EndpointPolicyKey {
-            prefixlen: ENDPOINT_PREFIX_BITS + POLICY_FULL_PREFIX,
-            ep_id: ep.id.to_be_bytes(),
-            sec_label,
-            egress: dir.bit(),
-            protocol: protocol.number(),
-            dport: dport.to_be_bytes(),
-        };
-        // 1. L3 lookup {R, dir, proto, dport} at the full prefix.
-        let l3_query = query(remote.0);
-        let l3 = self.lpm_lookup(&l3_query);
-        let l3_step = LookupStep {
-            stage: LookupStage::L3,
-            query: l3_query,
-            hit: l3,
-        };
-        // 2. A deny found by the L3 lookup returns at once (1.19+: precedence == max).
-        if let Some((k, e)) = l3 {
-            if e.precedence == PRECEDENCE_DENY {
-                return Lookup {
-                    steps: [Some(l3_step), None],
-                    chosen: Some((LookupStage::L3, k, e)),
-                    choice: Choice::L3Deny,
-                };
-            }
-        }
-        // 3. L4-only lookup {0, dir, proto, dport}.
-        let l4_query = query(0);
-        let l4 = self.lpm_lookup(&l4_query);
-        let l4_step = LookupStep {
-            stage: LookupStage::L4Only,
-            query: l4_query,
-            hit: l4,
-        };
-        // 4. Choose the L4 entry when there is no L3 entry, or it has a higher precedence, or
-        //    an equal precedence and a longer prefix.
-        let (chosen, choice) = match (l3, l4) {
-            (None, None) => (None, Choice::NoEntry),
-            (None, Some((k, e))) => (Some((LookupStage::L4Only, k, e)), Choice::L4NoL3),
-            (Some((k, e)), None) => (Some((LookupStage::L3, k, e)), Choice::L3NoL4),
-            (Some((k3, e3)), Some((k4, e4))) => {
-                if e4.precedence > e3.precedence {
-                    (
-                        Some((LookupStage::L4Only, k4, e4)),
-                        Choice::L4HigherPrecedence,
-                    )
-                } else if e4.precedence == e3.precedence
-                    && e4.lpm_prefix_length() > e3.lpm_prefix_length()
-                {
-                    (Some((LookupStage::L4Only, k4, e4)), Choice::L4LongerPrefix)
-                } else {
-                    (Some((LookupStage::L3, k3, e3)), Choice::L3Kept)
-                }
-            }
-        };
-        Lookup {
-            steps: [Some(l3_step), Some(l4_step)],
-            chosen,
-            choice,
-        }
-    }
-
     /// One side of a flow: the enforcing endpoint (none for a side outside the cluster), the
     /// remote identity from that node's ipcache, the lookup and its verdict (steps 5–6).
     fn side<'a>(
@@ -828,24 +799,16 @@ impl Model {
                 identity: Identity::WORLD,
             },
         };
-        let lookup = self.lookup(ep, dir, hit.identity, flow.protocol, flow.dport);
-        let summary = match lookup.chosen {
-            // Neither lookup found an entry: DROP_POLICY.
-            None => SideSummary {
-                direction: dir,
-                enforced: ep.policy_enabled(dir),
-                allowed: false,
-                reason: Some(DropReason::PolicyDenied),
-                match_type: MatchType::None,
-            },
-            // 5. A deny → DROP_POLICY_DENY; 6. the match type.
-            Some((stage, _, e)) => SideSummary {
-                direction: dir,
-                enforced: ep.policy_enabled(dir),
-                allowed: !e.is_deny(),
-                reason: e.is_deny().then_some(DropReason::PolicyDeny),
-                match_type: match_type(stage, e.lpm_prefix_length()),
-            },
+        let lookup = self
+            .policy_map
+            .lookup(ep.id, dir, hit.identity, flow.protocol, flow.dport);
+        let (allowed, reason, match_type) = lookup.verdict();
+        let summary = SideSummary {
+            direction: dir,
+            enforced: ep.policy_enabled(dir),
+            allowed,
+            reason,
+            match_type,
         };
         Some(Side {
             ep,
@@ -924,6 +887,122 @@ impl Model {
     }
 }
 
+/// The policy map of every endpoint: one LPM table over [`EndpointPolicyKey`] (the endpoint
+/// id, then Cilium's `policy_key`) with the kernel's LPM trie semantics, and the lookup of
+/// `bpf/lib/policy.h` over it (spec §5.2 steps 1–4).
+#[derive(Clone, Debug, Default)]
+pub struct PolicyMap {
+    lpm: Lpm<POLICY_KEY_DATA, PolicyMapValue>,
+}
+
+impl PolicyMap {
+    /// Writes one entry of endpoint `ep_id`.
+    pub fn write(&mut self, ep_id: u32, key: &Key, entry: abi::PolicyEntry) {
+        let k = key.to_abi(ep_id);
+        self.lpm
+            .insert(k.prefixlen, policy_key_data(&k), (*key, entry));
+    }
+
+    /// Deletes one entry of endpoint `ep_id`.
+    pub fn delete(&mut self, ep_id: u32, key: &Key) {
+        let k = key.to_abi(ep_id);
+        self.lpm.remove(k.prefixlen, &policy_key_data(&k));
+    }
+
+    /// Writes every entry of a map state.
+    pub fn write_all(&mut self, ep_id: u32, ms: &MapState) {
+        for (k, e) in ms.iter() {
+            self.write(ep_id, k, e.to_abi(k));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lpm.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lpm.is_empty()
+    }
+
+    fn lpm_lookup(&self, q: &EndpointPolicyKey) -> Option<PolicyMapValue> {
+        self.lpm
+            .lookup(q.prefixlen, &policy_key_data(q))
+            .map(|(_, v)| *v)
+    }
+
+    /// `policy_can_access` for endpoint `ep_id` and one direction (spec §5.2 steps 1–4): the
+    /// L3 lookup, a deny returning at once, the L4-only lookup and the 1.19+ choice rule.
+    pub fn lookup(
+        &self,
+        ep_id: u32,
+        dir: Direction,
+        remote: Identity,
+        protocol: Protocol,
+        dport: u16,
+    ) -> PolicyLookup {
+        let query = |sec_label: u32| EndpointPolicyKey {
+            prefixlen: ENDPOINT_PREFIX_BITS + POLICY_FULL_PREFIX,
+            ep_id: ep_id.to_be_bytes(),
+            sec_label,
+            egress: dir.bit(),
+            protocol: protocol.number(),
+            dport: dport.to_be_bytes(),
+        };
+        // 1. L3 lookup {R, dir, proto, dport} at the full prefix.
+        let l3_query = query(remote.0);
+        let l3 = self.lpm_lookup(&l3_query);
+        let l3_step = LookupStep {
+            stage: LookupStage::L3,
+            query: l3_query,
+            hit: l3,
+        };
+        // 2. A deny found by the L3 lookup returns at once (1.19+: precedence == max).
+        if let Some((k, e)) = l3 {
+            if e.precedence == PRECEDENCE_DENY {
+                return PolicyLookup {
+                    steps: [Some(l3_step), None],
+                    chosen: Some((LookupStage::L3, k, e)),
+                    choice: Choice::L3Deny,
+                };
+            }
+        }
+        // 3. L4-only lookup {0, dir, proto, dport}.
+        let l4_query = query(0);
+        let l4 = self.lpm_lookup(&l4_query);
+        let l4_step = LookupStep {
+            stage: LookupStage::L4Only,
+            query: l4_query,
+            hit: l4,
+        };
+        // 4. Choose the L4 entry when there is no L3 entry, or it has a higher precedence, or
+        //    an equal precedence and a longer prefix.
+        let (chosen, choice) = match (l3, l4) {
+            (None, None) => (None, Choice::NoEntry),
+            (None, Some((k, e))) => (Some((LookupStage::L4Only, k, e)), Choice::L4NoL3),
+            (Some((k, e)), None) => (Some((LookupStage::L3, k, e)), Choice::L3NoL4),
+            (Some((k3, e3)), Some((k4, e4))) => {
+                if e4.precedence > e3.precedence {
+                    (
+                        Some((LookupStage::L4Only, k4, e4)),
+                        Choice::L4HigherPrecedence,
+                    )
+                } else if e4.precedence == e3.precedence
+                    && e4.lpm_prefix_length() > e3.lpm_prefix_length()
+                {
+                    (Some((LookupStage::L4Only, k4, e4)), Choice::L4LongerPrefix)
+                } else {
+                    (Some((LookupStage::L3, k3, e3)), Choice::L3Kept)
+                }
+            }
+        };
+        PolicyLookup {
+            steps: [Some(l3_step), Some(l4_step)],
+            chosen,
+            choice,
+        }
+    }
+}
+
 /// Step 6 of spec §5.2: the match type from the chosen entry's stage and prefix.
 pub fn match_type(stage: LookupStage, lpm_prefix_length: u8) -> MatchType {
     match stage {
@@ -953,7 +1032,7 @@ struct SideSummary {
 struct Side<'a> {
     ep: &'a Endpoint,
     hit: IpCacheHit,
-    lookup: Lookup,
+    lookup: PolicyLookup,
     summary: SideSummary,
 }
 
@@ -1045,10 +1124,28 @@ pub struct LookupStep {
     pub hit: Option<(Key, abi::PolicyEntry)>,
 }
 
-struct Lookup {
-    steps: [Option<LookupStep>; 2],
-    chosen: Option<(LookupStage, Key, abi::PolicyEntry)>,
-    choice: Choice,
+/// What [`PolicyMap::lookup`] did: the lookups made, the entry chosen and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyLookup {
+    /// The L3 lookup, then the L4-only lookup unless the L3 lookup found a deny.
+    pub steps: [Option<LookupStep>; 2],
+    pub chosen: Option<(LookupStage, Key, abi::PolicyEntry)>,
+    pub choice: Choice,
+}
+
+impl PolicyLookup {
+    /// Steps 5–6: allowed, the drop reason (DROP_POLICY without an entry, DROP_POLICY_DENY
+    /// for a deny) and the match type.
+    pub fn verdict(&self) -> (bool, Option<DropReason>, MatchType) {
+        match self.chosen {
+            None => (false, Some(DropReason::PolicyDenied), MatchType::None),
+            Some((stage, _, e)) => (
+                !e.is_deny(),
+                e.is_deny().then_some(DropReason::PolicyDeny),
+                match_type(stage, e.lpm_prefix_length()),
+            ),
+        }
+    }
 }
 
 /// How one direction decided.
@@ -1127,7 +1224,7 @@ impl fmt::Display for DirectionExplanation {
                 writeln!(f, "  from {o}")?;
             }
             for s in &e.synthetic {
-                writeln!(f, "  from {s}")?;
+                writeln!(f, "  synthetic: {s}")?;
             }
         }
         match self.reason {

@@ -483,6 +483,42 @@ spec:
     assert_ne!(outer, inner);
 }
 
+// spec §3.6 for IPv6: CIDR prefixes resolve by longest prefix; no entry → world.
+#[test]
+fn ipv6_cidr_egress() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+  - toCIDRSet: [{cidr: '2001:db8::/32', except: ['2001:db8:1::/48']}]
+",
+    );
+    let m = Model::new(&c, &r);
+    assert_eq!(
+        decide(&m, &c, &r, "x/a", "2001:db8::1", TCP, 443),
+        allowed(EG, MatchType::L3Only)
+    );
+    for to in ["2001:db8:1::1", "2001:db9::1"] {
+        assert_eq!(
+            decide(&m, &c, &r, "x/a", to, TCP, 443).reason,
+            Some(DropReason::PolicyDenied),
+            "{to}"
+        );
+    }
+    let hit = m
+        .ipcache()
+        .lookup("node-1", "2001:db8:1::1".parse().unwrap());
+    assert_eq!(hit.prefix, Some("2001:db8:1::/48".parse().unwrap()));
+    assert_eq!(
+        m.identity_labels(hit.identity).unwrap().to_string(),
+        "reserved:world cidr:2001-db8-1--/48"
+    );
+}
+
 // §7 #9: toCIDR 10.0.0.0/8 where 10.0.1.11 is a pod: denied (the pod identity wins).
 #[test]
 fn spec7_09_cidr_never_matches_pods() {
@@ -981,10 +1017,11 @@ spec:
         decide(&m, &c, &r, "x/a", "x/c", TCP, 80).reason,
         Some(DropReason::PolicyDenied)
     );
-    // Only x/a (new identity) and x/c (its selector lost... no: app=a still selects y/a's
-    // identity) are recomputed; x/b, y/a and coredns are untouched.
+    // x/a (new identity) is recomputed in full; x/c, whose peer selector lost x/a's old
+    // identity, only for that identity's keys; x/b, y/a and coredns are untouched.
     let after = m.stats();
-    assert!(after.endpoints_recomputed - before.endpoints_recomputed <= 2);
+    assert_eq!(after.endpoints_recomputed - before.endpoints_recomputed, 1);
+    assert_eq!(after.endpoint_deltas - before.endpoint_deltas, 1);
     // pod-template-hash keeps the identity: nothing to do.
     let ch = c
         .label_pod(
@@ -1620,16 +1657,24 @@ mod differential {
         #[test]
         fn model_agrees_with_oracle(
             pods in pods_strategy(),
-            policies in proptest::collection::vec(proptest::collection::vec(entry_strategy(), 1..4), 1..4),
+            policies in proptest::collection::vec(
+                (0..3usize, proptest::collection::vec(entry_strategy(), 1..4)),
+                1..4,
+            ),
             relabel in (0..6usize, 0..3usize),
         ) {
             let mut c = build(&pods);
             let mut r = Repository::default();
             let mut m = Model::new(&c, &r);
-            for (i, entries) in policies.iter().enumerate() {
+            for (i, (scope, entries)) in policies.iter().enumerate() {
+                // A CNP of x, a CNP of y, or a CCNP.
                 let key = PolicyRef {
-                    kind: PolicyKind::CiliumNetworkPolicy,
-                    namespace: Some("x".into()),
+                    kind: if *scope == 2 {
+                        PolicyKind::CiliumClusterwideNetworkPolicy
+                    } else {
+                        PolicyKind::CiliumNetworkPolicy
+                    },
+                    namespace: ["x", "y"].get(*scope).map(|s| s.to_string()),
                     name: format!("p{i}"),
                 };
                 let entries: Vec<PolicyEntry> = entries
@@ -1652,11 +1697,7 @@ mod differential {
             m.identities_changed(&c, &ch);
             m.pod_updated(&c, &name);
             check_all(&m, &c, &r)?;
-            let first = PolicyRef {
-                kind: PolicyKind::CiliumNetworkPolicy,
-                namespace: Some("x".into()),
-                name: "p0".into(),
-            };
+            let first = r.policies().next().map(|(k, _)| k.clone()).expect("a policy");
             r.delete(&first);
             m.policy_deleted(&first);
             check_all(&m, &c, &r)?;
@@ -1665,4 +1706,143 @@ mod differential {
             }
         }
     }
+}
+
+// ---- the LPM lookup against the simple model ------------------------------------------
+
+mod lpm_equivalence {
+    use super::*;
+    use crate::abi::PRECEDENCE_ALLOW;
+    use crate::mapstate::PRECEDENCE_ALLOW_LOWEST;
+    use crate::portrange::port_range_to_masked_ports;
+    use proptest::prelude::*;
+
+    /// One policy filter: (remote identity or 0, protocol or none, port range, deny, low tier).
+    type Filter = (u32, Option<Protocol>, (u16, u16), bool, bool);
+
+    fn filter() -> impl Strategy<Value = Filter> {
+        (
+            prop_oneof![Just(0u32), Just(300), Just(301)],
+            prop_oneof![
+                Just(None),
+                Just(Some(Protocol::Tcp)),
+                Just(Some(Protocol::Udp))
+            ],
+            prop_oneof![
+                Just((0u16, 0u16)),
+                (78u16..86).prop_map(|p| (p, p)),
+                (78u16..86, 78u16..90),
+                Just((1024, 65535)),
+            ],
+            any::<bool>(),
+            any::<bool>(),
+        )
+    }
+
+    fn keys_of(f: &Filter) -> Vec<(Key, MapEntry)> {
+        let (id, proto, (start, end), deny, low) = *f;
+        let entry = if deny {
+            MapEntry::deny()
+        } else if low {
+            MapEntry::allow(PRECEDENCE_ALLOW_LOWEST)
+        } else {
+            MapEntry::allow(PRECEDENCE_ALLOW)
+        };
+        match proto {
+            None => vec![(Key::l3_only(Identity(id), Direction::Ingress), entry)],
+            Some(p) => port_range_to_masked_ports(start, end)
+                .into_iter()
+                .map(|mp| {
+                    (
+                        Key::l4(Identity(id), Direction::Ingress, p, mp),
+                        entry.clone(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn matches(f: &Filter, remote: u32, proto: Protocol, port: u16) -> bool {
+        let (id, p, (start, end), _, _) = *f;
+        (id == 0 || id == remote)
+            && match p {
+                None => true,
+                Some(p) => p == proto && (start == 0 || (port >= start && port <= end.max(start))),
+            }
+    }
+
+    proptest! {
+        // spec §4.3: with deny pruning, the datapath lookup (§5.2) over the LPM gives the simple
+        // model's verdict — deny if any matching deny, else allow if any matching allow, else
+        // DROP_POLICY — and insertion order does not matter.
+        #[test]
+        fn lpm_lookup_equals_simple_model(filters in proptest::collection::vec(filter(), 0..8)) {
+            let mut forward = MapState::new();
+            for f in &filters {
+                for (k, e) in keys_of(f) {
+                    forward.insert(k, e);
+                }
+            }
+            let mut backward = MapState::new();
+            for f in filters.iter().rev() {
+                for (k, e) in keys_of(f).into_iter().rev() {
+                    backward.insert(k, e);
+                }
+            }
+            prop_assert_eq!(
+                forward.iter().map(|(k, e)| (*k, e.deny, e.precedence)).collect::<Vec<_>>(),
+                backward.iter().map(|(k, e)| (*k, e.deny, e.precedence)).collect::<Vec<_>>()
+            );
+            let mut pm = PolicyMap::default();
+            pm.write_all(7, &forward);
+            for remote in [300u32, 301, 302] {
+                for proto in [Protocol::Tcp, Protocol::Udp, Protocol::Icmp] {
+                    for port in [0u16, 77, 78, 79, 80, 81, 83, 84, 85, 89, 1024, 40000] {
+                        let deny = filters.iter().any(|f| f.3 && matches(f, remote, proto, port));
+                        let allow = filters.iter().any(|f| !f.3 && matches(f, remote, proto, port));
+                        let want = if deny {
+                            (false, Some(DropReason::PolicyDeny))
+                        } else if allow {
+                            (true, None)
+                        } else {
+                            (false, Some(DropReason::PolicyDenied))
+                        };
+                        let lk = pm.lookup(7, Direction::Ingress, Identity(remote), proto, port);
+                        let (allowed, reason, _) = lk.verdict();
+                        prop_assert_eq!((allowed, reason), want, "{} {}/{}: {:?}", remote, proto, port, lk);
+                        // Another endpoint's slice is never consulted.
+                        prop_assert_eq!(pm.lookup(8, Direction::Ingress, Identity(remote), proto, port).chosen, None);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn explain_prints_lookups_and_rules() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: b}}]
+  ingressDeny:
+  - fromEndpoints: [{matchLabels: {app: b}}]
+    toPorts: [{ports: [{port: '80', protocol: TCP}]}]
+",
+    );
+    let m = Model::new(&c, &r);
+    let text = m.explain(&c, &flow(&c, "x/b", "x/a", TCP, 80)).to_string();
+    println!("{text}");
+    assert!(text.contains("egress on x/b (endpoint 2, policy not enabled)"));
+    assert!(text.contains("the L3 lookup found a deny: returned at once"));
+    assert!(text.contains("from CiliumNetworkPolicy x/p rule 0 ingressDeny[0]"));
+    assert!(text.contains("=> deny POLICY_DENY ingress match=L3-L4"));
+    let rows = MapStateRow::table(&m.rows(&pod("x/a")).unwrap());
+    println!("{rows}");
+    assert!(rows.contains("Deny"));
 }
