@@ -31,6 +31,15 @@ pub struct FlowEvent {
     pub event: Event,
 }
 
+/// One raw ring-buffer record as the program emitted it (kept for byte-for-byte comparison
+/// between datapaths by `verdict diff`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawRecord {
+    pub node: String,
+    pub program: String,
+    pub bytes: Vec<u8>,
+}
+
 struct Node {
     dp: Box<dyn Datapath>,
     writer: MapWriter,
@@ -45,6 +54,9 @@ pub struct DatapathBackend {
     next_port: u16,
     flows: Vec<FlowEvent>,
     writes: WriteStats,
+    /// Raw records since the last `take_raw_records`, when kept (off by default, so runs
+    /// that never look at them do not accumulate them).
+    raw: Option<Vec<RawRecord>>,
 }
 
 const FIRST_PORT: u16 = 33000;
@@ -60,7 +72,45 @@ impl DatapathBackend {
             next_port: FIRST_PORT,
             flows: Vec::new(),
             writes: WriteStats::default(),
+            raw: None,
         }
+    }
+
+    /// Keeps every raw ring-buffer record from now on, for [`Self::take_raw_records`].
+    pub fn keep_raw_records(&mut self) {
+        self.raw.get_or_insert_with(Vec::new);
+    }
+
+    /// Raw records kept since the last call, in emission order.
+    pub fn take_raw_records(&mut self) -> Vec<RawRecord> {
+        self.raw.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Each node's datapath instance, by node name.
+    pub fn datapaths(&self) -> impl Iterator<Item = (&str, &dyn Datapath)> {
+        self.nodes
+            .iter()
+            .map(|(n, node)| (n.as_str(), node.dp.as_ref()))
+    }
+
+    /// One node's datapath instance (tests use it to plant a difference).
+    pub fn datapath_mut(&mut self, node: &str) -> Option<&mut (dyn Datapath + 'static)> {
+        self.nodes.get_mut(node).map(|n| n.dp.as_mut())
+    }
+
+    /// Sets the virtual clock on every node through the map writer (so the writer's view
+    /// stays true); a trace replay advances it with packet timestamps.
+    pub fn set_clock(&mut self, clock_ns: u64) -> Result<(), String> {
+        for (name, n) in self.nodes.iter_mut() {
+            let mut desired = n.writer.written().clone();
+            desired.clock_ns = clock_ns;
+            let stats = n
+                .writer
+                .apply(n.dp.as_mut(), desired)
+                .map_err(|e| format!("node {name}: writing the clock: {e}"))?;
+            self.writes += stats;
+        }
+        Ok(())
     }
 
     /// Map writes issued so far, all nodes.
@@ -117,6 +167,13 @@ impl DatapathBackend {
             n.dp.run(program, frame)
                 .map_err(|e| format!("node {node}: {e}"))?;
         let mut evs = Vec::new();
+        if let Some(raw) = self.raw.as_mut() {
+            raw.extend(out.events.iter().map(|b| RawRecord {
+                node: node.to_string(),
+                program: program.to_string(),
+                bytes: b.clone(),
+            }));
+        }
         for rec in &out.events {
             let ev = Event::decode(rec).map_err(|e| format!("node {node}: {program}: {e}"))?;
             self.flows.push(FlowEvent {
@@ -218,6 +275,31 @@ impl Backend for DatapathBackend {
             .ip_of(&flow.dst)
             .ok_or_else(|| format!("no address for {}", flow.dst))?;
         let frame = self.packet(src, dst, flow)?;
+        self.decide_frame(world, &flow.src, &flow.dst, &frame)
+    }
+
+    fn take_flows(&mut self, world: &World) -> Vec<FlowRecord> {
+        let model = self.model.as_ref();
+        std::mem::take(&mut self.flows)
+            .iter()
+            .map(|f| crate::hubble::flow_record(world, model, &f.node, &f.event))
+            .collect()
+    }
+}
+
+impl DatapathBackend {
+    /// Runs one Ethernet frame as the datapath sees a packet from `src` to `dst`: through
+    /// the source pod's egress program on its node (when the source is a pod), then, if it
+    /// passed, the destination pod's ingress program on its node (when the destination is a
+    /// pod). Probes and replayed capture packets both come through here.
+    pub fn decide_frame(
+        &mut self,
+        world: &World,
+        src: &Peer,
+        dst: &Peer,
+        frame: &[u8],
+    ) -> Result<Outcome, String> {
+        let c = &world.cluster;
         let deny = |d: Direction, s: &Side| Outcome {
             allowed: false,
             reason: s.drop,
@@ -225,13 +307,13 @@ impl Backend for DatapathBackend {
             match_type: s.verdict_match.flatten(),
         };
         let mut egress = None;
-        if let Peer::Pod(p) = &flow.src {
+        if let Peer::Pod(p) = src {
             let node = c
                 .pods
                 .get(p)
                 .map(|p| p.node.clone())
                 .ok_or("source pod vanished")?;
-            let (passed, evs) = self.run(&node, abi::programs::FROM_CONTAINER, &frame)?;
+            let (passed, evs) = self.run(&node, abi::programs::FROM_CONTAINER, frame)?;
             let s = side(passed, &evs);
             if !s.passed {
                 return Ok(deny(Direction::Egress, &s));
@@ -239,13 +321,13 @@ impl Backend for DatapathBackend {
             egress = Some(s);
         }
         let mut ingress = None;
-        if let Peer::Pod(p) = &flow.dst {
+        if let Peer::Pod(p) = dst {
             let node = c
                 .pods
                 .get(p)
                 .map(|p| p.node.clone())
                 .ok_or("destination pod vanished")?;
-            let (passed, evs) = self.run(&node, abi::programs::TO_CONTAINER, &frame)?;
+            let (passed, evs) = self.run(&node, abi::programs::TO_CONTAINER, frame)?;
             let s = side(passed, &evs);
             if !s.passed {
                 return Ok(deny(Direction::Ingress, &s));
@@ -267,13 +349,5 @@ impl Backend for DatapathBackend {
             direction,
             match_type,
         })
-    }
-
-    fn take_flows(&mut self, world: &World) -> Vec<FlowRecord> {
-        let model = self.model.as_ref();
-        std::mem::take(&mut self.flows)
-            .iter()
-            .map(|f| crate::hubble::flow_record(world, model, &f.node, &f.event))
-            .collect()
     }
 }

@@ -212,7 +212,7 @@ fn shrinking_keeps_an_error_and_drops_everything_else() {
 /// `cargo test --test differential -- --ignored --nocapture show_generated_case` prints case
 /// `VERDICT_FUZZ_CASE` (default 0) of the batch, and the planted-bug run's log.
 #[test]
-#[ignore]
+#[ignore = "a printing aid, not a check: run by hand to look at a generated case"]
 fn show_generated_case() {
     let case = std::env::var("VERDICT_FUZZ_CASE")
         .ok()

@@ -288,7 +288,7 @@ fn check_manifest_key<E: serde::de::Error>(key: &str, kind: Option<ManifestKind>
 /// visitor) is `first_key`; the value of that key is the next thing `map` yields.
 ///
 /// Use it from a visitor over a mapping that may be an inline manifest:
-/// ```ignore
+/// ```text
 /// fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entry, A::Error> {
 ///     let Some(key) = map.next_key::<String>()? else { return Err(A::Error::custom("empty")) };
 ///     if key == "file" { /* read {file: path} */ }
