@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use verdict_sim::cluster::{PodName, Protocol};
 use verdict_sim::engine::{self, ScenarioReport};
+use verdict_sim::mapstate::MapStateRow;
+use verdict_sim::model::Model;
+use verdict_sim::oracle::{self, DirectionVerdict, Flow};
 use verdict_sim::policy::Peers;
 use verdict_sim::{api, report, scenario, translate};
 
@@ -73,6 +77,30 @@ enum Cmd {
         #[arg(long)]
         verbose: bool,
     },
+    /// Policy map state, as `cilium-dbg bpf policy get` prints it.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
+    /// Why a connection attempt gets its verdict: identities, the oracle's deciding rules, and
+    /// the model's policy-map lookups per direction.
+    Explain {
+        scenario: PathBuf,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        port: Option<u16>,
+        #[arg(long, default_value = "TCP")]
+        protocol: String,
+        /// ICMP type for ICMP probes (default echo request).
+        #[arg(long)]
+        icmp_type: Option<u8>,
+        /// Explain the state after this step (1-based; 0 is the initial state; default: the end).
+        #[arg(long)]
+        after_step: Option<usize>,
+    },
     /// Validate policy manifests; with --scenario, show which endpoints each rule selects.
     Check {
         /// A scenario whose cluster (at time 0) the rules are matched against.
@@ -80,6 +108,19 @@ enum Cmd {
         scenario: Option<PathBuf>,
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// An endpoint's realized policy map.
+    Get {
+        scenario: PathBuf,
+        /// The pod, as ns/name.
+        pod: String,
+        /// The state after this step (1-based; 0 is the initial state; default: the end).
+        #[arg(long)]
+        after_step: Option<usize>,
     },
 }
 
@@ -373,6 +414,161 @@ fn default_backends() -> Vec<String> {
         .collect()
 }
 
+fn load_world(path: &Path, after_step: Option<usize>) -> Result<engine::World> {
+    let loaded = scenario::load(path).map_err(anyhow::Error::msg)?;
+    engine::world_after(&loaded, after_step).map_err(anyhow::Error::msg)
+}
+
+/// Cilium's default per-endpoint policy map size (`--bpf-policy-map-max`).
+const POLICY_MAP_LIMIT: usize = 16_384;
+
+fn policy_get(path: &Path, pod: &str, after_step: Option<usize>) -> Result<bool> {
+    let world = load_world(path, after_step)?;
+    let name = PodName::parse(pod).with_context(|| format!("{pod:?} is not <namespace>/<name>"))?;
+    let model = Model::new(&world.cluster, &world.repo);
+    let ep = model
+        .endpoint(&name)
+        .with_context(|| format!("no pod {pod} in {} at that step", path.display()))?;
+    // One label per line, as cilium-dbg prints the LABELS column.
+    let rows: Vec<MapStateRow> = model
+        .rows(&name)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut r| {
+            r.labels = r.labels.split(' ').collect::<Vec<_>>().join("\n");
+            r
+        })
+        .collect();
+    println!(
+        "endpoint {} ({pod}) identity {} on {}: ingress policy {}, egress policy {}",
+        ep.id,
+        ep.identity,
+        ep.node,
+        if ep.ingress.enabled {
+            "enabled"
+        } else {
+            "disabled"
+        },
+        if ep.egress.enabled {
+            "enabled"
+        } else {
+            "disabled"
+        },
+    );
+    let mut table = tabled::builder::Builder::default();
+    table.push_record(MapStateRow::HEADER);
+    for r in &rows {
+        table.push_record(r.columns());
+    }
+    let mut table = table.build();
+    table.with(tabled::settings::Style::blank());
+    println!("{table}");
+    println!(
+        "{} entries of {POLICY_MAP_LIMIT} (Cilium's default per-endpoint limit)",
+        rows.len()
+    );
+    if rows.len() > POLICY_MAP_LIMIT {
+        println!("WARNING: {} entries exceed the default policy map size: Cilium would fail to regenerate this endpoint", rows.len());
+    }
+    Ok(true)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn explain(
+    path: &Path,
+    from: &str,
+    to: &str,
+    port: Option<u16>,
+    protocol: &str,
+    icmp_type: Option<u8>,
+    after_step: Option<usize>,
+) -> Result<bool> {
+    let world = load_world(path, after_step)?;
+    let c = &world.cluster;
+    let src = c
+        .resolve(from)
+        .with_context(|| format!("unknown endpoint {from:?}"))?;
+    let dst = c
+        .resolve(to)
+        .with_context(|| format!("unknown endpoint {to:?}"))?;
+    let protocol =
+        Protocol::parse(protocol).with_context(|| format!("unknown protocol {protocol:?}"))?;
+    let dport = match protocol {
+        Protocol::Icmp => icmp_type.unwrap_or(8) as u16,
+        Protocol::Icmpv6 => icmp_type.unwrap_or(128) as u16,
+        _ => port.with_context(|| format!("a {protocol} probe needs --port"))?,
+    };
+    let flow = Flow {
+        src: src.clone(),
+        dst: dst.clone(),
+        protocol,
+        dport,
+    };
+    let model = Model::new(c, &world.repo);
+    println!("{from} -> {to} {dport}/{protocol}");
+    for (what, peer) in [("from", &src), ("to", &dst)] {
+        let observer = c
+            .node_of(if what == "from" { &dst } else { &src })
+            .unwrap_or("node-1");
+        let ip = c.ip_of(peer).map(|i| i.to_string()).unwrap_or_default();
+        let hit = c.ip_of(peer).map(|ip| model.ipcache().lookup(observer, ip));
+        let (id, labels) = match hit {
+            Some(h) => (
+                h.identity.to_string(),
+                model
+                    .identity_labels(h.identity)
+                    .map(|l| l.to_string())
+                    .unwrap_or_default(),
+            ),
+            None => ("?".into(), String::new()),
+        };
+        println!("  {what} {peer} ({ip}): identity {id} [{labels}]");
+    }
+    let d = oracle::decide(c, &world.repo, &flow);
+    println!("oracle:");
+    for (dir, v, rules) in [
+        ("egress", &d.egress, &d.egress_rules),
+        ("ingress", &d.ingress, &d.ingress_rules),
+    ] {
+        let selected = if rules.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} selecting rule(s))", rules.len())
+        };
+        match v {
+            DirectionVerdict::NotApplicable => println!("  {dir}: not a pod: nothing enforced"),
+            DirectionVerdict::NotEnforced => {
+                println!("  {dir}: no rule selects the endpoint: allow")
+            }
+            DirectionVerdict::Allowed { by, synthetic } => {
+                println!("  {dir}: allowed{selected}");
+                if let Some(s) = synthetic {
+                    println!("    by {s}");
+                }
+                for o in by {
+                    println!("    by {o}");
+                }
+            }
+            DirectionVerdict::Denied { reason, by } => {
+                println!("  {dir}: denied {reason}{selected}");
+                if by.is_empty() {
+                    println!("    by default deny: no rule allows it");
+                }
+                for o in by {
+                    println!("    by {o}");
+                }
+            }
+        }
+    }
+    println!("  => {}", d.outcome());
+    println!("model:");
+    let e = model.explain(c, &flow);
+    for line in e.to_string().lines() {
+        println!("  {line}");
+    }
+    Ok(true)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
@@ -392,6 +588,25 @@ fn main() -> ExitCode {
             paths,
         ),
         Cmd::Check { scenario, files } => check(scenario, files),
+        Cmd::Policy {
+            cmd:
+                PolicyCmd::Get {
+                    scenario,
+                    pod,
+                    after_step,
+                },
+        } => policy_get(&scenario, &pod, after_step),
+        Cmd::Explain {
+            scenario,
+            from,
+            to,
+            port,
+            protocol,
+            icmp_type,
+            after_step,
+        } => explain(
+            &scenario, &from, &to, port, &protocol, icmp_type, after_step,
+        ),
         Cmd::Fuzz {
             seed,
             cases,

@@ -236,3 +236,42 @@ fn flows_read_like_hubble_json() {
     assert_eq!(drop["flow"]["event_type"]["sub_type"], 181);
     assert!(drop["flow"].get("is_reply").is_none());
 }
+
+// spec §7 #10: the deny key (client, TCP/80) next to the L3-only allow; 80/TCP is 181 with
+// match type L3-L4 and 81/TCP is allowed with L3-Only.
+#[test]
+fn policy_get_and_explain_show_the_deny_example() {
+    let s = "scenarios/cilium/deny-l4-beats-l3-allow.yaml";
+    let out = verdict(&["policy", "get", s, "x/a"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let deny = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("Deny"))
+        .expect("a deny row");
+    assert!(
+        deny.contains("Ingress") && deny.contains("80/TCP") && deny.trim_end().ends_with("24"),
+        "{text}"
+    );
+    assert!(
+        text.lines().map(str::trim).any(|l| l.starts_with("Allow")
+            && l.contains("Ingress")
+            && l.contains(" 257 ")
+            && l.contains("ANY")),
+        "{text}"
+    );
+    assert!(text.contains("entries of 16384"), "{text}");
+    let out = verdict(&["explain", s, "--from", "x/b", "--to", "x/a", "--port", "80"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("the L3 lookup found a deny"), "{text}");
+    assert!(
+        text.contains("=> deny POLICY_DENY ingress match=L3-L4"),
+        "{text}"
+    );
+    let out = verdict(&["explain", s, "--from", "x/b", "--to", "x/a", "--port", "81"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("=> allow ingress match=L3-Only"), "{text}");
+    let out = verdict(&["policy", "get", s, "x/a", "--after-step", "9"]);
+    assert_eq!(out.status.code(), Some(2));
+}
