@@ -3,7 +3,10 @@
 use verdict_datapath::emu::{Emulator, ExecMode};
 use verdict_datapath::object::Object;
 use verdict_datapath::{VERDICT_OBJECT, VERDICT_OBJECT_NAME};
-use verdict_sim::engine::{Backend, Change, OracleBackend, World};
+use verdict_sim::conntrack::{ConnPacket, Conntrack, SideVerdict};
+use verdict_sim::engine::{process_with_conntrack, Backend, Change, OracleBackend, World};
+use verdict_sim::model::DirectionExplanation;
+use verdict_sim::verdict::Direction;
 
 use crate::dpbackend::{DatapathBackend, Maker};
 use verdict_sim::model::Model;
@@ -22,6 +25,8 @@ pub const DEFAULT_BACKENDS: &[&str] = &["oracle", "model", "rbpf"];
 #[derive(Default)]
 pub struct ModelBackend {
     model: Option<Model>,
+    /// The reference conntrack for connections (shared logic with the oracle backend).
+    ct: Conntrack,
 }
 
 impl ModelBackend {
@@ -49,6 +54,7 @@ pub fn update_model(model: &mut Option<Model>, world: &World, change: &Change<'_
         }
         Change::PolicyApplied(r) => m.policy_applied(&world.repo, r),
         Change::PolicyDeleted(r) => m.policy_deleted(r),
+        Change::Clock => {}
     }
 }
 
@@ -67,11 +73,29 @@ impl Backend for ModelBackend {
             .ok_or("model backend used before the initial sync")?;
         Ok(m.decide(&world.cluster, flow))
     }
+    fn packet(&mut self, world: &World, pkt: &ConnPacket) -> Result<Outcome, String> {
+        let m = self
+            .model
+            .as_ref()
+            .ok_or("model backend used before the initial sync")?;
+        let e = m.explain(&world.cluster, &pkt.flow());
+        let side = |d: &DirectionExplanation| SideVerdict {
+            enforced: d.endpoint.is_some() && d.enforced,
+            allowed: d.allowed,
+            reason: d.reason,
+            match_type: Some(d.match_type),
+        };
+        let (eg, ing) = (side(&e.egress), side(&e.ingress));
+        process_with_conntrack(&mut self.ct, world, pkt, |dir| match dir {
+            Direction::Egress => eg,
+            Direction::Ingress => ing,
+        })
+    }
 }
 
 pub fn factory(name: &str) -> Result<Box<dyn Backend>, String> {
     match name {
-        "oracle" => Ok(Box::new(OracleBackend)),
+        "oracle" => Ok(Box::new(OracleBackend::default())),
         "model" => Ok(Box::new(ModelBackend::default())),
         "rbpf" => Ok(Box::new(DatapathBackend::new(
             "rbpf",

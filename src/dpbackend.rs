@@ -14,6 +14,7 @@ use verdict_datapath::control::{MapWriter, NodeMaps, WriteStats};
 use verdict_datapath::events::{self, Event};
 use verdict_datapath::packet::{Packet, L4};
 use verdict_sim::cluster::{Peer, Protocol};
+use verdict_sim::conntrack::ConnPacket;
 use verdict_sim::engine::{Backend, Change, FlowRecord, World};
 use verdict_sim::model::Model;
 use verdict_sim::oracle::Flow;
@@ -60,7 +61,8 @@ pub struct DatapathBackend {
 }
 
 const FIRST_PORT: u16 = 33000;
-const LAST_PORT: u16 = 60999;
+/// Probes stay below the connections' ports (`engine::CONN_FIRST_PORT`).
+const LAST_PORT: u16 = verdict_sim::engine::CONN_FIRST_PORT - 1;
 
 impl DatapathBackend {
     pub fn new(name: &str, make: Maker) -> Self {
@@ -219,6 +221,69 @@ impl DatapathBackend {
     }
 }
 
+impl DatapathBackend {
+    /// Runs a frame through the source pod's egress program (on its node) and then the
+    /// destination pod's ingress program (on its node), and reads the outcome from the events.
+    fn run_frame(
+        &mut self,
+        world: &World,
+        src: &Peer,
+        dst: &Peer,
+        frame: &[u8],
+    ) -> Result<Outcome, String> {
+        let c = &world.cluster;
+        let deny = |d: Direction, s: &Side| Outcome {
+            allowed: false,
+            reason: s.drop,
+            direction: Some(d),
+            match_type: s.verdict_match.flatten(),
+        };
+        let mut egress = None;
+        if let Peer::Pod(p) = src {
+            let node = c
+                .pods
+                .get(p)
+                .map(|p| p.node.clone())
+                .ok_or("source pod vanished")?;
+            let (passed, evs) = self.run(&node, abi::programs::FROM_CONTAINER, frame)?;
+            let s = side(passed, &evs);
+            if !s.passed {
+                return Ok(deny(Direction::Egress, &s));
+            }
+            egress = Some(s);
+        }
+        let mut ingress = None;
+        if let Peer::Pod(p) = dst {
+            let node = c
+                .pods
+                .get(p)
+                .map(|p| p.node.clone())
+                .ok_or("destination pod vanished")?;
+            let (passed, evs) = self.run(&node, abi::programs::TO_CONTAINER, frame)?;
+            let s = side(passed, &evs);
+            if !s.passed {
+                return Ok(deny(Direction::Ingress, &s));
+            }
+            ingress = Some(s);
+        }
+        // Allowed: the deciding side is the enforcing ingress, else the enforcing egress.
+        let enforced = |s: &Option<Side>| s.as_ref().and_then(|s| s.verdict_match);
+        let (direction, match_type) = if let Some(m) = enforced(&ingress) {
+            (Some(Direction::Ingress), m)
+        } else if let Some(m) = enforced(&egress) {
+            (Some(Direction::Egress), m)
+        } else {
+            (None, None)
+        };
+        Ok(Outcome {
+            allowed: true,
+            reason: None,
+            direction,
+            match_type,
+        })
+    }
+}
+
 fn to_sim_match(m: events::MatchType) -> Option<MatchType> {
     Some(match m {
         events::MatchType::None => MatchType::None,
@@ -275,7 +340,31 @@ impl Backend for DatapathBackend {
             .ip_of(&flow.dst)
             .ok_or_else(|| format!("no address for {}", flow.dst))?;
         let frame = self.packet(src, dst, flow)?;
-        self.decide_frame(world, &flow.src, &flow.dst, &frame)
+        self.run_frame(world, &flow.src, &flow.dst, &frame)
+    }
+
+    fn packet(&mut self, world: &World, pkt: &ConnPacket) -> Result<Outcome, String> {
+        let c = &world.cluster;
+        let src = c
+            .ip_of(&pkt.src)
+            .ok_or_else(|| format!("no address for {}", pkt.src))?;
+        let dst = c
+            .ip_of(&pkt.dst)
+            .ok_or_else(|| format!("no address for {}", pkt.dst))?;
+        if src.is_ipv4() != dst.is_ipv4() {
+            return Err(format!("packet {src} -> {dst} mixes IPv4 and IPv6"));
+        }
+        let l4 = match pkt.protocol {
+            Protocol::Tcp => L4::tcp(pkt.sport, pkt.dport, pkt.tcp_flags),
+            Protocol::Udp => L4::udp(pkt.sport, pkt.dport),
+            Protocol::Sctp => L4::sctp(pkt.sport, pkt.dport),
+            // Echo: the identifier is the request's sport or the reply's dport.
+            Protocol::Icmp | Protocol::Icmpv6 => {
+                L4::icmp(pkt.icmp_type, 0, pkt.sport.max(pkt.dport), 1)
+            }
+        };
+        let frame = Packet::new(src, dst, l4).build();
+        self.run_frame(world, &pkt.src, &pkt.dst, &frame)
     }
 
     fn take_flows(&mut self, world: &World) -> Vec<FlowRecord> {

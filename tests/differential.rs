@@ -126,6 +126,13 @@ impl Backend for Liar {
         }
         Ok(o)
     }
+    fn packet(
+        &mut self,
+        _: &World,
+        _: &verdict_sim::conntrack::ConnPacket,
+    ) -> Result<Outcome, String> {
+        Err("the liar backend does not track connections".into())
+    }
 }
 
 fn with_liar(name: &str) -> Result<Box<dyn Backend>, String> {

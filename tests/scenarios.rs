@@ -18,16 +18,20 @@ fn backend_names() -> Vec<String> {
     if let Ok(list) = std::env::var("VERDICT_BACKENDS") {
         return list.split(',').map(str::to_string).collect();
     }
-    let mut names: Vec<String> = backends::DEFAULT_BACKENDS
+    let names: Vec<String> = backends::DEFAULT_BACKENDS
         .iter()
         .map(|s| s.to_string())
         .collect();
     #[cfg(feature = "kernel")]
-    match verdict_datapath::kernel::gate("kernel backend in the scenario suite") {
-        Ok(true) => names.push("kernel".into()),
-        Ok(false) => {}
-        Err(e) => panic!("{e}"),
-    }
+    let names = {
+        let mut names = names;
+        match verdict_datapath::kernel::gate("kernel backend in the scenario suite") {
+            Ok(true) => names.push("kernel".into()),
+            Ok(false) => {}
+            Err(e) => panic!("{e}"),
+        }
+        names
+    };
     names
 }
 

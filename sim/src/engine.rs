@@ -6,6 +6,7 @@
 //! the oracle is the backend that needs no sync. Datapath backends plug in from other crates
 //! through [`BackendFactory`].
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -13,10 +14,12 @@ use crate::api::{self, Manifest};
 use crate::cluster::{
     Cluster, ClusterError, ContainerPort, IdentityChange, Peer, PodName, PodSpec, Protocol,
 };
+use crate::conntrack::{ConnPacket, Conntrack, SideVerdict, TCP_ACK, TCP_SYN};
 use crate::oracle::{self, Flow};
 use crate::policy::{PolicyKind, PolicyRef, Repository};
 use crate::scenario::{
-    self, LoadedScenario, PodDecl, PolicySource, Probe, ScenarioError, Step, VerdictDecl,
+    self, LoadedScenario, PodDecl, PolicySource, Probe, ScenarioError, SendDirection, Step,
+    VerdictDecl,
 };
 use crate::translate;
 use crate::verdict::{Direction, DropReason, MatchType, Outcome};
@@ -44,6 +47,8 @@ pub enum Change<'a> {
     PodsRelabelled(&'a [(PodName, crate::identity::Identity)]),
     PolicyApplied(&'a PolicyRef),
     PolicyDeleted(&'a PolicyRef),
+    /// The virtual clock moved (`World::clock_ns`).
+    Clock,
 }
 
 /// A backend: something that decides connection attempts.
@@ -53,6 +58,8 @@ pub trait Backend {
     fn sync(&mut self, world: &World, change: &Change<'_>) -> Result<(), String>;
     /// Decides one new connection attempt.
     fn probe(&mut self, world: &World, flow: &Flow) -> Result<Outcome, String>;
+    /// Processes one packet of a tracked connection (conntrack applies).
+    fn packet(&mut self, world: &World, pkt: &ConnPacket) -> Result<Outcome, String>;
     /// Flow events (Hubble-style) observed since the last call; backends without a datapath
     /// have none.
     fn take_flows(&mut self, _world: &World) -> Vec<FlowRecord> {
@@ -72,9 +79,11 @@ pub struct FlowRecord {
 /// Creates a backend by name; `None` for an unknown name.
 pub type BackendFactory<'a> = &'a dyn Fn(&str) -> Result<Box<dyn Backend>, String>;
 
-/// The oracle as a backend.
+/// The oracle as a backend, with the reference conntrack for connections.
 #[derive(Debug, Default)]
-pub struct OracleBackend;
+pub struct OracleBackend {
+    ct: Conntrack,
+}
 
 impl Backend for OracleBackend {
     fn name(&self) -> &str {
@@ -86,6 +95,46 @@ impl Backend for OracleBackend {
     fn probe(&mut self, world: &World, flow: &Flow) -> Result<Outcome, String> {
         Ok(oracle::decide(&world.cluster, &world.repo, flow).outcome())
     }
+    fn packet(&mut self, world: &World, pkt: &ConnPacket) -> Result<Outcome, String> {
+        let d = oracle::decide(&world.cluster, &world.repo, &pkt.flow());
+        let side = |v: &oracle::DirectionVerdict| SideVerdict {
+            enforced: v.enforced(),
+            allowed: v.allows(),
+            reason: match v {
+                oracle::DirectionVerdict::Denied { reason, .. } => Some(*reason),
+                _ => None,
+            },
+            match_type: None,
+        };
+        let (eg, ing) = (side(&d.egress), side(&d.ingress));
+        process_with_conntrack(&mut self.ct, world, pkt, |dir| match dir {
+            Direction::Egress => eg,
+            Direction::Ingress => ing,
+        })
+    }
+}
+
+/// Runs a connection packet through a Rust conntrack, given each side's policy verdict.
+pub fn process_with_conntrack(
+    ct: &mut Conntrack,
+    world: &World,
+    pkt: &ConnPacket,
+    decide: impl FnMut(Direction) -> SideVerdict,
+) -> Result<Outcome, String> {
+    let c = &world.cluster;
+    let src = c
+        .ip_of(&pkt.src)
+        .ok_or_else(|| format!("no address for {}", pkt.src))?;
+    let dst = c
+        .ip_of(&pkt.dst)
+        .ok_or_else(|| format!("no address for {}", pkt.dst))?;
+    Ok(ct.process(
+        pkt,
+        (src, c.node_of(&pkt.src)),
+        (dst, c.node_of(&pkt.dst)),
+        world.clock_ns,
+        decide,
+    ))
 }
 
 /// What a probe expects.
@@ -142,6 +191,8 @@ impl std::fmt::Display for Expectation {
 /// One probe on every backend.
 #[derive(Clone, Debug)]
 pub struct ProbeCheck {
+    /// For packets of a tracked connection: which (`c1 connect`, `c1 reply`, ...).
+    pub context: Option<String>,
     pub from: String,
     pub to: String,
     pub protocol: Protocol,
@@ -153,14 +204,19 @@ pub struct ProbeCheck {
 
 impl ProbeCheck {
     pub fn label(&self) -> String {
+        let ctx = self
+            .context
+            .as_ref()
+            .map(|c| format!("[{c}] "))
+            .unwrap_or_default();
         if self.protocol.is_icmp() {
             format!(
-                "{} -> {} {} type {}",
+                "{ctx}{} -> {} {} type {}",
                 self.from, self.to, self.protocol, self.port
             )
         } else {
             format!(
-                "{} -> {} {}/{}",
+                "{ctx}{} -> {} {}/{}",
                 self.from, self.to, self.port, self.protocol
             )
         }
@@ -422,6 +478,7 @@ fn run_probe(
         .map(|b| (b.name().to_string(), b.probe(world, &flow)))
         .collect();
     ProbeCheck {
+        context: None,
         from: from.to_string(),
         to: to.to_string(),
         protocol: flow.protocol,
@@ -515,6 +572,7 @@ fn replay(
 ) -> Result<World, EngineError> {
     let file = loaded.path.as_path();
     let mut world = build_world(loaded)?;
+    let mut conns: BTreeMap<String, Conn> = BTreeMap::new();
     sync_all(backends, &world, &Change::Initial).map_err(|e| at(file, "initial state", e))?;
     for (i, step) in loaded.scenario.steps.iter().enumerate() {
         let index = i + 1;
@@ -684,12 +742,88 @@ fn replay(
                     describe_change(&change)
                 ))
             }
-            Step::Connect(_) | Step::Send(_) | Step::Advance(_) => {
-                return Err(at(
-                    file,
-                    &ctx,
-                    "not supported yet: connect/send/advance need conntrack and virtual time, which are not built yet",
-                ));
+            Step::Connect(cd) => {
+                if conns.contains_key(&cd.id) {
+                    return Err(at(
+                        file,
+                        &ctx,
+                        format!("connection {:?} already exists", cd.id),
+                    ));
+                }
+                let src = resolve(&world, file, &ctx, &cd.from)?;
+                let dst = resolve(&world, file, &ctx, &cd.to)?;
+                let protocol = cd.protocol.0;
+                let dport = probe_port(protocol, cd.port, None).map_err(|e| at(file, &ctx, e))?;
+                // Connections take source ports (ICMP ids) from their own range, apart from
+                // the probes' ports, so they never meet a probe's conntrack entry.
+                let sport = CONN_FIRST_PORT + conns.len() as u16;
+                let conn = Conn {
+                    from: cd.from.clone(),
+                    to: cd.to.clone(),
+                    src,
+                    dst,
+                    protocol,
+                    sport,
+                    dport,
+                    replies: 0,
+                };
+                let pkt = conn.packet(false, TCP_SYN);
+                let check = run_packet(
+                    backends,
+                    &world,
+                    &conn,
+                    false,
+                    format!("{} connect", cd.id),
+                    &pkt,
+                    None,
+                );
+                conns.insert(cd.id.clone(), conn);
+                StepOutcome::Probes(vec![check])
+            }
+            Step::Send(sd) => {
+                let conn = conns.get_mut(&sd.id).ok_or_else(|| {
+                    at(
+                        file,
+                        &ctx,
+                        format!("no connection {:?} (connect it first)", sd.id),
+                    )
+                })?;
+                let reply = sd.direction == SendDirection::Reply;
+                let flags = if reply && conn.replies == 0 {
+                    TCP_SYN | TCP_ACK
+                } else {
+                    TCP_ACK
+                };
+                if reply {
+                    conn.replies += 1;
+                }
+                let pkt = conn.packet(reply, flags);
+                let what = if reply { "reply" } else { "forward" };
+                let expected = Expectation {
+                    allow: sd.verdict == VerdictDecl::Allow,
+                    reason: None,
+                    match_type: None,
+                    direction: None,
+                };
+                let conn = conn.clone();
+                let check = run_packet(
+                    backends,
+                    &world,
+                    &conn,
+                    reply,
+                    format!("{} {what}", sd.id),
+                    &pkt,
+                    Some(expected),
+                );
+                StepOutcome::Probes(vec![check])
+            }
+            Step::Advance(d) => {
+                world.clock_ns = world
+                    .clock_ns
+                    .checked_add(d.0)
+                    .ok_or_else(|| at(file, &ctx, "the virtual clock overflowed"))?;
+                sync_all(backends, &world, &Change::Clock).map_err(|e| at(file, &ctx, e))?;
+                StepOutcome::Change(format!("clock at {}", format_ns(world.clock_ns)))
             }
         };
         let flows = backends
@@ -705,6 +839,105 @@ fn replay(
         });
     }
     Ok(world)
+}
+
+/// First source port (ICMP identifier) of connections; probes use lower ports.
+pub const CONN_FIRST_PORT: u16 = 50000;
+
+/// A connection opened by a `connect` step.
+#[derive(Clone, Debug)]
+struct Conn {
+    from: String,
+    to: String,
+    src: Peer,
+    dst: Peer,
+    protocol: Protocol,
+    sport: u16,
+    dport: u16,
+    replies: u32,
+}
+
+impl Conn {
+    /// A packet of this connection, forward or reply.
+    fn packet(&self, reply: bool, tcp_flags: u8) -> ConnPacket {
+        let icmp = self.protocol.is_icmp();
+        let v6 = self.protocol == Protocol::Icmpv6;
+        let (src, dst) = if reply {
+            (&self.dst, &self.src)
+        } else {
+            (&self.src, &self.dst)
+        };
+        // ICMP echo: the identifier sits in sport on requests and dport on replies.
+        let (sport, dport, icmp_type) = match (icmp, reply) {
+            (true, false) => (self.sport, 0, if v6 { 128 } else { 8 }),
+            (true, true) => (0, self.sport, if v6 { 129 } else { 0 }),
+            (false, false) => (self.sport, self.dport, 0),
+            (false, true) => (self.dport, self.sport, 0),
+        };
+        ConnPacket {
+            src: src.clone(),
+            dst: dst.clone(),
+            protocol: self.protocol,
+            sport,
+            dport,
+            tcp_flags: if self.protocol == Protocol::Tcp {
+                tcp_flags
+            } else {
+                0
+            },
+            icmp_type,
+        }
+    }
+}
+
+fn run_packet(
+    backends: &mut [Box<dyn Backend>],
+    world: &World,
+    conn: &Conn,
+    reply: bool,
+    context: String,
+    pkt: &ConnPacket,
+    expected: Option<Expectation>,
+) -> ProbeCheck {
+    let results = backends
+        .iter_mut()
+        .map(|b| (b.name().to_string(), b.packet(world, pkt)))
+        .collect();
+    let (from, to) = if reply {
+        (&conn.to, &conn.from)
+    } else {
+        (&conn.from, &conn.to)
+    };
+    ProbeCheck {
+        context: Some(context),
+        from: from.clone(),
+        to: to.clone(),
+        protocol: pkt.protocol,
+        port: pkt.policy_port(),
+        expected,
+        results,
+    }
+}
+
+/// Virtual time for humans: `90s`, `1h2m3s`, `1.5s`.
+pub fn format_ns(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let frac = ns % 1_000_000_000;
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if frac > 0 {
+        let f = format!("{frac:09}");
+        out.push_str(&format!("{s}.{}s", f.trim_end_matches('0')));
+    } else if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
 }
 
 fn identities_of(c: &Cluster) -> Vec<(PodName, crate::identity::Identity)> {

@@ -8,6 +8,7 @@
 pub mod abi;
 pub mod api;
 pub mod cluster;
+pub mod conntrack;
 pub mod engine;
 pub mod gen;
 pub mod identity;

@@ -1,0 +1,422 @@
+//! Connection tracking for the backends without a datapath (oracle, model), written from
+//! Cilium's semantics (`bpf/lib/conntrack.h`, `bpf/bpf_lxc.c`, spec §5.3), so that the BPF
+//! programs' conntrack is compared against an independent implementation.
+//!
+//! - Each enforcing side keeps its own entries, as Cilium's per-endpoint CT does: the source
+//!   pod's egress hook creates an "out" entry keyed by the packet's tuple, the destination
+//!   pod's ingress hook an "in" entry. They live on the node where that hook runs.
+//! - Lookup: the reversed tuple with the other side's flag first (a hit is REPLY), then the
+//!   tuple itself with this side's flag (ESTABLISHED), else NEW.
+//! - Policy is checked on NEW and ESTABLISHED packets (the original direction); REPLY skips
+//!   it. A NEW packet that passes creates the entry; a hit refreshes it, even when policy then
+//!   drops the packet.
+//! - A policy-verdict notification is emitted when the side enforces policy and the packet is
+//!   dropped or not ESTABLISHED (`bpf_lxc.c`); the outcome's direction and match type come
+//!   from those notifications only, as with the datapath's events.
+//! - Lifetimes, Cilium's defaults (`bpf/node_config.h` / `pkg/defaults`): TCP 21,600 s once a
+//!   non-SYN packet was seen, SYN 60 s before that, non-TCP 60 s. An expired entry is absent
+//!   (as if the CT garbage collector ran before every lookup). Connections in scenarios never
+//!   send FIN or RST, so closing is not modelled here.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::cluster::{Peer, Protocol};
+use crate::oracle::Flow;
+use crate::verdict::{Direction, DropReason, MatchType, Outcome};
+
+pub const NSEC_PER_SEC: u64 = 1_000_000_000;
+pub const CT_CONNECTION_LIFETIME_TCP: u64 = 21_600 * NSEC_PER_SEC;
+pub const CT_CONNECTION_LIFETIME_NONTCP: u64 = 60 * NSEC_PER_SEC;
+pub const CT_SYN_TIMEOUT: u64 = 60 * NSEC_PER_SEC;
+
+/// TCP flags a connection packet carries.
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_ACK: u8 = 0x10;
+
+/// A packet of a tracked connection, as both kinds of backend must process it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnPacket {
+    pub src: Peer,
+    pub dst: Peer,
+    pub protocol: Protocol,
+    /// TCP/UDP/SCTP ports; for ICMP echo, `sport` is the identifier on a request and `dport`
+    /// on a reply (the port slots Cilium's tuple gives it).
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flags (SYN for a connect, SYN|ACK for the first reply, ACK after that).
+    pub tcp_flags: u8,
+    /// ICMP type (echo request 8/128 or reply 0/129).
+    pub icmp_type: u8,
+}
+
+impl ConnPacket {
+    /// The destination port policy sees: the port, or the ICMP type.
+    pub fn policy_port(&self) -> u16 {
+        if self.protocol.is_icmp() {
+            self.icmp_type as u16
+        } else {
+            self.dport
+        }
+    }
+    pub fn flow(&self) -> Flow {
+        Flow {
+            src: self.src.clone(),
+            dst: self.dst.clone(),
+            protocol: self.protocol,
+            dport: self.policy_port(),
+        }
+    }
+}
+
+/// A connection tuple.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Tuple {
+    saddr: IpAddr,
+    daddr: IpAddr,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+}
+
+impl Tuple {
+    fn reversed(self) -> Tuple {
+        Tuple {
+            saddr: self.daddr,
+            daddr: self.saddr,
+            sport: self.dport,
+            dport: self.sport,
+            proto: self.proto,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Flag {
+    Out,
+    In,
+}
+
+impl Flag {
+    fn other(self) -> Flag {
+        match self {
+            Flag::Out => Flag::In,
+            Flag::In => Flag::Out,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    expires: u64,
+    seen_non_syn: bool,
+}
+
+/// The CT status of a packet at one hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtStatus {
+    New,
+    Established,
+    Reply,
+}
+
+fn lifetime(proto: u8, seen_non_syn: bool) -> u64 {
+    if proto != 6 {
+        CT_CONNECTION_LIFETIME_NONTCP
+    } else if seen_non_syn {
+        CT_CONNECTION_LIFETIME_TCP
+    } else {
+        CT_SYN_TIMEOUT
+    }
+}
+
+/// What one side's policy says about a packet (from the oracle or the model).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SideVerdict {
+    /// Whether the side is a pod that enforces policy in this direction.
+    pub enforced: bool,
+    pub allowed: bool,
+    pub reason: Option<DropReason>,
+    pub match_type: Option<MatchType>,
+}
+
+/// Conntrack tables of every node.
+#[derive(Clone, Debug, Default)]
+pub struct Conntrack {
+    entries: BTreeMap<(String, Flag, Tuple), Entry>,
+}
+
+/// What one hook did to a packet.
+struct HookResult {
+    passed: bool,
+    reason: Option<DropReason>,
+    /// `Some(match type)` when a policy-verdict notification was emitted.
+    notified: Option<Option<MatchType>>,
+}
+
+impl Conntrack {
+    pub fn new() -> Self {
+        Conntrack::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn live(&self, key: &(String, Flag, Tuple), now: u64) -> bool {
+        self.entries.get(key).is_some_and(|e| now < e.expires)
+    }
+
+    fn refresh(&mut self, key: &(String, Flag, Tuple), tcp_flags: u8, now: u64) {
+        if let Some(e) = self.entries.get_mut(key) {
+            if tcp_flags & TCP_SYN == 0 {
+                e.seen_non_syn = true;
+            }
+            e.expires = now + lifetime(key.2.proto, e.seen_non_syn);
+        }
+    }
+
+    fn lookup(&mut self, node: &str, flag: Flag, t: Tuple, tcp_flags: u8, now: u64) -> CtStatus {
+        let rev = (node.to_string(), flag.other(), t.reversed());
+        if self.live(&rev, now) {
+            self.refresh(&rev, tcp_flags, now);
+            return CtStatus::Reply;
+        }
+        let same = (node.to_string(), flag, t);
+        if self.live(&same, now) {
+            self.refresh(&same, tcp_flags, now);
+            return CtStatus::Established;
+        }
+        CtStatus::New
+    }
+
+    fn create(&mut self, node: &str, flag: Flag, t: Tuple, tcp_flags: u8, now: u64) {
+        let seen_non_syn = t.proto == 6 && tcp_flags & TCP_SYN == 0;
+        self.entries.insert(
+            (node.to_string(), flag, t),
+            Entry {
+                expires: now + lifetime(t.proto, seen_non_syn),
+                seen_non_syn,
+            },
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn hook(
+        &mut self,
+        node: &str,
+        flag: Flag,
+        t: Tuple,
+        pkt: &ConnPacket,
+        now: u64,
+        policy: SideVerdict,
+    ) -> HookResult {
+        let status = self.lookup(node, flag, t, pkt.tcp_flags, now);
+        if status == CtStatus::Reply {
+            return HookResult {
+                passed: true,
+                reason: None,
+                notified: None,
+            };
+        }
+        let notified = (policy.enforced && (!policy.allowed || status != CtStatus::Established))
+            .then_some(policy.match_type);
+        if !policy.allowed {
+            return HookResult {
+                passed: false,
+                reason: policy.reason,
+                notified,
+            };
+        }
+        if status == CtStatus::New {
+            self.create(node, flag, t, pkt.tcp_flags, now);
+        }
+        HookResult {
+            passed: true,
+            reason: None,
+            notified,
+        }
+    }
+
+    /// Runs a packet through the source pod's egress hook and the destination pod's ingress
+    /// hook, with `decide` giving each side's policy verdict for the packet's flow.
+    pub fn process(
+        &mut self,
+        pkt: &ConnPacket,
+        src: (IpAddr, Option<&str>),
+        dst: (IpAddr, Option<&str>),
+        now: u64,
+        mut decide: impl FnMut(Direction) -> SideVerdict,
+    ) -> Outcome {
+        let t = Tuple {
+            saddr: src.0,
+            daddr: dst.0,
+            sport: pkt.sport,
+            dport: pkt.dport,
+            proto: pkt.protocol.number(),
+        };
+        let mut egress = None;
+        if let (Peer::Pod(_), Some(node)) = (&pkt.src, src.1) {
+            let r = self.hook(node, Flag::Out, t, pkt, now, decide(Direction::Egress));
+            if !r.passed {
+                return Outcome {
+                    allowed: false,
+                    reason: r.reason,
+                    direction: Some(Direction::Egress),
+                    match_type: r.notified.flatten(),
+                };
+            }
+            egress = r.notified;
+        }
+        let mut ingress = None;
+        if let (Peer::Pod(_), Some(node)) = (&pkt.dst, dst.1) {
+            let r = self.hook(node, Flag::In, t, pkt, now, decide(Direction::Ingress));
+            if !r.passed {
+                return Outcome {
+                    allowed: false,
+                    reason: r.reason,
+                    direction: Some(Direction::Ingress),
+                    match_type: r.notified.flatten(),
+                };
+            }
+            ingress = r.notified;
+        }
+        let (direction, match_type) = match (ingress, egress) {
+            (Some(m), _) => (Some(Direction::Ingress), m),
+            (None, Some(m)) => (Some(Direction::Egress), m),
+            (None, None) => (None, None),
+        };
+        Outcome {
+            allowed: true,
+            reason: None,
+            direction,
+            match_type,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::PodName;
+
+    fn pod(s: &str) -> Peer {
+        Peer::Pod(PodName::parse(s).unwrap())
+    }
+
+    fn allow(enforced: bool) -> SideVerdict {
+        SideVerdict {
+            enforced,
+            allowed: true,
+            reason: None,
+            match_type: enforced.then_some(MatchType::L3Only),
+        }
+    }
+
+    fn deny() -> SideVerdict {
+        SideVerdict {
+            enforced: true,
+            allowed: false,
+            reason: Some(DropReason::PolicyDenied),
+            match_type: Some(MatchType::None),
+        }
+    }
+
+    fn pkt(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> ConnPacket {
+        ConnPacket {
+            src: pod(src),
+            dst: pod(dst),
+            protocol: Protocol::Tcp,
+            sport,
+            dport,
+            tcp_flags: flags,
+            icmp_type: 0,
+        }
+    }
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+
+    // spec §7 #21: B's egress default-deny does not stop B's replies on a connection A opened.
+    #[test]
+    fn replies_skip_policy() {
+        let mut ct = Conntrack::new();
+        let syn = pkt("x/a", "x/b", 40000, 80, TCP_SYN);
+        let o = ct.process(&syn, (A, Some("n1")), (B, Some("n1")), 0, |_| allow(true));
+        assert!(o.allowed);
+        let reply = pkt("x/b", "x/a", 80, 40000, TCP_SYN | TCP_ACK);
+        let o = ct.process(&reply, (B, Some("n1")), (A, Some("n1")), 1, |_| deny());
+        assert!(o.allowed, "{o:?}");
+        assert_eq!(o.direction, None);
+        // A connection B opens itself is policy-checked.
+        let syn_b = pkt("x/b", "x/a", 41000, 80, TCP_SYN);
+        let o = ct.process(&syn_b, (B, Some("n1")), (A, Some("n1")), 2, |d| {
+            if d == Direction::Egress {
+                deny()
+            } else {
+                allow(true)
+            }
+        });
+        assert!(!o.allowed);
+        assert_eq!(o.direction, Some(Direction::Egress));
+    }
+
+    // spec §5.3: policy is checked on every original-direction packet; an allowed
+    // ESTABLISHED packet emits no policy verdict.
+    #[test]
+    fn established_packets_are_policy_checked() {
+        let mut ct = Conntrack::new();
+        let syn = pkt("x/a", "x/b", 40000, 80, TCP_SYN);
+        ct.process(&syn, (A, Some("n1")), (B, Some("n1")), 0, |_| allow(true));
+        let ack = pkt("x/a", "x/b", 40000, 80, TCP_ACK);
+        let o = ct.process(&ack, (A, Some("n1")), (B, Some("n1")), 1, |_| allow(true));
+        assert_eq!((o.allowed, o.direction), (true, None));
+        let o = ct.process(&ack, (A, Some("n1")), (B, Some("n1")), 2, |d| {
+            if d == Direction::Ingress {
+                deny()
+            } else {
+                allow(true)
+            }
+        });
+        assert_eq!((o.allowed, o.direction), (false, Some(Direction::Ingress)));
+    }
+
+    #[test]
+    fn entries_expire_on_the_virtual_clock() {
+        let mut ct = Conntrack::new();
+        let mut udp = pkt("x/a", "x/b", 40000, 53, 0);
+        udp.protocol = Protocol::Udp;
+        ct.process(&udp, (A, Some("n1")), (B, Some("n1")), 0, |_| allow(true));
+        let mut reply = pkt("x/b", "x/a", 53, 40000, 0);
+        reply.protocol = Protocol::Udp;
+        let live = ct.process(
+            &reply,
+            (B, Some("n1")),
+            (A, Some("n1")),
+            59 * NSEC_PER_SEC,
+            |_| deny(),
+        );
+        assert!(live.allowed);
+        // The reply refreshed the entries: 60 s from 59 s.
+        let later = ct.process(
+            &reply,
+            (B, Some("n1")),
+            (A, Some("n1")),
+            119 * NSEC_PER_SEC - 1,
+            |_| deny(),
+        );
+        assert!(later.allowed);
+        let expired = ct.process(
+            &reply,
+            (B, Some("n1")),
+            (A, Some("n1")),
+            200 * NSEC_PER_SEC,
+            |_| deny(),
+        );
+        assert!(!expired.allowed);
+    }
+}
