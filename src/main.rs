@@ -61,6 +61,9 @@ enum Cmd {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Replay scenarios (or a packet capture, with --pcap) on several backends and print
+    /// every disagreement: verdicts, and between datapaths the flow records and map contents.
+    Diff(verdict::diff::DiffArgs),
     /// Generate random clusters, policies and probes from a seed, run them on several backends
     /// and shrink any disagreement to a reproducer scenario.
     Fuzz {
@@ -570,6 +573,13 @@ fn explain(
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so writing to a closed pipe (`verdict run ... | head`) would panic
+    // in println!. A command-line tool should just stop, as other Unix tools do.
+    // SAFETY: setting a signal disposition to the default before any thread is started.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Run {
@@ -607,6 +617,7 @@ fn main() -> ExitCode {
         } => explain(
             &scenario, &from, &to, port, &protocol, icmp_type, after_step,
         ),
+        Cmd::Diff(args) => verdict::diff::run(args),
         Cmd::Fuzz {
             seed,
             cases,

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 use tabled::builder::Builder;
-use tabled::settings::Style;
+use tabled::settings::{Padding, Style};
 
 use crate::engine::{MatrixCheck, ProbeCheck, ScenarioReport, StepOutcome};
 use crate::verdict::Outcome;
@@ -38,7 +38,7 @@ fn table(m: &MatrixCheck, f: impl Fn(usize, usize) -> String) -> String {
         b.push_record(rec);
     }
     let mut t = b.build();
-    t.with(Style::blank());
+    t.with(Style::blank()).with(Padding::new(0, 1, 0, 0));
     t.to_string()
 }
 
@@ -87,8 +87,16 @@ pub fn matrix_tables(m: &MatrixCheck, backends: &[String]) -> String {
         "expected".to_string(),
         table(m, |r, c| cell(m.expected[r][c]).to_string()),
     )];
-    for (i, b) in backends.iter().enumerate() {
-        blocks.push((format!("actual ({b})"), table(m, actual(m, i))));
+    if m.checks().any(|c| c.disagreement()) {
+        for (i, b) in backends.iter().enumerate() {
+            blocks.push((format!("actual ({b})"), table(m, actual(m, i))));
+        }
+    } else {
+        // The backends agree: one actual table.
+        blocks.push((
+            format!("actual ({})", backends.join(",")),
+            table(m, actual(m, 0)),
+        ));
     }
     blocks.push((
         "diff".to_string(),
