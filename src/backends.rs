@@ -93,6 +93,18 @@ impl Backend for ModelBackend {
     }
 }
 
+/// The rbpf backends as their concrete type (tests drive raw frames through them).
+pub fn datapath_backend(name: &str) -> Result<DatapathBackend, String> {
+    match name {
+        "rbpf" => Ok(DatapathBackend::new(
+            "rbpf",
+            emulator(ExecMode::Interpreter),
+        )),
+        "rbpf-jit" => Ok(DatapathBackend::new("rbpf-jit", emulator(ExecMode::Jit))),
+        other => Err(format!("{other:?} is not an rbpf backend")),
+    }
+}
+
 pub fn factory(name: &str) -> Result<Box<dyn Backend>, String> {
     match name {
         "oracle" => Ok(Box::new(OracleBackend::default())),
