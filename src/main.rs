@@ -61,9 +61,6 @@ enum Cmd {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// Replay scenarios (or a packet capture, with --pcap) on several backends and print
-    /// every disagreement: verdicts, and between datapaths the flow records and map contents.
-    Diff(verdict::diff::DiffArgs),
     /// Generate random clusters, policies and probes from a seed, run them on several backends
     /// and shrink any disagreement to a reproducer scenario.
     Fuzz {
@@ -617,7 +614,6 @@ fn main() -> ExitCode {
         } => explain(
             &scenario, &from, &to, port, &protocol, icmp_type, after_step,
         ),
-        Cmd::Diff(args) => verdict::diff::run(args),
         Cmd::Fuzz {
             seed,
             cases,
