@@ -282,7 +282,7 @@ mod tests {
         // quickcheck 1 draws from an unseeded generator (it offers no seeded one); the
         // property must hold for every input, so any draw is a valid check.
         quickcheck::QuickCheck::new()
-            .set_rng(quickcheck::Gen::new(64))
+            .rng(quickcheck::Gen::new(64))
             .quickcheck(prop as fn(Vec<(u8, bool)>) -> bool);
     }
 }
