@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: formatting, lints and every test of the workspace.
 #
-# Run as root on a fresh machine, it first installs what the BPF tooling needs and the image
-# lacks (clang to rebuild and check the committed BPF objects; libelf-dev and libbpf-dev for
-# the kernel backend), with apt-get. Without root it runs with what is there, and the tests
+# Run as root on a fresh machine, it first installs what the image lacks, with apt-get: clang
+# to rebuild and check the committed BPF objects, libelf-dev and libbpf-dev for the kernel
+# backend, and tshark to check written packet captures. Without root it runs with what is there, and the tests
 # that need a missing tool say so loudly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,8 @@ need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
 [ -e /usr/include/libelf.h ] || need+=(libelf-dev)
 [ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+# tshark checks that written pcapng files show verdict comments (tests/pcap.rs).
+command -v tshark >/dev/null 2>&1 || need+=(tshark)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "tools/test.sh: installing ${need[*]}"
