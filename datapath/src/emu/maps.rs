@@ -4,7 +4,13 @@
 //! allocated once and registered with rbpf as allowed memory: the pointers a program gets
 //! from `bpf_map_lookup_elem` point straight into it. A deleted slot is only reused after
 //! the current run ends, so a pointer a program still holds stays valid, as RCU keeps it
-//! valid in the kernel. Per-CPU maps behave as on a one-CPU machine.
+//! valid in the kernel. Per-CPU maps behave as on a one-CPU machine. The arena ends with
+//! room for the packet of the run in progress ([`PACKET_ROOM`]), so that values and packet
+//! form one range for rbpf's interpreter (see `vm::LoadedProgram::execute`).
+//!
+//! Lookups are what a JIT-compiled run spends its time on, so hash maps keep short keys
+//! inline (`KeyBytes`) and hash them a word at a time (`WordHasher`), and LPM tries answer
+//! lookups from a hash index per prefix length (`lpm`).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -58,9 +64,76 @@ impl Hasher for WordHasher {
     fn write_usize(&mut self, n: usize) {
         self.add(n as u64);
     }
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
 }
 
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<WordHasher>>;
+/// Keys up to this many bytes are stored inline in the hash index (every key of the
+/// project's maps is: the conntrack key, the longest, has 40).
+const INLINE_KEY: usize = 48;
+
+/// A hash-map key, inline when short: a lookup then compares against bytes in the table
+/// itself instead of chasing a `Box` per probe (one cache miss fewer per lookup).
+#[derive(Clone)]
+enum KeyBytes {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Heap(Box<[u8]>),
+}
+
+impl KeyBytes {
+    fn new(key: &[u8]) -> KeyBytes {
+        if key.len() <= INLINE_KEY {
+            let mut bytes = [0u8; INLINE_KEY];
+            bytes[..key.len()].copy_from_slice(key);
+            KeyBytes::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
+        } else {
+            KeyBytes::Heap(key.into())
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            KeyBytes::Inline { len, bytes } => &bytes[..*len as usize],
+            KeyBytes::Heap(b) => b,
+        }
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for KeyBytes {
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+// Hash and Eq as the byte slice, as `Borrow<[u8]>` requires.
+impl std::hash::Hash for KeyBytes {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
+}
+
+impl PartialEq for KeyBytes {
+    fn eq(&self, other: &KeyBytes) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for KeyBytes {}
+
+impl std::fmt::Debug for KeyBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_slice().fmt(f)
+    }
+}
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<WordHasher>>;
 
 /// Slot bookkeeping for hash-like maps (HASH, PERCPU_HASH, LRU_HASH, LPM_TRIE). Slots
 /// are handed out lowest-first and never pre-listed, so a huge `max_entries` costs nothing
@@ -101,7 +174,7 @@ impl Slots {
 enum Store {
     Array,
     Hash {
-        index: FastMap<Box<[u8]>, u32>,
+        index: FastMap<KeyBytes, u32>,
         slots: Slots,
         /// LRU only: last-use tick per slot (deterministic stand-in for the kernel's lists).
         lru: Option<(u64, Vec<u64>)>,
@@ -127,11 +200,20 @@ pub(crate) struct EmuMap {
     stride: usize,
 }
 
+/// Room for the packet right after the map values, in the same allocation (bigger packets
+/// get their own buffer; see [`Maps::packet_room`]).
+pub(crate) const PACKET_ROOM: usize = 64 * 1024;
+
 /// All maps of one object and the arena holding their values.
 #[derive(Debug)]
 pub(crate) struct Maps {
     pub(crate) maps: Vec<EmuMap>,
+    /// Map values (`values_len` bytes), then `PACKET_ROOM` bytes for the packet.
     arena: Box<[u64]>,
+    values_len: usize,
+    /// Whether a run left work for `end_run` (a freed slot or ring-buffer space); most
+    /// runs do not, and then `end_run` skips visiting every map.
+    dirty: bool,
 }
 
 fn round8(n: usize) -> usize {
@@ -229,16 +311,40 @@ impl Maps {
             });
             arena_len += bytes;
         }
+        let values_len = (arena_len / 8 + 1) * 8;
         Ok(Maps {
             maps,
-            arena: vec![0u64; arena_len / 8 + 1].into_boxed_slice(),
+            arena: vec![0u64; (values_len + PACKET_ROOM) / 8].into_boxed_slice(),
+            values_len,
+            dirty: false,
         })
     }
 
-    /// The address range of the value arena, for rbpf's allowed memory.
+    /// The address range of the map values, for rbpf's allowed memory (the packet room
+    /// after it is not included: the packet is checked by its own length).
     pub(crate) fn arena_range(&self) -> std::ops::Range<u64> {
         let start = self.arena.as_ptr() as u64;
-        start..start + (self.arena.len() * 8) as u64
+        start..start + self.values_len as u64
+    }
+
+    /// The packet room, right after the map values: a packet copied here makes map values
+    /// and packet one contiguous range, which the interpreter can be given as its `mem`
+    /// (see `LoadedProgram::execute`).
+    pub(crate) fn packet_room(&mut self) -> *mut [u8] {
+        // SAFETY: the room is the tail of the arena, PACKET_ROOM bytes, disjoint from the
+        // values that `arena_bytes(_mut)` cover.
+        unsafe {
+            let start = self.arena.as_mut_ptr().cast::<u8>().add(self.values_len);
+            std::ptr::slice_from_raw_parts_mut(start, PACKET_ROOM)
+        }
+    }
+
+    /// Map values and the first `packet_len` bytes of the packet room, as one range.
+    pub(crate) fn values_and_packet(&self, packet_len: usize) -> *const [u8] {
+        std::ptr::slice_from_raw_parts(
+            self.arena.as_ptr().cast::<u8>(),
+            self.values_len + packet_len.min(PACKET_ROOM),
+        )
     }
 
     pub(crate) fn arena_base(&self) -> u64 {
@@ -247,14 +353,12 @@ impl Maps {
 
     fn arena_bytes(&self) -> &[u8] {
         // SAFETY: u64 storage viewed as bytes; same length in bytes, alignment only drops.
-        unsafe { std::slice::from_raw_parts(self.arena.as_ptr().cast(), self.arena.len() * 8) }
+        unsafe { std::slice::from_raw_parts(self.arena.as_ptr().cast(), self.values_len) }
     }
 
     fn arena_bytes_mut(&mut self) -> &mut [u8] {
         // SAFETY: as above, with a unique borrow.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.arena.as_mut_ptr().cast(), self.arena.len() * 8)
-        }
+        unsafe { std::slice::from_raw_parts_mut(self.arena.as_mut_ptr().cast(), self.values_len) }
     }
 
     pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
@@ -391,14 +495,14 @@ impl Maps {
                                     .min_by_key(|&s| used[s])
                                     .ok_or(Errno::E2BIG)?;
                                 if let Some(k) = keys[victim].take() {
-                                    index.remove(&k);
+                                    index.remove(&*k);
                                 }
                                 victim as u32
                             }
                             None => return Err(Errno::E2BIG),
                         },
                     };
-                    index.insert(key.into(), slot);
+                    index.insert(KeyBytes::new(key), slot);
                     if let Some(k) = keys.get_mut(slot as usize) {
                         *k = Some(key.into());
                     }
@@ -454,6 +558,7 @@ impl Maps {
                     *k = None;
                 }
                 slots.pending_free.push(slot);
+                self.dirty = true;
                 Ok(())
             }
             Store::Lpm { trie, slots } => {
@@ -462,6 +567,7 @@ impl Maps {
                 }
                 let slot = trie.remove(key).ok_or(Errno::ENOENT)?;
                 slots.pending_free.push(slot);
+                self.dirty = true;
                 Ok(())
             }
             Store::RingBuf { .. } | Store::ProgArray(_) => Err(Errno::EINVAL),
@@ -477,7 +583,7 @@ impl Maps {
                 .collect(),
             Store::Hash { index, .. } => index
                 .iter()
-                .map(|(k, &s)| (k.to_vec(), self.value(m, s).to_vec()))
+                .map(|(k, &s)| (k.as_slice().to_vec(), self.value(m, s).to_vec()))
                 .collect(),
             Store::Lpm { trie, .. } => trie
                 .entries()
@@ -524,6 +630,7 @@ impl Maps {
             return Err(Errno::EAGAIN);
         }
         *used += len;
+        self.dirty = true;
         events.push(data.to_vec());
         Ok(())
     }
@@ -557,6 +664,9 @@ impl Maps {
 
     /// Ends a run: slots deleted during it become reusable, the ring buffer is drained.
     pub(crate) fn end_run(&mut self) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
         for map in &mut self.maps {
             match &mut map.store {
                 Store::Hash { slots, .. } | Store::Lpm { slots, .. }

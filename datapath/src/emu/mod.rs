@@ -22,7 +22,7 @@ use std::path::Path;
 use crate::backend::{Datapath, DatapathError, Errno, MapEntries, RunOutcome, UpdateFlags};
 use crate::object::{MapDef, MapType, Object, INSN_SIZE};
 use helpers::RunState;
-use maps::Maps;
+use maps::{Maps, PACKET_ROOM};
 use vm::LoadedProgram;
 
 pub use vm::ExecMode;
@@ -37,7 +37,8 @@ pub struct Emulator {
     programs: Vec<Result<LoadedProgram, DatapathError>>,
     /// The `__sk_buff` buffer, reused by every run (u64 storage for alignment).
     ctx: Box<[u64]>,
-    /// The packet copy the program may write to, reused by every run.
+    /// The packet copy for packets larger than the room after the map values
+    /// ([`PACKET_ROOM`]), reused by every run.
     packet: Vec<u8>,
 }
 
@@ -237,13 +238,13 @@ fn run_chain(
     programs: &[Result<LoadedProgram, DatapathError>],
     state: *mut RunState<'_>,
     mut current: usize,
-    packet: &mut [u8],
+    (packet, checked): (*mut [u8], Option<*const [u8]>),
     ctx: *mut [u8],
 ) -> Result<u64, DatapathError> {
     loop {
         let name = &object.programs[current].name;
         let prog = programs[current].as_ref().map_err(Clone::clone)?;
-        let ret = prog.execute(name, packet, ctx)?;
+        let ret = prog.execute(name, packet, checked, ctx)?;
         // SAFETY: no helper runs now; `state` is valid for the whole run.
         let st = unsafe { &mut *state };
         if let Some((helper, message)) = st.fault.take() {
@@ -338,20 +339,39 @@ impl Datapath for Emulator {
 
     fn run(&mut self, program: &str, packet: &[u8]) -> Result<RunOutcome, DatapathError> {
         let first = self.program_index(program)?;
-        let pkt = &mut self.packet;
-        pkt.clear();
-        pkt.extend_from_slice(packet);
+        // The packet goes right after the map values when it fits (see
+        // `LoadedProgram::execute`), else into a buffer of its own.
+        let (pkt, checked): (*mut [u8], Option<*const [u8]>) = if packet.len() <= PACKET_ROOM {
+            let room = self.maps.packet_room().cast::<u8>();
+            // SAFETY: the room holds PACKET_ROOM bytes and nothing else points into it now.
+            unsafe { std::ptr::copy_nonoverlapping(packet.as_ptr(), room, packet.len()) };
+            (
+                std::ptr::slice_from_raw_parts_mut(room, packet.len()),
+                Some(self.maps.values_and_packet(packet.len())),
+            )
+        } else {
+            self.packet.clear();
+            self.packet.extend_from_slice(packet);
+            (self.packet.as_mut_slice(), None)
+        };
         // SAFETY: the u64 buffer is CTX_SIZE bytes; viewed as bytes for the fill.
         let ctx_bytes: &mut [u8; ctx::CTX_SIZE] =
             unsafe { &mut *self.ctx.as_mut_ptr().cast::<[u8; ctx::CTX_SIZE]>() };
-        ctx::fill_ctx(ctx_bytes, packet, pkt.as_ptr() as u64);
+        ctx::fill_ctx(ctx_bytes, packet, pkt.cast::<u8>() as u64);
         let ctx_ptr: *mut [u8] = ctx_bytes.as_mut_slice();
 
         let mut state = RunState::new(&mut self.maps);
         let state_ptr: *mut RunState<'_> = &mut state;
         // SAFETY: `state` outlives the guard and is only used through `state_ptr` below.
         let guard = unsafe { helpers::install(state_ptr) };
-        let result = run_chain(&self.object, &self.programs, state_ptr, first, pkt, ctx_ptr);
+        let result = run_chain(
+            &self.object,
+            &self.programs,
+            state_ptr,
+            first,
+            (pkt, checked),
+            ctx_ptr,
+        );
         drop(guard);
         let events = std::mem::take(&mut state.events);
         drop(state);

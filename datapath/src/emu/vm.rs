@@ -26,6 +26,22 @@ pub(crate) struct LoadedProgram {
     vm: ManuallyDrop<rbpf::EbpfVmMbuff<'static>>,
     code: *mut [u8],
     mode: ExecMode,
+    /// Whether the program has legacy packet loads (`LD_ABS`/`LD_IND`), which rbpf bases
+    /// on the start of `mem`: such a program gets exactly the packet as `mem`.
+    legacy_loads: bool,
+}
+
+/// Whether `code` has an `LD_ABS` or `LD_IND` instruction (class LD, mode ABS or IND).
+fn has_legacy_loads(code: &[u8]) -> bool {
+    let mut pc = 0;
+    while pc * 8 < code.len() {
+        let op = code[pc * 8];
+        if op & 0x07 == 0x00 && matches!(op & 0xe0, 0x20 | 0x40) {
+            return true;
+        }
+        pc += if op == 0x18 { 2 } else { 1 };
+    }
+    false
 }
 
 // SAFETY: the VM and its code are owned by this value and only used through `&self`
@@ -86,6 +102,7 @@ impl LoadedProgram {
             vm: ManuallyDrop::new(vm),
             code,
             mode,
+            legacy_loads: has_legacy_loads(code_ref),
         };
         registered.map_err(|e| rejected(None, e.to_string()))?;
         if mode == ExecMode::Jit {
@@ -114,11 +131,21 @@ impl LoadedProgram {
         Ok(loaded)
     }
 
-    /// Runs once. `ctx` must point to a live context buffer for the whole call.
+    /// Runs once. `ctx` and `packet` must point to live buffers for the whole call.
+    ///
+    /// `checked`, when given, is one range holding the map values and then the packet,
+    /// ending where the packet ends. The interpreter gets it as `mem` instead of the packet
+    /// alone: rbpf 0.4's bounds check tries ctx, `mem` and the stack before it scans the
+    /// registered allowed-memory set (a hash-set iteration), so map-value accesses, which
+    /// the programs make all the time (the per-CPU scratch state), pass at the second test
+    /// instead of the last. What is accepted stays the same for the packet (the range ends
+    /// with it) and the values (registered anyway); only an access just before the packet
+    /// start would now land in the values and pass, which the kernel verifier rules out.
     pub(crate) fn execute(
         &self,
         program: &str,
-        packet: &mut [u8],
+        packet: *mut [u8],
+        checked: Option<*const [u8]>,
         ctx: *mut [u8],
     ) -> Result<u64, DatapathError> {
         let vm_error = |e: std::io::Error| {
@@ -141,16 +168,24 @@ impl LoadedProgram {
         // a panic there is a VM error of this program, not a crash of the harness.
         let run = || match self.mode {
             ExecMode::Interpreter => {
-                // SAFETY: the caller keeps `ctx` alive and unaliased during the call.
-                let ctx = unsafe { &*ctx };
-                self.vm.execute_program(packet, ctx)
+                // SAFETY: the caller keeps `ctx`, `packet` and `checked` alive during the
+                // call; the interpreter only reads through these slices (it writes through
+                // the raw addresses in its registers, as the program does).
+                let (ctx, mem) = unsafe {
+                    let mem: &[u8] = match checked {
+                        Some(c) if !self.legacy_loads => &*c,
+                        _ => &*packet,
+                    };
+                    (&*ctx, mem)
+                };
+                self.vm.execute_program(mem, ctx)
             }
             ExecMode::Jit => {
                 // SAFETY: as above; the JIT has no bounds checks, which is why it is
                 // opt-in and the interpreter is the default.
                 unsafe {
                     let ctx: &'static mut [u8] = &mut *ctx;
-                    self.vm.execute_program_jit(packet, ctx)
+                    self.vm.execute_program_jit(&mut *packet, ctx)
                 }
             }
         };
@@ -177,7 +212,18 @@ impl Drop for LoadedProgram {
 
 #[cfg(test)]
 mod tests {
-    use super::insn_in;
+    use super::{has_legacy_loads, insn_in};
+
+    #[test]
+    fn finds_legacy_packet_loads() {
+        let asm = |s: &str| rbpf::assembler::assemble(s).expect("assemble");
+        assert!(has_legacy_loads(&asm("ldabsh 12\nexit")));
+        assert!(has_legacy_loads(&asm("ldindw r1, 4\nexit")));
+        // An lddw's second half is not decoded as an instruction of its own.
+        assert!(!has_legacy_loads(&asm(
+            "lddw r0, 0x2000000000\nldxw r0, [r1+0]\nexit"
+        )));
+    }
 
     #[test]
     fn reads_instruction_index() {
