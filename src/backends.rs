@@ -47,11 +47,7 @@ pub fn update_model(model: &mut Option<Model>, world: &World, change: &Change<'_
         Change::Identities(ch) => m.identities_changed(c, ch),
         Change::PodAdded(name) => m.pod_added(c, name),
         Change::PodRemoved(pod) => m.pod_removed(c, &pod.name),
-        Change::PodsRelabelled(moved) => {
-            for (name, _) in moved.iter() {
-                m.pod_updated(c, name);
-            }
-        }
+        Change::PodsRelabelled(moved) => m.pods_updated(c, moved.iter().map(|(n, _)| n)),
         Change::PolicyApplied(r) => m.policy_applied(&world.repo, r),
         Change::PolicyDeleted(r) => m.policy_deleted(r),
         Change::Clock => {}
@@ -125,7 +121,8 @@ pub fn factory(name: &str) -> Result<Box<dyn Backend>, String> {
     }
 }
 
-fn emulator(mode: ExecMode) -> Maker {
+/// A maker of emulator datapaths (one per node).
+pub fn emulator(mode: ExecMode) -> Maker {
     Box::new(move || {
         let obj = Object::parse(VERDICT_OBJECT_NAME, VERDICT_OBJECT).map_err(|e| e.to_string())?;
         let emu = Emulator::new(&obj, mode).map_err(|e| e.to_string())?;

@@ -4,8 +4,14 @@
 //! each node's view into that node's datapath instance, and every probe becomes a real packet
 //! that runs through the source pod's egress program on the source node and then the
 //! destination pod's ingress program on the destination node.
+//!
+//! Each node also owns a pending-update queue (the `propagation:` extension,
+//! `docs/propagation.md`): a control-plane change computes every node's new maps at once,
+//! but a node whose update is not yet due keeps deciding with the maps it has; queued maps are
+//! written, in order, once virtual time reaches them (on `advance` and before every probe or
+//! packet).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
 use verdict_datapath::abi::{self, TC_ACT_OK};
@@ -44,6 +50,9 @@ pub struct RawRecord {
 struct Node {
     dp: Box<dyn Datapath>,
     writer: MapWriter,
+    /// Maps computed by the control plane but not yet due on this node: `(due_ns, maps)`,
+    /// oldest first (due times never decrease).
+    pending: VecDeque<(u64, NodeMaps)>,
 }
 
 pub struct DatapathBackend {
@@ -115,6 +124,49 @@ impl DatapathBackend {
         Ok(())
     }
 
+    /// Nodes with an update pending, with when the last one is due.
+    pub fn pending_until(&self) -> BTreeMap<String, u64> {
+        self.nodes
+            .iter()
+            .filter_map(|(n, node)| node.pending.back().map(|(t, _)| (n.clone(), *t)))
+            .collect()
+    }
+
+    /// Writes every queued update that is due at `clock_ns` (only the newest of them: each
+    /// is the node's whole view), and the clock.
+    fn flush(&mut self, clock_ns: u64) -> Result<(), String> {
+        for (name, n) in self.nodes.iter_mut() {
+            let mut newest = None;
+            while n.pending.front().is_some_and(|(t, _)| *t <= clock_ns) {
+                newest = n.pending.pop_front().map(|(_, m)| m);
+            }
+            let desired = match newest {
+                Some(mut m) => {
+                    m.clock_ns = clock_ns;
+                    m
+                }
+                None if n.writer.written().clock_ns != clock_ns => {
+                    let mut m = n.writer.written().clone();
+                    m.clock_ns = clock_ns;
+                    m
+                }
+                None => continue,
+            };
+            let stats = n
+                .writer
+                .apply(n.dp.as_mut(), desired)
+                .map_err(|e| format!("node {name}: writing maps: {e}"))?;
+            self.writes += stats;
+        }
+        Ok(())
+    }
+
+    /// Drops the flow events gathered so far without rendering them (runs that never look
+    /// at flows, such as `verdict churn`).
+    pub fn clear_flows(&mut self) {
+        self.flows.clear();
+    }
+
     /// Map writes issued so far, all nodes.
     pub fn writes(&self) -> WriteStats {
         self.writes
@@ -130,7 +182,13 @@ impl DatapathBackend {
         p
     }
 
-    fn write_maps(&mut self, world: &World) -> Result<(), String> {
+    /// Computes every node's maps from the model and writes them, or queues them on nodes
+    /// where `due` says the change arrives later.
+    fn write_maps(
+        &mut self,
+        world: &World,
+        due: Option<&BTreeMap<String, u64>>,
+    ) -> Result<(), String> {
         let model = self.model.as_ref().ok_or("no model")?;
         for n in &world.cluster.nodes {
             if !self.nodes.contains_key(&n.name) {
@@ -140,18 +198,26 @@ impl DatapathBackend {
                     Node {
                         dp,
                         writer: MapWriter::new(),
+                        pending: VecDeque::new(),
                     },
                 );
             }
             let node = self.nodes.get_mut(&n.name).ok_or("node vanished")?;
             let desired = NodeMaps::from_model(model, &n.name, world.clock_ns);
-            let stats = node
-                .writer
-                .apply(node.dp.as_mut(), desired)
-                .map_err(|e| format!("node {}: writing maps: {e}", n.name))?;
-            self.writes += stats;
+            let when = due
+                .and_then(|d| d.get(&n.name).copied())
+                .unwrap_or(world.clock_ns);
+            if when <= world.clock_ns && node.pending.is_empty() {
+                let stats = node
+                    .writer
+                    .apply(node.dp.as_mut(), desired)
+                    .map_err(|e| format!("node {}: writing maps: {e}", n.name))?;
+                self.writes += stats;
+            } else {
+                node.pending.push_back((when, desired));
+            }
         }
-        Ok(())
+        self.flush(world.clock_ns)
     }
 
     /// Runs one program on one node; returns whether the packet passed and the events.
@@ -328,10 +394,32 @@ impl Backend for DatapathBackend {
 
     fn sync(&mut self, world: &World, change: &Change<'_>) -> Result<(), String> {
         update_model(&mut self.model, world, change);
-        self.write_maps(world)
+        match change {
+            // The clock reaches queued updates; it changes nothing else.
+            Change::Clock if !self.nodes.is_empty() => self.flush(world.clock_ns),
+            _ => self.write_maps(world, None),
+        }
+    }
+
+    fn sync_due(
+        &mut self,
+        world: &World,
+        change: &Change<'_>,
+        due: &BTreeMap<String, u64>,
+    ) -> Result<(), String> {
+        update_model(&mut self.model, world, change);
+        match change {
+            Change::Clock if !self.nodes.is_empty() => self.flush(world.clock_ns),
+            _ => self.write_maps(world, Some(due)),
+        }
+    }
+
+    fn lags(&self) -> bool {
+        true
     }
 
     fn probe(&mut self, world: &World, flow: &Flow) -> Result<Outcome, String> {
+        self.flush(world.clock_ns)?;
         let c = &world.cluster;
         let src = c
             .ip_of(&flow.src)
@@ -344,6 +432,7 @@ impl Backend for DatapathBackend {
     }
 
     fn packet(&mut self, world: &World, pkt: &ConnPacket) -> Result<Outcome, String> {
+        self.flush(world.clock_ns)?;
         let c = &world.cluster;
         let src = c
             .ip_of(&pkt.src)
@@ -377,10 +466,9 @@ impl Backend for DatapathBackend {
 }
 
 impl DatapathBackend {
-    /// Runs one Ethernet frame as the datapath sees a packet from `src` to `dst`: through
-    /// the source pod's egress program on its node (when the source is a pod), then, if it
-    /// passed, the destination pod's ingress program on its node (when the destination is a
-    /// pod). Probes and replayed capture packets both come through here.
+    /// Runs one Ethernet frame as the datapath sees a packet from `src` to `dst` (the source
+    /// pod's egress program, then the destination pod's ingress program); `verdict diff
+    /// --pcap` replays captured frames through it.
     pub fn decide_frame(
         &mut self,
         world: &World,
@@ -388,55 +476,6 @@ impl DatapathBackend {
         dst: &Peer,
         frame: &[u8],
     ) -> Result<Outcome, String> {
-        let c = &world.cluster;
-        let deny = |d: Direction, s: &Side| Outcome {
-            allowed: false,
-            reason: s.drop,
-            direction: Some(d),
-            match_type: s.verdict_match.flatten(),
-        };
-        let mut egress = None;
-        if let Peer::Pod(p) = src {
-            let node = c
-                .pods
-                .get(p)
-                .map(|p| p.node.clone())
-                .ok_or("source pod vanished")?;
-            let (passed, evs) = self.run(&node, abi::programs::FROM_CONTAINER, frame)?;
-            let s = side(passed, &evs);
-            if !s.passed {
-                return Ok(deny(Direction::Egress, &s));
-            }
-            egress = Some(s);
-        }
-        let mut ingress = None;
-        if let Peer::Pod(p) = dst {
-            let node = c
-                .pods
-                .get(p)
-                .map(|p| p.node.clone())
-                .ok_or("destination pod vanished")?;
-            let (passed, evs) = self.run(&node, abi::programs::TO_CONTAINER, frame)?;
-            let s = side(passed, &evs);
-            if !s.passed {
-                return Ok(deny(Direction::Ingress, &s));
-            }
-            ingress = Some(s);
-        }
-        // Allowed: the deciding side is the enforcing ingress, else the enforcing egress.
-        let enforced = |s: &Option<Side>| s.as_ref().and_then(|s| s.verdict_match);
-        let (direction, match_type) = if let Some(m) = enforced(&ingress) {
-            (Some(Direction::Ingress), m)
-        } else if let Some(m) = enforced(&egress) {
-            (Some(Direction::Egress), m)
-        } else {
-            (None, None)
-        };
-        Ok(Outcome {
-            allowed: true,
-            reason: None,
-            direction,
-            match_type,
-        })
+        self.run_frame(world, src, dst, frame)
     }
 }

@@ -2,6 +2,9 @@
 //! by the CLI and the end-to-end tests.
 
 pub mod backends;
+pub mod churn;
+pub mod diff;
 pub mod dpbackend;
 pub mod fuzz;
 pub mod hubble;
+pub mod pcap;

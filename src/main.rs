@@ -61,6 +61,9 @@ enum Cmd {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Replay scenarios (or a packet capture, with --pcap) on several backends and print
+    /// every disagreement: verdicts, and between datapaths the flow records and map contents.
+    Diff(verdict::diff::DiffArgs),
     /// Generate random clusters, policies and probes from a seed, run them on several backends
     /// and shrink any disagreement to a reproducer scenario.
     Fuzz {
@@ -76,6 +79,46 @@ enum Cmd {
         out_dir: PathBuf,
         #[arg(long)]
         verbose: bool,
+    },
+    /// Control-plane churn at scale with propagation delays: generate a cluster, policies and
+    /// a churn timeline from a seed, replay it, and report totals, delay percentiles, transient
+    /// windows (security findings first) and real compute time per event.
+    Churn {
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long, default_value_t = 20)]
+        pods: usize,
+        #[arg(long, default_value_t = 4)]
+        namespaces: usize,
+        #[arg(long, default_value_t = 5)]
+        policies: usize,
+        #[arg(long, default_value_t = 100)]
+        events: usize,
+        /// Mean control-plane events per virtual second.
+        #[arg(long, default_value_t = 10)]
+        rate: u64,
+        /// Smallest propagation delay (each change, each node; drawn from the seed).
+        #[arg(long, default_value = "0s", value_parser = parse_duration_arg)]
+        delay_min: u64,
+        /// Largest propagation delay.
+        #[arg(long, default_value = "2s", value_parser = parse_duration_arg)]
+        delay_max: u64,
+        /// Backends, comma-separated (default oracle,model; add rbpf for the transient
+        /// analysis, at small sizes).
+        #[arg(long, value_delimiter = ',', default_value = "oracle,model")]
+        backends: Vec<String>,
+        /// Generate the fuzzer's broad, every-feature policies instead of targeted ones
+        /// (their map state grows fast: small sizes only).
+        #[arg(long)]
+        fuzz_policies: bool,
+        /// Also write the run as a scenario file that `verdict run` replays.
+        #[arg(long)]
+        write_scenario: Option<PathBuf>,
+        /// Leave out the real-time section, so the output is byte-identical across runs.
+        #[arg(long)]
+        no_timings: bool,
     },
     /// Policy map state, as `cilium-dbg bpf policy get` prints it.
     Policy {
@@ -614,6 +657,36 @@ fn main() -> ExitCode {
         } => explain(
             &scenario, &from, &to, port, &protocol, icmp_type, after_step,
         ),
+        Cmd::Diff(args) => verdict::diff::run(args),
+        Cmd::Churn {
+            seed,
+            nodes,
+            pods,
+            namespaces,
+            policies,
+            events,
+            rate,
+            delay_min,
+            delay_max,
+            backends,
+            fuzz_policies,
+            write_scenario,
+            no_timings,
+        } => verdict::churn::run(verdict::churn::ChurnArgs {
+            seed,
+            nodes,
+            pods,
+            namespaces,
+            policies,
+            events,
+            rate,
+            delay_min,
+            delay_max,
+            backends,
+            fuzz_policies,
+            write_scenario,
+            no_timings,
+        }),
         Cmd::Fuzz {
             seed,
             cases,
@@ -636,4 +709,9 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A `--delay-min`/`--delay-max` value: `2s`, `500ms`, ...
+fn parse_duration_arg(s: &str) -> Result<u64, String> {
+    scenario::parse_duration(s)
 }

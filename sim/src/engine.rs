@@ -5,6 +5,12 @@
 //! sees each change through [`Backend::sync`] and answers probes through [`Backend::probe`];
 //! the oracle is the backend that needs no sync. Datapath backends plug in from other crates
 //! through [`BackendFactory`].
+//!
+//! With a scenario's `propagation:` extension (`docs/propagation.md`) the engine also owns the
+//! propagation schedule: when each control-plane change reaches each node's datapath
+//! ([`Backend::sync_due`]), and which probes land while a node involved still has an update
+//! pending ([`Transient`]). Backends that model no per-node datapath state (the oracle, the
+//! model) keep giving the eventually-consistent answer.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,11 +21,12 @@ use crate::cluster::{
     Cluster, ClusterError, ContainerPort, IdentityChange, Peer, PodName, PodSpec, Protocol,
 };
 use crate::conntrack::{ConnPacket, Conntrack, SideVerdict, TCP_ACK, TCP_SYN};
+use crate::gen::SplitMix64;
 use crate::oracle::{self, Flow};
 use crate::policy::{PolicyKind, PolicyRef, Repository};
 use crate::scenario::{
-    self, LoadedScenario, PodDecl, PolicySource, Probe, ScenarioError, SendDirection, Step,
-    VerdictDecl,
+    self, LoadedScenario, PodDecl, PolicySource, Probe, Propagation, ScenarioError, SendDirection,
+    Step, VerdictDecl,
 };
 use crate::translate;
 use crate::verdict::{Direction, DropReason, MatchType, Outcome};
@@ -64,6 +71,24 @@ pub trait Backend {
     /// have none.
     fn take_flows(&mut self, _world: &World) -> Vec<FlowRecord> {
         Vec::new()
+    }
+    /// Like [`Backend::sync`], for a change that reaches each node's datapath at the virtual
+    /// time `due[node]` (never earlier than `world.clock_ns`; nanoseconds). Until then the
+    /// node keeps deciding with what it had. Backends without per-node datapath state give
+    /// the eventual answer and need not override this.
+    fn sync_due(
+        &mut self,
+        world: &World,
+        change: &Change<'_>,
+        _due: &BTreeMap<String, u64>,
+    ) -> Result<(), String> {
+        self.sync(world, change)
+    }
+    /// Whether this backend honours [`Backend::sync_due`] (its nodes can lag behind the
+    /// control plane). Expectations of probes in a propagation window are checked against
+    /// lagging backends only.
+    fn lags(&self) -> bool {
+        false
     }
 }
 
@@ -188,6 +213,34 @@ impl std::fmt::Display for Expectation {
     }
 }
 
+/// A probe that landed while a node involved (the source pod's or the destination pod's)
+/// had a control-plane update pending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transient {
+    /// `(node, virtual time its last pending update is due)`, in node order.
+    pub pending: Vec<(String, u64)>,
+    /// Backends that give the eventual answer (no per-node lag): the expectation is not
+    /// checked against them, and their disagreement with lagging backends is the window.
+    pub eventual: Vec<String>,
+    /// The source's and destination's identities (pods only), as the control plane has them.
+    pub identities: (
+        Option<crate::identity::Identity>,
+        Option<crate::identity::Identity>,
+    ),
+}
+
+impl Transient {
+    /// `transient: node-2 pending until 3s`.
+    pub fn note(&self) -> String {
+        let nodes: Vec<String> = self
+            .pending
+            .iter()
+            .map(|(n, t)| format!("{n} pending until {}", format_ns(*t)))
+            .collect();
+        format!("transient: {}", nodes.join(", "))
+    }
+}
+
 /// One probe on every backend.
 #[derive(Clone, Debug)]
 pub struct ProbeCheck {
@@ -200,6 +253,26 @@ pub struct ProbeCheck {
     pub expected: Option<Expectation>,
     /// (backend, outcome or error), in backend order.
     pub results: Vec<(String, Result<Outcome, String>)>,
+    /// Set when the probe landed in a propagation window.
+    pub transient: Option<Transient>,
+}
+
+/// Whether outcomes disagree on verdict, drop reason or deciding direction, or (among those
+/// that compute one) on the match type.
+fn outcomes_disagree(oks: &[&Outcome]) -> bool {
+    let Some(first) = oks.first() else {
+        return false;
+    };
+    if oks.iter().any(|o| {
+        o.allowed != first.allowed || o.reason != first.reason || o.direction != first.direction
+    }) {
+        return true;
+    }
+    let mut matches = oks.iter().filter_map(|o| o.match_type);
+    match matches.next() {
+        Some(m) => matches.any(|x| x != m),
+        None => false,
+    }
 }
 
 impl ProbeCheck {
@@ -221,10 +294,28 @@ impl ProbeCheck {
             )
         }
     }
-    /// Backends whose outcome fails the expectation (or errored).
+    /// Whether a backend gives the eventual answer in this probe's propagation window.
+    pub fn is_eventual(&self, backend: &str) -> bool {
+        self.transient
+            .as_ref()
+            .is_some_and(|t| t.eventual.iter().any(|b| b == backend))
+    }
+    /// Successful outcomes of the lagging (`true`) or eventual (`false`) backends; outside a
+    /// propagation window every backend is in the lagging group.
+    fn group(&self, lagging: bool) -> Vec<&Outcome> {
+        self.results
+            .iter()
+            .filter(|(b, _)| self.is_eventual(b) != lagging)
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .collect()
+    }
+    /// Backends whose outcome fails the expectation (or errored). In a propagation window
+    /// the expectation is what each node's datapath does, so backends that give the eventual
+    /// answer are not held to it (their errors still count).
     pub fn failures(&self) -> Vec<&str> {
         self.results
             .iter()
+            .filter(|(b, r)| r.is_err() || !self.is_eventual(b))
             .filter(|(_, r)| match (r, &self.expected) {
                 (Err(_), _) => true,
                 (Ok(o), Some(e)) => !e.holds(o),
@@ -234,26 +325,32 @@ impl ProbeCheck {
             .collect()
     }
     /// Whether backends disagree on verdict, drop reason or deciding direction, or (among
-    /// backends that compute one) on the match type.
+    /// backends that compute one) on the match type. In a propagation window, lagging
+    /// backends are compared with each other and eventual ones with each other; a difference
+    /// between the two groups is [`ProbeCheck::transient_disagreement`], not a failure.
     pub fn disagreement(&self) -> bool {
-        let oks: Vec<&Outcome> = self
-            .results
-            .iter()
-            .filter_map(|(_, r)| r.as_ref().ok())
-            .collect();
-        let Some(first) = oks.first() else {
+        outcomes_disagree(&self.group(true)) || outcomes_disagree(&self.group(false))
+    }
+    /// In a propagation window: the lagging backends' verdict (allow, reason or direction)
+    /// differs from the eventual one.
+    pub fn transient_disagreement(&self) -> bool {
+        if self.transient.is_none() {
             return false;
-        };
-        if oks.iter().any(|o| {
-            o.allowed != first.allowed || o.reason != first.reason || o.direction != first.direction
-        }) {
-            return true;
         }
-        let mut matches = oks.iter().filter_map(|o| o.match_type);
-        match matches.next() {
-            Some(m) => matches.any(|x| x != m),
-            None => false,
+        let (lag, ev) = (self.group(true), self.group(false));
+        match (lag.first(), ev.first()) {
+            (Some(l), Some(e)) => {
+                l.allowed != e.allowed || l.reason != e.reason || l.direction != e.direction
+            }
+            _ => false,
         }
+    }
+    /// The merged outcome of the lagging (`true`) or eventual (`false`) backends.
+    pub fn merged_group(&self, lagging: bool) -> Option<Outcome> {
+        let oks = self.group(lagging);
+        let mut o = (*oks.first()?).clone();
+        o.match_type = oks.iter().find_map(|o| o.match_type);
+        Some(o)
     }
     /// The agreed outcome, merging fields only some backends compute.
     pub fn merged(&self) -> Option<Outcome> {
@@ -306,6 +403,21 @@ pub struct StepReport {
     pub outcome: StepOutcome,
     /// Flow events per backend during this step (datapath backends only).
     pub flows: Vec<(String, Vec<FlowRecord>)>,
+    /// With `propagation:`, for a control-plane change: when it reaches each node.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// When one control-plane change reaches one node's datapath.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub node: String,
+    /// Virtual time of the change (ns).
+    pub issued_ns: u64,
+    /// Virtual time the node applies it (ns): the drawn delay later, and never before the
+    /// node's previous update (a node applies updates in order).
+    pub due_ns: u64,
+    /// The delay drawn for this change and node (ns), before ordering.
+    pub drawn_ns: u64,
 }
 
 /// The result of one scenario on a set of backends.
@@ -472,6 +584,7 @@ fn run_probe(
     to: &str,
     flow: Flow,
     expected: Option<Expectation>,
+    transient: Option<Transient>,
 ) -> ProbeCheck {
     let results = backends
         .iter_mut()
@@ -485,6 +598,7 @@ fn run_probe(
         port: flow.dport,
         expected,
         results,
+        transient,
     }
 }
 
@@ -495,6 +609,142 @@ fn expectation(p: &Probe) -> Expectation {
         match_type: p.match_type.map(|m| m.0),
         direction: p.direction.map(|d| d.0),
     }
+}
+
+/// The stream of the scenario seed that propagation delays are drawn from (splitmix64 seeded
+/// with `case_seed(seed, PROPAGATION_STREAM)`), apart from any other use of the seed.
+pub const PROPAGATION_STREAM: u64 = 0x7072_6f70;
+
+/// The propagation schedule of one replay: when each control-plane change reaches each node.
+#[derive(Clone, Debug)]
+pub struct Propagator {
+    spec: Propagation,
+    rng: SplitMix64,
+    /// Per node: when its last scheduled update is due (ns).
+    last_due: BTreeMap<String, u64>,
+}
+
+impl Propagator {
+    /// Checks the declaration against the cluster (`per-node` must name exactly its nodes).
+    pub fn new(spec: &Propagation, seed: u64, world: &World) -> Result<Self, String> {
+        if let Propagation::PerNode(m) = spec {
+            for n in &world.cluster.nodes {
+                if !m.contains_key(&n.name) {
+                    return Err(format!("per-node has no delay for node {:?}", n.name));
+                }
+            }
+            for k in m.keys() {
+                if world.cluster.node(k).is_none() {
+                    return Err(format!(
+                        "per-node names {k:?}, which is not a node of the cluster"
+                    ));
+                }
+            }
+        }
+        Ok(Propagator {
+            spec: spec.clone(),
+            rng: SplitMix64::new(crate::gen::case_seed(seed, PROPAGATION_STREAM)),
+            last_due: BTreeMap::new(),
+        })
+    }
+
+    /// Draws one change's delays, node by node in the cluster's order.
+    pub fn schedule(&mut self, world: &World) -> Vec<Delivery> {
+        let now = world.clock_ns;
+        let mut out = Vec::new();
+        for n in &world.cluster.nodes {
+            let drawn = match &self.spec {
+                Propagation::Fixed(d) => *d,
+                Propagation::Uniform { min, max } => {
+                    let steps = (max - min) / 1_000_000;
+                    let k = if steps == 0 {
+                        0
+                    } else {
+                        self.rng.next_u64() % (steps + 1)
+                    };
+                    min + k * 1_000_000
+                }
+                Propagation::PerNode(m) => m.get(&n.name).copied().unwrap_or(0),
+            };
+            let last = self.last_due.get(&n.name).copied().unwrap_or(0);
+            let due = now.saturating_add(drawn).max(last);
+            self.last_due.insert(n.name.clone(), due);
+            out.push(Delivery {
+                node: n.name.clone(),
+                issued_ns: now,
+                due_ns: due,
+                drawn_ns: drawn,
+            });
+        }
+        out
+    }
+
+    /// Nodes among those running the peers' programs (a pod's node) with an update still
+    /// pending at the current instant, with when it is due.
+    pub fn pending(&self, world: &World, peers: &[&Peer]) -> Vec<(String, u64)> {
+        let mut nodes: Vec<&str> = peers
+            .iter()
+            .filter_map(|p| match p {
+                Peer::Pod(pn) => world.cluster.pods.get(pn).map(|p| p.node.as_str()),
+                _ => None,
+            })
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        nodes
+            .into_iter()
+            .filter_map(|n| {
+                let due = *self.last_due.get(n)?;
+                (due > world.clock_ns).then(|| (n.to_string(), due))
+            })
+            .collect()
+    }
+}
+
+/// The propagation state of a replay and the backends that give the eventual answer.
+struct PropagationState {
+    propagator: Propagator,
+    eventual: Vec<String>,
+}
+
+impl PropagationState {
+    fn transient(&self, world: &World, peers: &[&Peer]) -> Option<Transient> {
+        let pending = self.propagator.pending(world, peers);
+        let identity = |i: usize| match peers.get(i) {
+            Some(Peer::Pod(pn)) => world.cluster.pods.get(pn).map(|p| p.identity),
+            _ => None,
+        };
+        (!pending.is_empty()).then(|| Transient {
+            pending,
+            eventual: self.eventual.clone(),
+            identities: (identity(0), identity(1)),
+        })
+    }
+}
+
+fn transient_of(
+    prop: &Option<PropagationState>,
+    world: &World,
+    peers: &[&Peer],
+) -> Option<Transient> {
+    prop.as_ref().and_then(|p| p.transient(world, peers))
+}
+
+/// Syncs one change, through the propagation schedule when there is one.
+fn sync_step(
+    backends: &mut [Box<dyn Backend>],
+    world: &World,
+    change: &Change<'_>,
+    due: Option<&BTreeMap<String, u64>>,
+) -> Result<(), String> {
+    let Some(due) = due else {
+        return sync_all(backends, world, change);
+    };
+    for b in backends.iter_mut() {
+        b.sync_due(world, change, due)
+            .map_err(|e| format!("backend {}: {e}", b.name()))?;
+    }
+    Ok(())
 }
 
 fn sync_all(
@@ -573,6 +823,18 @@ fn replay(
     let file = loaded.path.as_path();
     let mut world = build_world(loaded)?;
     let mut conns: BTreeMap<String, Conn> = BTreeMap::new();
+    let mut prop = match &loaded.scenario.propagation {
+        Some(p) => Some(PropagationState {
+            propagator: Propagator::new(p, loaded.scenario.seed, &world)
+                .map_err(|e| at(file, "propagation", e))?,
+            eventual: backends
+                .iter()
+                .filter(|b| !b.lags())
+                .map(|b| b.name().to_string())
+                .collect(),
+        }),
+        None => None,
+    };
     sync_all(backends, &world, &Change::Initial).map_err(|e| at(file, "initial state", e))?;
     for (i, step) in loaded.scenario.steps.iter().enumerate() {
         let index = i + 1;
@@ -580,6 +842,17 @@ fn replay(
             break;
         }
         let ctx = format!("steps[{i}] ({})", step.kind());
+        let deliveries = match (&mut prop, step.is_control_plane()) {
+            (Some(p), true) => p.propagator.schedule(&world),
+            _ => Vec::new(),
+        };
+        let due_map: Option<BTreeMap<String, u64>> = (!deliveries.is_empty()).then(|| {
+            deliveries
+                .iter()
+                .map(|d| (d.node.clone(), d.due_ns))
+                .collect()
+        });
+        let due = due_map.as_ref();
         let outcome = match step {
             Step::Expect(probes) => {
                 let mut checks = Vec::new();
@@ -596,6 +869,7 @@ fn replay(
                             "not supported yet: redirect (L7 proxy redirects are not modelled)",
                         ));
                     }
+                    let transient = transient_of(&prop, &world, &[&src, &dst]);
                     let flow = Flow {
                         src,
                         dst,
@@ -609,6 +883,7 @@ fn replay(
                         &p.to,
                         flow,
                         Some(expectation(p)),
+                        transient,
                     ));
                 }
                 StepOutcome::Probes(checks)
@@ -630,13 +905,16 @@ fn replay(
                             match_type: None,
                             direction: None,
                         });
+                        let transient = transient_of(&prop, &world, &[&src, &dst]);
                         let flow = Flow {
                             src: src.clone(),
                             dst,
                             protocol,
                             dport,
                         };
-                        line.push(run_probe(backends, &world, row, col, flow, expected));
+                        line.push(run_probe(
+                            backends, &world, row, col, flow, expected, transient,
+                        ));
                     }
                     cells.push(line);
                 }
@@ -654,7 +932,7 @@ fn replay(
                 for m in manifests_of(file, src)? {
                     let r = translate::policy_ref(&m);
                     world.repo.apply(r.clone(), translate::translate(&m));
-                    sync_all(backends, &world, &Change::PolicyApplied(&r))
+                    sync_step(backends, &world, &Change::PolicyApplied(&r), due)
                         .map_err(|e| at(file, &ctx, e))?;
                     done.push(r.to_string());
                 }
@@ -676,7 +954,7 @@ fn replay(
                 if !world.repo.delete(&r) {
                     return Err(at(file, &ctx, format!("no {r} to delete")));
                 }
-                sync_all(backends, &world, &Change::PolicyDeleted(&r))
+                sync_step(backends, &world, &Change::PolicyDeleted(&r), due)
                     .map_err(|e| at(file, &ctx, e))?;
                 StepOutcome::Change(format!("deleted {r}"))
             }
@@ -687,9 +965,9 @@ fn replay(
                     .map_err(|e| at(file, &ctx, e))?;
                 let pn = PodName::parse(&p.name)
                     .ok_or_else(|| at(file, &ctx, ClusterError::BadPodName(p.name.clone())))?;
-                sync_all(backends, &world, &Change::Identities(&change))
+                sync_step(backends, &world, &Change::Identities(&change), due)
                     .map_err(|e| at(file, &ctx, e))?;
-                sync_all(backends, &world, &Change::PodAdded(&pn))
+                sync_step(backends, &world, &Change::PodAdded(&pn), due)
                     .map_err(|e| at(file, &ctx, e))?;
                 let pod = &world.cluster.pods[&pn];
                 StepOutcome::Change(format!(
@@ -710,9 +988,9 @@ fn replay(
                     .cluster
                     .delete_pod(name)
                     .map_err(|e| at(file, &ctx, e))?;
-                sync_all(backends, &world, &Change::PodRemoved(&pod))
+                sync_step(backends, &world, &Change::PodRemoved(&pod), due)
                     .map_err(|e| at(file, &ctx, e))?;
-                sync_all(backends, &world, &Change::Identities(&change))
+                sync_step(backends, &world, &Change::Identities(&change), due)
                     .map_err(|e| at(file, &ctx, e))?;
                 StepOutcome::Change(format!("deleted pod {pn}"))
             }
@@ -722,7 +1000,8 @@ fn replay(
                     .cluster
                     .label_pod(&l.pod, &l.set, &l.unset)
                     .map_err(|e| at(file, &ctx, e))?;
-                relabel_sync(backends, &world, &before, &change).map_err(|e| at(file, &ctx, e))?;
+                relabel_sync(backends, &world, &before, &change, due)
+                    .map_err(|e| at(file, &ctx, e))?;
                 StepOutcome::Change(format!(
                     "labelled pod {}{}",
                     l.pod,
@@ -735,7 +1014,8 @@ fn replay(
                     .cluster
                     .label_namespace(&l.namespace, &l.set, &l.unset)
                     .map_err(|e| at(file, &ctx, e))?;
-                relabel_sync(backends, &world, &before, &change).map_err(|e| at(file, &ctx, e))?;
+                relabel_sync(backends, &world, &before, &change, due)
+                    .map_err(|e| at(file, &ctx, e))?;
                 StepOutcome::Change(format!(
                     "labelled namespace {}{}",
                     l.namespace,
@@ -768,6 +1048,7 @@ fn replay(
                     replies: 0,
                 };
                 let pkt = conn.packet(false, TCP_SYN);
+                let transient = transient_of(&prop, &world, &[&conn.src, &conn.dst]);
                 let check = run_packet(
                     backends,
                     &world,
@@ -776,6 +1057,7 @@ fn replay(
                     format!("{} connect", cd.id),
                     &pkt,
                     None,
+                    transient,
                 );
                 conns.insert(cd.id.clone(), conn);
                 StepOutcome::Probes(vec![check])
@@ -806,6 +1088,7 @@ fn replay(
                     direction: None,
                 };
                 let conn = conn.clone();
+                let transient = transient_of(&prop, &world, &[&conn.src, &conn.dst]);
                 let check = run_packet(
                     backends,
                     &world,
@@ -814,6 +1097,7 @@ fn replay(
                     format!("{} {what}", sd.id),
                     &pkt,
                     Some(expected),
+                    transient,
                 );
                 StepOutcome::Probes(vec![check])
             }
@@ -831,11 +1115,18 @@ fn replay(
             .map(|b| (b.name().to_string(), b.take_flows(&world)))
             .filter(|(_, f)| !f.is_empty())
             .collect();
+        let outcome = match outcome {
+            StepOutcome::Change(c) if !deliveries.is_empty() => {
+                StepOutcome::Change(format!("{c}; {}", describe_deliveries(&deliveries)))
+            }
+            other => other,
+        };
         report.steps.push(StepReport {
             index,
             kind: step.kind(),
             outcome,
             flows,
+            deliveries,
         });
     }
     Ok(world)
@@ -890,6 +1181,8 @@ impl Conn {
     }
 }
 
+// One argument per part of a packet check; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn run_packet(
     backends: &mut [Box<dyn Backend>],
     world: &World,
@@ -898,6 +1191,7 @@ fn run_packet(
     context: String,
     pkt: &ConnPacket,
     expected: Option<Expectation>,
+    transient: Option<Transient>,
 ) -> ProbeCheck {
     let results = backends
         .iter_mut()
@@ -916,6 +1210,7 @@ fn run_packet(
         port: pkt.policy_port(),
         expected,
         results,
+        transient,
     }
 }
 
@@ -952,6 +1247,7 @@ fn relabel_sync(
     world: &World,
     before: &[(PodName, crate::identity::Identity)],
     change: &IdentityChange,
+    due: Option<&BTreeMap<String, u64>>,
 ) -> Result<(), String> {
     let moved: Vec<(PodName, crate::identity::Identity)> = before
         .iter()
@@ -974,9 +1270,18 @@ fn relabel_sync(
         added: vec![],
         removed: change.removed.clone(),
     };
-    sync_all(backends, world, &Change::Identities(&added))?;
-    sync_all(backends, world, &Change::PodsRelabelled(&moved))?;
-    sync_all(backends, world, &Change::Identities(&removed))
+    sync_step(backends, world, &Change::Identities(&added), due)?;
+    sync_step(backends, world, &Change::PodsRelabelled(&moved), due)?;
+    sync_step(backends, world, &Change::Identities(&removed), due)
+}
+
+/// `reaches node-1 at 0s, node-2 at 3s`.
+fn describe_deliveries(ds: &[Delivery]) -> String {
+    let parts: Vec<String> = ds
+        .iter()
+        .map(|d| format!("{} at {}", d.node, format_ns(d.due_ns)))
+        .collect();
+    format!("reaches {}", parts.join(", "))
 }
 
 fn describe_change(c: &IdentityChange) -> String {

@@ -682,6 +682,20 @@ pub enum GenStep {
     },
     CreatePod(GenPod),
     DeletePod(String),
+    /// The virtual clock moves on (ns); churn timelines space their events with it.
+    Advance(u64),
+}
+
+/// A duration as scenario files write it: whole seconds as `3s`, else milliseconds or
+/// nanoseconds (`1500ms`, `12ns`).
+pub fn duration_text(ns: u64) -> String {
+    if ns.is_multiple_of(1_000_000_000) {
+        format!("{}s", ns / 1_000_000_000)
+    } else if ns.is_multiple_of(1_000_000) {
+        format!("{}ms", ns / 1_000_000)
+    } else {
+        format!("{ns}ns")
+    }
 }
 
 impl GenStep {
@@ -723,6 +737,7 @@ impl GenStep {
             )]),
             GenStep::CreatePod(p) => ym(vec![("create-pod", p.to_yaml())]),
             GenStep::DeletePod(p) => ym(vec![("delete-pod", ys(p))]),
+            GenStep::Advance(ns) => ym(vec![("advance", ys(duration_text(*ns)))]),
         }
     }
 }
@@ -878,6 +893,7 @@ impl GenScenario {
                 GenStep::LabelNamespace { namespace, .. } => namespaces.contains(namespace),
                 GenStep::CreatePod(p) => pod_ok(p) && live.insert(p.name.clone()),
                 GenStep::DeletePod(p) => live.remove(p),
+                GenStep::Advance(_) => true,
             };
             if !keep {
                 continue;
@@ -1020,6 +1036,203 @@ struct Gen<'a> {
     /// Addresses of deleted pods (they resolve to the world once the pod is gone).
     dead_ips: Vec<Ipv4Addr>,
     externals: Vec<String>,
+    /// Churn runs: policies of the bounded, targeted shape ([`Gen::targeted_policy`]).
+    targeted: bool,
+}
+
+/// Knobs of a churn timeline ([`generate_churn`]): a cluster of exactly these sizes, then
+/// `events` control-plane changes spaced in virtual time, each followed by a few probes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChurnConfig {
+    pub nodes: usize,
+    pub namespaces: usize,
+    pub pods: usize,
+    pub policies: usize,
+    pub events: usize,
+    /// Mean events per virtual second; gaps are drawn uniformly in `1ms ..= 2/rate`.
+    pub rate_per_s: u64,
+    /// Probe matrix after each event: `rows x columns` pods (one port/protocol).
+    pub probe_rows: usize,
+    pub probe_columns: usize,
+    /// Percent of pod creations that reuse the address of a deleted pod.
+    pub reuse_ip_percent: usize,
+    /// Use the fuzzer's policies (every feature, broad selectors) instead of targeted ones
+    /// (one subject app, one peer app, one or two ports), whose map state stays bounded at
+    /// thousands of pods.
+    pub fuzz_policies: bool,
+}
+
+impl Default for ChurnConfig {
+    fn default() -> Self {
+        ChurnConfig {
+            nodes: 3,
+            namespaces: 4,
+            pods: 20,
+            policies: 5,
+            events: 20,
+            rate_per_s: 10,
+            probe_rows: 2,
+            probe_columns: 2,
+            reuse_ip_percent: 30,
+            fuzz_policies: false,
+        }
+    }
+}
+
+/// Generates a churn timeline: the cluster, policies at time 0, and `cfg.events` changes
+/// (policy apply/replace/delete, pod relabel, namespace relabel, pod create/delete) with an
+/// `advance` between them and a small `?` matrix right after each, so that probes land in
+/// propagation windows. The same seed and config give the same scenario (no propagation
+/// field: the caller adds it).
+pub fn generate_churn(seed: u64, cfg: &ChurnConfig) -> GenScenario {
+    let gcfg = GenConfig {
+        namespaces: cfg.namespaces.max(1),
+        pods: cfg.pods,
+        policies: cfg.policies,
+        probes: 1,
+        steps: cfg.events,
+        exact: true,
+    };
+    let mut g = Gen {
+        rng: SplitMix64::new(seed),
+        cfg: &gcfg,
+        cov: Coverage::default(),
+        nodes: Vec::new(),
+        namespaces: Vec::new(),
+        live_pods: Vec::new(),
+        live_policies: Vec::new(),
+        next_pod_ip: 0,
+        next_policy: 0,
+        next_pod_name: BTreeMap::new(),
+        pod_ips: BTreeMap::new(),
+        dead_ips: Vec::new(),
+        externals: Vec::new(),
+        targeted: !cfg.fuzz_policies,
+    };
+    let n_nodes = cfg.nodes.clamp(1, 250);
+    let nodes: Vec<(String, Ipv4Addr)> = (0..n_nodes)
+        .map(|i| {
+            (
+                format!("node-{}", i + 1),
+                Ipv4Addr::new(172, 18, 0, 2 + i as u8),
+            )
+        })
+        .collect();
+    g.nodes = nodes.iter().map(|(n, _)| n.clone()).collect();
+    let namespaces: Vec<GenNamespace> = (0..gcfg.namespaces)
+        .map(|i| {
+            let name = NS_NAMES
+                .get(i)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| format!("ns{i}"));
+            let mut labels = BTreeMap::new();
+            labels.insert("ns".to_string(), name.clone());
+            for (k, vals) in NS_LABELS {
+                if *k != "env" || g.rng.chance(60) {
+                    labels.insert(k.to_string(), g.rng.pick(vals).to_string());
+                }
+            }
+            GenNamespace { name, labels }
+        })
+        .collect();
+    g.namespaces = namespaces.iter().map(|n| n.name.clone()).collect();
+    let mut pods = Vec::new();
+    for i in 0..cfg.pods {
+        let ns = if i < g.namespaces.len() {
+            g.namespaces[i].clone()
+        } else {
+            g.rng.pick(&g.namespaces).clone()
+        };
+        pods.push(g.pod(&ns));
+    }
+    g.live_pods = pods.iter().map(|p| p.name.clone()).collect();
+    let externals: Vec<(String, Ipv4Addr)> = EXTERNALS
+        .iter()
+        .map(|(n, ip)| (n.to_string(), Ipv4Addr::from(*ip)))
+        .collect();
+    g.externals = externals.iter().map(|(n, _)| n.clone()).collect();
+    let policies: Vec<Yaml> = (0..cfg.policies).map(|_| g.new_policy()).collect();
+    let max_gap_ms = (2000 / cfg.rate_per_s.max(1)).max(1) as usize;
+    let mut steps = Vec::new();
+    let mut live: BTreeSet<Ipv4Addr> = pods.iter().map(|p| p.ip).collect();
+    for _ in 0..cfg.events {
+        // The fuzzer's change mix adds policies faster than it deletes them; a churn run
+        // keeps the policy count near `cfg.policies` so that per-event cost stays that of
+        // the configured size.
+        let trim = g.live_policies.len() > cfg.policies.max(1) && g.rng.chance(15);
+        let step = if trim {
+            let i = g.rng.below(g.live_policies.len());
+            let ((kind, namespace, name), _) = g.live_policies.remove(i);
+            Some(GenStep::Delete {
+                kind,
+                namespace,
+                name,
+            })
+        } else {
+            g.change()
+        };
+        let Some(mut step) = step else { continue };
+        let mut touched = None;
+        match &mut step {
+            GenStep::CreatePod(p) => {
+                // Reuse a deleted pod's address now and then: the stale-ipcache case.
+                let free: Vec<Ipv4Addr> = g
+                    .dead_ips
+                    .iter()
+                    .copied()
+                    .filter(|ip| !live.contains(ip))
+                    .collect();
+                if !free.is_empty() && g.rng.chance(cfg.reuse_ip_percent) {
+                    p.ip = *g.rng.pick(&free);
+                    g.pod_ips.insert(p.name.clone(), p.ip);
+                }
+                live.insert(p.ip);
+                touched = Some(p.name.clone());
+            }
+            GenStep::DeletePod(name) => {
+                if let Some(ip) = g.pod_ips.get(name) {
+                    live.remove(ip);
+                }
+            }
+            GenStep::LabelPod { pod, .. } => touched = Some(pod.clone()),
+            _ => {}
+        }
+        steps.push(step);
+        if !g.live_pods.is_empty() {
+            let pick = |g: &mut Gen<'_>, n: usize| -> Vec<String> {
+                let idx = g.rng.subset(g.live_pods.len(), n);
+                idx.into_iter().map(|i| g.live_pods[i].clone()).collect()
+            };
+            let mut rows = pick(&mut g, cfg.probe_rows.max(1));
+            let columns = pick(&mut g, cfg.probe_columns.max(1));
+            if let Some(t) = touched {
+                if !rows.contains(&t) {
+                    rows[0] = t;
+                }
+            }
+            let (port, protocol) = *g.rng.pick(&PROBE_PAIRS[..8]);
+            steps.push(GenStep::Matrix(GenMatrix {
+                port: Some(port),
+                protocol,
+                icmp_type: None,
+                rows,
+                columns,
+            }));
+        }
+        let gap_ms = g.rng.range(1, max_gap_ms) as u64;
+        steps.push(GenStep::Advance(gap_ms * 1_000_000));
+    }
+    GenScenario {
+        name: format!("churn-{seed}"),
+        description: String::new(),
+        seed,
+        nodes,
+        namespaces,
+        pods,
+        externals,
+        policies,
+        steps,
+    }
 }
 
 /// Generates the scenario of `seed` with `cfg`.
@@ -1038,6 +1251,7 @@ pub fn generate(seed: u64, cfg: &GenConfig) -> Generated {
         pod_ips: BTreeMap::new(),
         dead_ips: Vec::new(),
         externals: Vec::new(),
+        targeted: false,
     };
     let scenario = g.scenario(seed);
     Generated {
@@ -1350,7 +1564,155 @@ impl Gen<'_> {
         m
     }
 
+    /// A policy of the shape real clusters mostly have: one subject (app and tier), ingress
+    /// from one peer app (same namespace, or a named other one) on one port, sometimes an
+    /// egress rule or an ingress deny.
+    fn targeted_policy(&mut self, kind: Kind, name: &str, ns: Option<&str>) -> Yaml {
+        const PORTS: &[(u16, &str)] = &[(80, "TCP"), (8080, "TCP"), (9090, "TCP"), (53, "UDP")];
+        let apps = POD_LABELS[0].1;
+        let tiers = POD_LABELS[1].1;
+        let subject = ym(vec![
+            ("app", ys(*self.rng.pick(apps))),
+            ("tier", ys(*self.rng.pick(tiers))),
+        ]);
+        let peer_app = *self.rng.pick(apps);
+        let other_ns = self.rng.pick(&self.namespaces).clone();
+        let same_ns = self.rng.chance(60);
+        let (port, proto) = *self.rng.pick(PORTS);
+        let egress = self.rng.chance(20);
+        let deny = self.rng.chance(10);
+        let egress_app = *self.rng.pick(apps);
+        let mut meta = vec![("name", ys(name))];
+        if let Some(ns) = ns {
+            meta.push(("namespace", ys(ns)));
+        }
+        match kind {
+            Kind::Knp => {
+                let mut peer = vec![(
+                    "podSelector",
+                    ym(vec![("matchLabels", ym(vec![("app", ys(peer_app))]))]),
+                )];
+                if !same_ns {
+                    peer.insert(
+                        0,
+                        (
+                            "namespaceSelector",
+                            ym(vec![("matchLabels", ym(vec![("ns", ys(&other_ns))]))]),
+                        ),
+                    );
+                }
+                let ports = yseq(vec![ym(vec![("protocol", ys(proto)), ("port", yi(port))])]);
+                let mut spec = vec![
+                    ("podSelector", ym(vec![("matchLabels", subject)])),
+                    (
+                        "policyTypes",
+                        yseq(if egress {
+                            vec![ys("Ingress"), ys("Egress")]
+                        } else {
+                            vec![ys("Ingress")]
+                        }),
+                    ),
+                    (
+                        "ingress",
+                        yseq(vec![ym(vec![
+                            ("from", yseq(vec![ym(peer)])),
+                            ("ports", ports.clone()),
+                        ])]),
+                    ),
+                ];
+                if egress {
+                    spec.push((
+                        "egress",
+                        yseq(vec![ym(vec![
+                            (
+                                "to",
+                                yseq(vec![ym(vec![(
+                                    "podSelector",
+                                    ym(vec![("matchLabels", ym(vec![("app", ys(egress_app))]))]),
+                                )])]),
+                            ),
+                            ("ports", ports),
+                        ])]),
+                    ));
+                }
+                ym(vec![
+                    ("apiVersion", ys("networking.k8s.io/v1")),
+                    ("kind", ys("NetworkPolicy")),
+                    ("metadata", ym(meta)),
+                    ("spec", ym(spec)),
+                ])
+            }
+            Kind::Cnp | Kind::Ccnp => {
+                let mut peer = vec![("app", ys(peer_app))];
+                if !same_ns || kind == Kind::Ccnp {
+                    peer.push(("k8s:io.kubernetes.pod.namespace", ys(&other_ns)));
+                }
+                let to_ports = yseq(vec![ym(vec![(
+                    "ports",
+                    yseq(vec![ym(vec![
+                        ("port", ys(port.to_string())),
+                        ("protocol", ys(proto)),
+                    ])]),
+                )])]);
+                let mut spec = vec![
+                    ("endpointSelector", ym(vec![("matchLabels", subject)])),
+                    (
+                        "ingress",
+                        yseq(vec![ym(vec![
+                            (
+                                "fromEndpoints",
+                                yseq(vec![ym(vec![("matchLabels", ym(peer))])]),
+                            ),
+                            ("toPorts", to_ports.clone()),
+                        ])]),
+                    ),
+                ];
+                if deny {
+                    spec.push((
+                        "ingressDeny",
+                        yseq(vec![ym(vec![(
+                            "fromEndpoints",
+                            yseq(vec![ym(vec![(
+                                "matchLabels",
+                                ym(vec![("app", ys(egress_app))]),
+                            )])]),
+                        )])]),
+                    ));
+                }
+                if egress {
+                    spec.push((
+                        "egress",
+                        yseq(vec![ym(vec![
+                            (
+                                "toEndpoints",
+                                yseq(vec![ym(vec![(
+                                    "matchLabels",
+                                    ym(vec![("app", ys(egress_app))]),
+                                )])]),
+                            ),
+                            ("toPorts", to_ports),
+                        ])]),
+                    ));
+                }
+                let kind_name = if kind == Kind::Ccnp {
+                    "CiliumClusterwideNetworkPolicy"
+                } else {
+                    "CiliumNetworkPolicy"
+                };
+                ym(vec![
+                    ("apiVersion", ys("cilium.io/v2")),
+                    ("kind", ys(kind_name)),
+                    ("metadata", ym(meta)),
+                    ("spec", ym(spec)),
+                ])
+            }
+        }
+    }
+
     fn policy(&mut self, kind: Kind, name: &str, ns: Option<&str>) -> Yaml {
+        if self.targeted {
+            return self.targeted_policy(kind, name, ns);
+        }
         let mut meta = vec![("name", ys(name))];
         if let Some(ns) = ns {
             meta.push(("namespace", ys(ns)));

@@ -237,6 +237,20 @@ impl Model {
         self.sync_pod(cluster, name);
     }
 
+    /// Several pods' labels changed at once (a namespace relabel): every endpoint is brought
+    /// in line first and the pending work is processed once, so the subjects and selections
+    /// the moves share are recomputed once rather than once per pod.
+    pub fn pods_updated<'a>(
+        &mut self,
+        cluster: &Cluster,
+        names: impl IntoIterator<Item = &'a PodName>,
+    ) {
+        for name in names {
+            self.sync_pod_inner(cluster, name);
+        }
+        self.flush();
+    }
+
     /// Brings one pod's endpoint in line with the cluster (added, removed or changed).
     pub fn sync_pod(&mut self, cluster: &Cluster, name: &PodName) {
         self.sync_pod_inner(cluster, name);

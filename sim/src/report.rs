@@ -117,6 +117,28 @@ pub fn matrix_tables(m: &MatrixCheck, backends: &[String]) -> String {
     side_by_side(&refs)
 }
 
+/// ` (transient: node-2 pending until 3s)` for a probe in a propagation window.
+fn transient_suffix(p: &ProbeCheck) -> String {
+    p.transient
+        .as_ref()
+        .map(|t| format!(" ({})", t.note()))
+        .unwrap_or_default()
+}
+
+/// In a propagation window where the datapaths differ from the eventual answer:
+/// `datapath <outcome>, eventual <outcome>`.
+fn transient_verdict(p: &ProbeCheck) -> Option<String> {
+    if !p.transient_disagreement() {
+        return None;
+    }
+    let show = |o: Option<crate::verdict::Outcome>| o.map(|o| o.to_string()).unwrap_or("-".into());
+    Some(format!(
+        "datapath {}, eventual {}",
+        show(p.merged_group(true)),
+        show(p.merged_group(false))
+    ))
+}
+
 fn probe_detail(p: &ProbeCheck) -> String {
     let mut s = format!(
         "{}: expected {}",
@@ -168,6 +190,15 @@ pub fn text(r: &ScenarioReport) -> String {
                             s.kind,
                             probe_detail(p)
                         );
+                    } else if p.transient_disagreement() {
+                        let _ = writeln!(
+                            out,
+                            "  step {} {}: TRANSIENT {}{}",
+                            s.index,
+                            s.kind,
+                            probe_detail(p),
+                            transient_suffix(p)
+                        );
                     }
                 }
             }
@@ -214,8 +245,9 @@ pub fn golden(r: &ScenarioReport) -> String {
             StepOutcome::Probes(ps) => {
                 let _ = writeln!(out, "step {} {}:", s.index, s.kind);
                 for p in ps {
-                    let verdict = match (p.disagreement(), p.merged()) {
-                        (false, Some(o)) => o.to_string(),
+                    let verdict = match (p.disagreement(), transient_verdict(p), p.merged()) {
+                        (false, Some(t), _) => t,
+                        (false, None, Some(o)) => o.to_string(),
                         _ => format!("DISAGREEMENT {}", probe_detail(p)),
                     };
                     let status = if p.failures().is_empty() {
@@ -225,12 +257,13 @@ pub fn golden(r: &ScenarioReport) -> String {
                     };
                     let _ = writeln!(
                         out,
-                        "  {}: {verdict} (expected {}: {status})",
+                        "  {}: {verdict} (expected {}: {status}){}",
                         p.label(),
                         p.expected
                             .as_ref()
                             .map(|e| e.to_string())
-                            .unwrap_or("-".into())
+                            .unwrap_or("-".into()),
+                        transient_suffix(p)
                     );
                 }
             }
@@ -241,10 +274,13 @@ pub fn golden(r: &ScenarioReport) -> String {
                     "step {} expect-matrix {}/{}: {status}",
                     s.index, m.port, m.protocol
                 );
+                // In a propagation window a cell shows what the datapaths did (`T` marks a
+                // cell that differs from the eventual answer, detailed below).
                 let t = table(m, |r, c| {
                     let p = &m.cells[r][c];
-                    match (p.disagreement(), p.merged()) {
-                        (false, Some(o)) => cell(Some(o.allowed)).to_string(),
+                    match (p.disagreement(), p.transient_disagreement(), p.merged()) {
+                        (false, true, _) => "T".to_string(),
+                        (false, false, Some(o)) => cell(Some(o.allowed)).to_string(),
                         _ => "D".to_string(),
                     }
                 });
@@ -252,8 +288,10 @@ pub fn golden(r: &ScenarioReport) -> String {
                     let _ = writeln!(out, "  {}", line.trim_end());
                 }
                 for c in m.checks() {
-                    if let (Some(o), false) = (c.merged(), c.allowed_plainly()) {
-                        let _ = writeln!(out, "  {}: {o}", c.label());
+                    if let Some(t) = transient_verdict(c) {
+                        let _ = writeln!(out, "  {}: {t}{}", c.label(), transient_suffix(c));
+                    } else if let (Some(o), false) = (c.merged(), c.allowed_plainly()) {
+                        let _ = writeln!(out, "  {}: {o}{}", c.label(), transient_suffix(c));
                     }
                 }
             }
@@ -294,7 +332,7 @@ fn probe_json(p: &ProbeCheck) -> Value {
             )
         })
         .collect();
-    json!({
+    let mut v = json!({
         "from": p.from,
         "to": p.to,
         "protocol": p.protocol.to_string(),
@@ -303,7 +341,23 @@ fn probe_json(p: &ProbeCheck) -> Value {
         "ok": p.failures().is_empty(),
         "disagreement": p.disagreement(),
         "results": results,
-    })
+    });
+    if let (Some(t), Value::Object(o)) = (&p.transient, &mut v) {
+        let pending: Vec<Value> = t
+            .pending
+            .iter()
+            .map(|(n, due)| json!({"node": n, "until_ns": due}))
+            .collect();
+        o.insert(
+            "transient".into(),
+            json!({
+                "pending": pending,
+                "eventual_backends": t.eventual,
+                "differs_from_eventual": p.transient_disagreement(),
+            }),
+        );
+    }
+    v
 }
 
 /// The JSON form of a report (one object per scenario).

@@ -26,6 +26,10 @@ pub struct Scenario {
     pub description: Option<String>,
     #[serde(default)]
     pub seed: u64,
+    /// Control-plane propagation delays (an extension; `docs/propagation.md`). Absent: every
+    /// change reaches every node before the next step.
+    #[serde(default)]
+    pub propagation: Option<Propagation>,
     #[serde(default)]
     pub cluster: ClusterDecl,
     #[serde(default)]
@@ -181,6 +185,75 @@ impl<'de> Deserialize<'de> for PolicySource {
     }
 }
 
+/// How long a control-plane change (policy apply/delete, pod create/delete, relabel) takes to
+/// reach each node's datapath: a mapping with exactly one key (`docs/propagation.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Propagation {
+    /// `fixed: 2s`: every node, every change.
+    Fixed(u64),
+    /// `uniform: {min: 1s, max: 5s}`: drawn per change and node from the scenario's `seed`,
+    /// in whole milliseconds, both bounds included.
+    Uniform { min: u64, max: u64 },
+    /// `per-node: {node-1: 0s, node-2: 3s}`: a fixed delay per node; every node of the
+    /// cluster must be listed.
+    PerNode(BTreeMap<String, u64>),
+}
+
+/// The propagation kinds, as written in scenario files.
+pub const PROPAGATION_KINDS: &[&str] = &["fixed", "uniform", "per-node"];
+
+impl<'de> Deserialize<'de> for Propagation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Uniform {
+            min: DurationDecl,
+            max: DurationDecl,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Propagation;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "{fixed: 2s}, {uniform: {min: 1s, max: 5s}} or {per-node: {node-1: 0s}}",
+                )
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Propagation, A::Error> {
+                let Some(kind) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom(
+                        "empty propagation: expected one of fixed, uniform, per-node",
+                    ));
+                };
+                let p = match kind.as_str() {
+                    "fixed" => Propagation::Fixed(map.next_value::<DurationDecl>()?.0),
+                    "uniform" => {
+                        let u: Uniform = map.next_value()?;
+                        if u.min.0 > u.max.0 {
+                            return Err(de::Error::custom("uniform: min is larger than max"));
+                        }
+                        Propagation::Uniform {
+                            min: u.min.0,
+                            max: u.max.0,
+                        }
+                    }
+                    "per-node" => {
+                        let m: BTreeMap<String, DurationDecl> = map.next_value()?;
+                        Propagation::PerNode(m.into_iter().map(|(k, v)| (k, v.0)).collect())
+                    }
+                    other => return Err(de::Error::unknown_variant(other, PROPAGATION_KINDS)),
+                };
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "propagation has exactly one kind; `{extra}` follows `{kind}`"
+                    )));
+                }
+                Ok(p)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 /// One step of the timeline: a mapping with exactly one key, the step kind.
 #[derive(Debug)]
 pub enum Step {
@@ -255,6 +328,20 @@ impl<'de> Deserialize<'de> for Step {
 }
 
 impl Step {
+    /// Whether the step is a control-plane change, which the `propagation:` extension delays
+    /// on its way to each node's datapath (policy apply/delete, pod create/delete, relabel).
+    pub fn is_control_plane(&self) -> bool {
+        matches!(
+            self,
+            Step::Apply(_)
+                | Step::Delete(_)
+                | Step::CreatePod(_)
+                | Step::DeletePod(_)
+                | Step::LabelPod(_)
+                | Step::LabelNamespace(_)
+        )
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Step::Expect(_) => "expect",
@@ -641,6 +728,40 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(30_000_000_000));
         assert_eq!(parse_duration("250ms"), Ok(250_000_000));
         assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn propagation_forms_parse_and_errors_are_located() {
+        let p = |t: &str| parse(Path::new("t.yaml"), t).map(|s| s.scenario.propagation);
+        assert_eq!(p("name: t\n").unwrap(), None);
+        assert_eq!(
+            p("name: t\npropagation: {fixed: 2s}\n").unwrap(),
+            Some(Propagation::Fixed(2_000_000_000))
+        );
+        assert_eq!(
+            p("name: t\npropagation:\n  uniform: {min: 1s, max: 5s}\n").unwrap(),
+            Some(Propagation::Uniform {
+                min: 1_000_000_000,
+                max: 5_000_000_000
+            })
+        );
+        let per = p("name: t\npropagation:\n  per-node: {node-1: 0s, node-2: 3s}\n")
+            .unwrap()
+            .unwrap();
+        let Propagation::PerNode(m) = per else {
+            panic!("{per:?}")
+        };
+        assert_eq!(m["node-2"], 3_000_000_000);
+        let e = err("name: t\npropagation:\n  gaussian: 1s\n");
+        assert!(e.starts_with("t.yaml:3:") && e.contains("gaussian"), "{e}");
+        let e = err("name: t\npropagation:\n  uniform: {min: 1s, max: 5s, mean: 2s}\n");
+        assert!(e.starts_with("t.yaml:3:") && e.contains("mean"), "{e}");
+        let e = err("name: t\npropagation:\n  uniform: {min: 5s, max: 1s}\n");
+        assert!(e.contains("t.yaml:3:") && e.contains("min"), "{e}");
+        let e = err("name: t\npropagation: {fixed: 1s, per-node: {}}\n");
+        assert!(e.contains("t.yaml:2:") && e.contains("exactly one"), "{e}");
+        let e = err("name: t\npropagation: {fixed: soon}\n");
+        assert!(e.contains("t.yaml:2:"), "{e}");
     }
 
     #[test]
