@@ -50,6 +50,7 @@ fn text(o: &Output) -> String {
 }
 
 fn backend_names() -> Vec<String> {
+    #[cfg_attr(not(feature = "kernel"), allow(unused_mut))]
     let mut names: Vec<String> = ["oracle", "model", "rbpf", "rbpf-jit"]
         .iter()
         .map(|s| s.to_string())
