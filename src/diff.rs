@@ -19,7 +19,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 
 use anyhow::{bail, Context, Result};
@@ -691,40 +691,6 @@ pub fn render(d: &ScenarioDiff) -> String {
     s
 }
 
-/// Every scenario file under the given paths, sorted; directories named `policies` hold
-/// policy manifests, not scenarios (the same rule as `verdict run`).
-pub fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("reading directory {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                if p.file_name().is_some_and(|n| n == "policies") {
-                    continue;
-                }
-                walk(&p, out)?;
-            } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                out.push(p);
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            walk(p, &mut out)?;
-        } else if p.exists() {
-            out.push(p.clone());
-        } else {
-            bail!("{}: no such file or directory", p.display());
-        }
-    }
-    Ok(out)
-}
-
 /// Runs `verdict diff`; `Ok(false)` when anything disagrees.
 pub fn run(args: DiffArgs) -> Result<bool> {
     let (names, notes) = choose_backends(args.backends.as_deref())?;
@@ -745,7 +711,7 @@ pub fn run(args: DiffArgs) -> Result<bool> {
             backends: names,
         });
     }
-    let files = scenario_files(&args.paths)?;
+    let files = crate::scenario_files(&args.paths)?;
     if files.is_empty() {
         bail!("no scenario files found under {:?}", args.paths);
     }
