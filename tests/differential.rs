@@ -4,7 +4,8 @@
 //! be deterministic and every generated scenario must parse.
 //!
 //! `VERDICT_BACKENDS` (comma-separated) overrides the backends; the default is
-//! `verdict::backends::DEFAULT_BACKENDS`. `VERDICT_FUZZ_CASES` overrides the batch size.
+//! `verdict::backends::DEFAULT_BACKENDS`, plus `kernel` when built with the `kernel` feature.
+//! `VERDICT_FUZZ_CASES` overrides the batch size.
 
 use std::path::{Path, PathBuf};
 
@@ -23,11 +24,26 @@ const SEED: u64 = 20_261_127;
 const CASES: u64 = 40;
 
 fn backend_names() -> Vec<String> {
-    std::env::var("VERDICT_BACKENDS")
-        .unwrap_or_else(|_| backends::DEFAULT_BACKENDS.join(","))
-        .split(',')
-        .map(str::to_string)
-        .collect()
+    if let Ok(list) = std::env::var("VERDICT_BACKENDS") {
+        return list.split(',').map(str::to_string).collect();
+    }
+    let names: Vec<String> = backends::DEFAULT_BACKENDS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    // With the kernel feature, the generated cases run in the kernel too (loud SKIP when it
+    // is unusable; a failure under VERDICT_REQUIRE_KERNEL=1).
+    #[cfg(feature = "kernel")]
+    let names = {
+        let mut names = names;
+        match verdict_datapath::kernel::gate("kernel backend in the generated differential run") {
+            Ok(true) => names.push("kernel".into()),
+            Ok(false) => {}
+            Err(e) => panic!("{e}"),
+        }
+        names
+    };
+    names
 }
 
 fn cases() -> u64 {
