@@ -158,7 +158,7 @@ fn maps_match_the_rust_mirrors() {
             MapType::LpmTrie,
             size_of::<policy_abi::EndpointPolicyKey>(),
             size_of::<policy_abi::PolicyEntry>(),
-            1 << 20,
+            1 << 24,
         ),
         (
             abi::maps::CT,

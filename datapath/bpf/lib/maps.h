@@ -61,13 +61,17 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } cilium_lxc SEC(".maps");
 
-/* --- policy (one LPM map for all endpoints, key and entry in policy_abi.h) --- */
+/* --- policy (one LPM map for all endpoints, key and entry in policy_abi.h) ---
+ * Cilium gives every endpoint its own map of 16,384 entries; this one map holds all of a
+ * node's endpoints, so its ceiling is 1,024 endpoints at Cilium's full per-endpoint size.
+ * A 5,000-pod cluster with 500 policies needed more than 2^20 entries on one node. Entries
+ * are allocated on insert (BPF_F_NO_PREALLOC), so the ceiling costs nothing until used. */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__type(key, struct endpoint_policy_key);
 	__type(value, struct policy_entry);
-	__uint(max_entries, 1 << 20);
+	__uint(max_entries, 1 << 24);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } cilium_policy_v2 SEC(".maps");
 
