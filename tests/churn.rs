@@ -4,23 +4,18 @@
 //! guarantees, address and identity reuse, and `--write-scenario` replaying under `verdict run`.
 //! Sizes are small so the suite stays fast in debug builds.
 
+mod common;
+
+use common::verdict;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use verdict::backends;
 use verdict::churn::{self, ChurnArgs};
 use verdict_sim::cluster::{Cluster, PodSpec};
 use verdict_sim::{engine, scenario};
-
-fn verdict(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_verdict"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("running verdict")
-}
 
 fn tmp_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("verdict-churn-{}", std::process::id()));

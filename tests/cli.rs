@@ -1,16 +1,11 @@
 //! End-to-end checks of the `verdict` binary: malformed input gives an error naming the file,
 //! the line and the field (never a panic), and output is byte-identical across runs.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn verdict(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_verdict"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("running verdict")
-}
+use common::verdict;
+
+use std::path::{Path, PathBuf};
 
 fn tmp(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("verdict-cli-{}", std::process::id()));

@@ -4,8 +4,9 @@
 //! records; and planted differences (a flipped verdict, a skewed clock on one datapath) are
 //! reported, so the comparison is known to look.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+
+use common::{root, text, verdict};
 
 use verdict::diff::{self, Contender};
 use verdict::dpbackend::DatapathBackend;
@@ -25,46 +26,6 @@ const SCENARIOS: &[&str] = &[
     "scenarios/k8s/stacked-policies.yaml",
     "scenarios/pcap/shop.yaml",
 ];
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn verdict(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_verdict"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("running verdict")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn backend_names() -> Vec<String> {
-    #[cfg_attr(not(feature = "kernel"), allow(unused_mut))]
-    let mut names: Vec<String> = ["oracle", "model", "rbpf", "rbpf-jit"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    #[cfg(feature = "kernel")]
-    match verdict_datapath::kernel::gate("kernel backend in verdict diff") {
-        Ok(true) => names.push("kernel".into()),
-        Ok(false) => {}
-        Err(e) => panic!("{e}"),
-    }
-    #[cfg(not(feature = "kernel"))]
-    {
-        println!("SKIP kernel backend in verdict diff (built without the `kernel` feature)");
-        eprintln!("SKIP kernel backend in verdict diff (built without the `kernel` feature)");
-    }
-    names
-}
 
 #[test]
 fn scenarios_agree_on_every_backend_byte_for_byte() {
@@ -332,4 +293,12 @@ fn bad_arguments_are_errors_not_panics() {
         "{t}"
     );
     assert!(!t.contains("panicked"), "{t}");
+}
+
+fn backend_names() -> Vec<String> {
+    let names = ["oracle", "model", "rbpf", "rbpf-jit"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    common::with_kernel(names, "kernel backend in verdict diff")
 }

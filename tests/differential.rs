@@ -7,6 +7,8 @@
 //! `verdict::backends::DEFAULT_BACKENDS`, plus `kernel` when built with the `kernel` feature.
 //! `VERDICT_FUZZ_CASES` overrides the batch size.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use verdict::backends;
@@ -27,23 +29,11 @@ fn backend_names() -> Vec<String> {
     if let Ok(list) = std::env::var("VERDICT_BACKENDS") {
         return list.split(',').map(str::to_string).collect();
     }
-    let names: Vec<String> = backends::DEFAULT_BACKENDS
+    let names = backends::DEFAULT_BACKENDS
         .iter()
         .map(|s| s.to_string())
         .collect();
-    // With the kernel feature, the generated cases run in the kernel too (loud SKIP when it
-    // is unusable; a failure under VERDICT_REQUIRE_KERNEL=1).
-    #[cfg(feature = "kernel")]
-    let names = {
-        let mut names = names;
-        match verdict_datapath::kernel::gate("kernel backend in the generated differential run") {
-            Ok(true) => names.push("kernel".into()),
-            Ok(false) => {}
-            Err(e) => panic!("{e}"),
-        }
-        names
-    };
-    names
+    common::with_kernel(names, "kernel backend in the generated differential run")
 }
 
 fn cases() -> u64 {

@@ -8,9 +8,13 @@
 //! Backends: oracle, model, rbpf, rbpf-jit, plus kernel when built with the `kernel` feature
 //! and usable (a loud SKIP otherwise; `VERDICT_REQUIRE_KERNEL=1` makes that a failure).
 
+mod common;
+
+use common::{root, text, verdict};
+
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 
 use verdict::diff::{self, Contender};
 use verdict::pcap::{self, Kind, OutPacket, TracePacket};
@@ -23,50 +27,10 @@ use verdict_sim::verdict::Outcome;
 const CAPTURE: &str = "scenarios/pcap/shop.pcapng";
 const SCENARIO: &str = "scenarios/pcap/shop.yaml";
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn tmp(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pcap-tests");
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
-}
-
-fn verdict(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_verdict"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("running verdict")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn backend_names() -> Vec<String> {
-    #[cfg_attr(not(feature = "kernel"), allow(unused_mut))]
-    let mut names: Vec<String> = ["oracle", "model", "rbpf", "rbpf-jit"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    #[cfg(feature = "kernel")]
-    match verdict_datapath::kernel::gate("kernel backend in the pcap replay") {
-        Ok(true) => names.push("kernel".into()),
-        Ok(false) => {}
-        Err(e) => panic!("{e}"),
-    }
-    #[cfg(not(feature = "kernel"))]
-    {
-        println!("SKIP kernel backend in the pcap replay (built without the `kernel` feature)");
-        eprintln!("SKIP kernel backend in the pcap replay (built without the `kernel` feature)");
-    }
-    names
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -820,4 +784,12 @@ fn malformed_captures_give_errors_naming_file_and_packet() {
     let t = text(&o);
     assert_eq!(o.status.code(), Some(2), "{t}");
     assert!(t.contains("not a pcap or pcapng file"), "{t}");
+}
+
+fn backend_names() -> Vec<String> {
+    let names = ["oracle", "model", "rbpf", "rbpf-jit"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    common::with_kernel(names, "kernel backend in the pcap replay")
 }

@@ -8,6 +8,8 @@
 //! backend is usable (a loud SKIP line says why when it is not; with
 //! `VERDICT_REQUIRE_KERNEL=1` an unusable kernel backend fails the test instead).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use rstest::rstest;
@@ -18,21 +20,11 @@ fn backend_names() -> Vec<String> {
     if let Ok(list) = std::env::var("VERDICT_BACKENDS") {
         return list.split(',').map(str::to_string).collect();
     }
-    let names: Vec<String> = backends::DEFAULT_BACKENDS
+    let names = backends::DEFAULT_BACKENDS
         .iter()
         .map(|s| s.to_string())
         .collect();
-    #[cfg(feature = "kernel")]
-    let names = {
-        let mut names = names;
-        match verdict_datapath::kernel::gate("kernel backend in the scenario suite") {
-            Ok(true) => names.push("kernel".into()),
-            Ok(false) => {}
-            Err(e) => panic!("{e}"),
-        }
-        names
-    };
-    names
+    common::with_kernel(names, "kernel backend in the scenario suite")
 }
 
 #[rstest]
