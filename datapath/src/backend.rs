@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::object::{MapDef, ObjectError};
+use crate::object::{MapDef, MapType, ObjectError};
 
 /// A map's entries as (key, value) byte pairs, sorted by key.
 pub type MapEntries = Vec<(Vec<u8>, Vec<u8>)>;
@@ -194,4 +194,35 @@ pub trait Datapath {
     /// Runs `program` once on an Ethernet frame as a `__sk_buff` (`BPF_PROG_TEST_RUN`
     /// semantics: `skb->len` is the whole frame), following tail calls.
     fn run(&mut self, program: &str, packet: &[u8]) -> Result<RunOutcome, DatapathError>;
+}
+
+/// Refuses userspace key/value access to maps that only programs use (prog arrays, ring
+/// buffers), the same way on every backend.
+pub fn check_kv_access(backend: &str, d: &MapDef) -> Result<(), DatapathError> {
+    if matches!(d.map_type, MapType::ProgArray | MapType::RingBuf) {
+        return Err(DatapathError::UnsupportedMap {
+            backend: backend.into(),
+            map: d.name.clone(),
+            what: format!("key/value access to a {}", d.map_type),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a userspace key (`what == "key"`) or value against the map's definition.
+pub fn check_size(d: &MapDef, what: &'static str, got: usize) -> Result<(), DatapathError> {
+    let expected = if what == "key" {
+        d.key_size
+    } else {
+        d.value_size
+    };
+    if got != expected as usize {
+        return Err(DatapathError::Size {
+            map: d.name.clone(),
+            what,
+            expected,
+            got,
+        });
+    }
+    Ok(())
 }

@@ -607,33 +607,11 @@ impl KernelDatapath {
     /// Maps that only programs use, with no userspace key/value interface (as the
     /// emulator refuses them).
     fn check_kv_map(&self, m: usize) -> Result<(), DatapathError> {
-        let d = &self.defs[m];
-        if matches!(d.map_type, MapType::ProgArray | MapType::RingBuf) {
-            return Err(DatapathError::UnsupportedMap {
-                backend: BACKEND.into(),
-                map: d.name.clone(),
-                what: format!("key/value access to a {}", d.map_type),
-            });
-        }
-        Ok(())
+        crate::backend::check_kv_access(BACKEND, &self.defs[m])
     }
 
     fn check_size(&self, m: usize, what: &'static str, got: usize) -> Result<(), DatapathError> {
-        let d = &self.defs[m];
-        let expected = if what == "key" {
-            d.key_size
-        } else {
-            d.value_size
-        };
-        if got != expected as usize {
-            return Err(DatapathError::Size {
-                map: d.name.clone(),
-                what,
-                expected,
-                got,
-            });
-        }
-        Ok(())
+        crate::backend::check_size(&self.defs[m], what, got)
     }
 
     fn fd(&self, m: usize) -> BorrowedFd<'_> {

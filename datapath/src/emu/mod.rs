@@ -20,7 +20,7 @@ mod vm;
 use std::path::Path;
 
 use crate::backend::{Datapath, DatapathError, Errno, MapEntries, RunOutcome, UpdateFlags};
-use crate::object::{MapDef, MapType, Object, INSN_SIZE};
+use crate::object::{MapDef, Object, INSN_SIZE};
 use helpers::RunState;
 use maps::{Maps, PACKET_ROOM};
 use vm::LoadedProgram;
@@ -202,33 +202,11 @@ impl Emulator {
 
     /// Maps that only programs use, with no userspace key/value interface.
     fn check_kv_map(&self, m: usize) -> Result<(), DatapathError> {
-        let d = self.def(m);
-        if matches!(d.map_type, MapType::ProgArray | MapType::RingBuf) {
-            return Err(DatapathError::UnsupportedMap {
-                backend: self.backend_name().into(),
-                map: d.name.clone(),
-                what: format!("key/value access to a {}", d.map_type),
-            });
-        }
-        Ok(())
+        crate::backend::check_kv_access(self.backend_name(), self.def(m))
     }
 
     fn check_size(&self, m: usize, what: &'static str, got: usize) -> Result<(), DatapathError> {
-        let d = self.def(m);
-        let expected = if what == "key" {
-            d.key_size
-        } else {
-            d.value_size
-        };
-        if got != expected as usize {
-            return Err(DatapathError::Size {
-                map: d.name.clone(),
-                what,
-                expected,
-                got,
-            });
-        }
-        Ok(())
+        crate::backend::check_size(self.def(m), what, got)
     }
 }
 
