@@ -166,43 +166,12 @@ fn loader_map_definitions_equal_the_kernels() {
 // ---------------------------------------------------------------------------------------
 // The behaviour cases on the kernel
 // ---------------------------------------------------------------------------------------
-
-/// [`cases::Harness`] over one backend; a backend error fails loudly.
-struct Single<D: Datapath>(D);
-
-impl<D: Datapath> cases::Harness for Single<D> {
-    fn name(&self) -> String {
-        self.0.backend_name().to_string()
-    }
-    fn update(&mut self, map: &str, key: &[u8], value: &[u8]) {
-        if let Err(e) = self.0.map_update(map, key, value) {
-            panic!("[{}] update {map}: {e}", self.0.backend_name());
-        }
-    }
-    fn lookup(&mut self, map: &str, key: &[u8]) -> Option<Vec<u8>> {
-        match self.0.map_lookup(map, key) {
-            Ok(v) => v,
-            Err(e) => panic!("[{}] lookup {map}: {e}", self.0.backend_name()),
-        }
-    }
-    fn run(&mut self, program: &str, packet: &[u8]) -> (u64, Vec<Vec<u8>>) {
-        match self.0.run(program, packet) {
-            Ok(out) => (out.retval, out.events),
-            Err(e) => panic!(
-                "[{}] run {program} on {} bytes: {e}",
-                self.0.backend_name(),
-                packet.len()
-            ),
-        }
-    }
-}
-
 #[test]
 fn cases_in_the_kernel() {
     if !kernel_or_skip("cases_in_the_kernel") {
         return;
     }
-    let mut h = Single(load_kernel());
+    let mut h = cases::Single(load_kernel());
     match cases::run_all(&mut h) {
         Ok(n) => println!("kernel: {n} cases passed"),
         Err(failures) => panic!("kernel:\n{failures}"),
@@ -872,7 +841,7 @@ fn ring_buffer_is_drained_per_run() {
     if !kernel_or_skip("ring_buffer_is_drained_per_run") {
         return;
     }
-    let mut h = Single(load_kernel());
+    let mut h = cases::Single(load_kernel());
     cases::setup(&mut h);
     // Denied every time (no CT entry is made): a verdict and a drop record per run.
     let f = packet::Packet::tcp(

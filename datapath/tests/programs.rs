@@ -20,43 +20,12 @@ fn manifest_dir() -> PathBuf {
 fn verdict_object() -> PathBuf {
     manifest_dir().join("bpf/verdict.bpf.o")
 }
-
-/// [`cases::Harness`] over any [`Datapath`]; a backend error fails the case loudly.
-struct Backend<D: Datapath>(D);
-
-impl<D: Datapath> cases::Harness for Backend<D> {
-    fn name(&self) -> String {
-        self.0.backend_name().to_string()
-    }
-    fn update(&mut self, map: &str, key: &[u8], value: &[u8]) {
-        if let Err(e) = self.0.map_update(map, key, value) {
-            panic!("[{}] update {map}: {e}", self.0.backend_name());
-        }
-    }
-    fn lookup(&mut self, map: &str, key: &[u8]) -> Option<Vec<u8>> {
-        match self.0.map_lookup(map, key) {
-            Ok(v) => v,
-            Err(e) => panic!("[{}] lookup {map}: {e}", self.0.backend_name()),
-        }
-    }
-    fn run(&mut self, program: &str, packet: &[u8]) -> (u64, Vec<Vec<u8>>) {
-        match self.0.run(program, packet) {
-            Ok(out) => (out.retval, out.events),
-            Err(e) => panic!(
-                "[{}] run {program} on {} bytes: {e}",
-                self.0.backend_name(),
-                packet.len()
-            ),
-        }
-    }
-}
-
 fn run_cases_on_emulator(mode: ExecMode) {
     let emu = match Emulator::from_file(&verdict_object(), mode) {
         Ok(emu) => emu,
         Err(e) => panic!("load verdict.bpf.o ({mode:?}): {e}"),
     };
-    let mut backend = Backend(emu);
+    let mut backend = cases::Single(emu);
     match cases::run_all(&mut backend) {
         Ok(n) => println!("{mode:?}: {n} cases passed"),
         Err(failures) => panic!("{mode:?}:\n{failures}"),
@@ -87,7 +56,7 @@ fn cases_in_the_kernel() {
         Ok(k) => k,
         Err(e) => panic!("load verdict.bpf.o into the kernel: {e}"),
     };
-    match cases::run_all(&mut Backend(kernel)) {
+    match cases::run_all(&mut cases::Single(kernel)) {
         Ok(n) => println!("kernel: {n} cases passed"),
         Err(failures) => panic!("kernel:\n{failures}"),
     }
@@ -290,7 +259,7 @@ fn read(p: &Path) -> Vec<u8> {
 fn events_decode_into_hubble_like_lines() {
     // One real record from the interpreter, printed.
     let emu = Emulator::from_file(&verdict_object(), ExecMode::Interpreter).expect("load");
-    let mut backend = Backend(emu);
+    let mut backend = cases::Single(emu);
     cases::setup(&mut backend);
     let frame = packet::Packet::tcp(
         "10.0.0.4".parse().expect("ip"),

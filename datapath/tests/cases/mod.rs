@@ -7,6 +7,8 @@
 
 use std::net::IpAddr;
 
+use verdict_datapath::backend::Datapath;
+
 use super::{abi, events, packet, policy_abi};
 
 use abi::Pod as _;
@@ -22,6 +24,36 @@ pub trait Harness {
     fn lookup(&mut self, map: &str, key: &[u8]) -> Option<Vec<u8>>;
     /// Return value and the ring-buffer records of one run.
     fn run(&mut self, program: &str, packet: &[u8]) -> (u64, Vec<Vec<u8>>);
+}
+
+/// [`Harness`] over any [`Datapath`]; a backend error fails the case loudly.
+pub struct Single<D: Datapath>(pub D);
+
+impl<D: Datapath> Harness for Single<D> {
+    fn name(&self) -> String {
+        self.0.backend_name().to_string()
+    }
+    fn update(&mut self, map: &str, key: &[u8], value: &[u8]) {
+        if let Err(e) = self.0.map_update(map, key, value) {
+            panic!("[{}] update {map}: {e}", self.0.backend_name());
+        }
+    }
+    fn lookup(&mut self, map: &str, key: &[u8]) -> Option<Vec<u8>> {
+        match self.0.map_lookup(map, key) {
+            Ok(v) => v,
+            Err(e) => panic!("[{}] lookup {map}: {e}", self.0.backend_name()),
+        }
+    }
+    fn run(&mut self, program: &str, packet: &[u8]) -> (u64, Vec<Vec<u8>>) {
+        match self.0.run(program, packet) {
+            Ok(out) => (out.retval, out.events),
+            Err(e) => panic!(
+                "[{}] run {program} on {} bytes: {e}",
+                self.0.backend_name(),
+                packet.len()
+            ),
+        }
+    }
 }
 
 const FROM: &str = abi::programs::FROM_CONTAINER;
