@@ -58,6 +58,26 @@ fn scenarios_agree_on_every_backend_byte_for_byte() {
     assert_eq!(text(&verdict(&args)), t);
 }
 
+/// `propagation:` reaches the datapaths under `verdict diff` as under `verdict run`: the
+/// transient drop the scenario declares (`docs/propagation.md`) shows up as a probe in a
+/// propagation window, and lagging datapaths are not reported as disagreeing with the
+/// eventually-consistent oracle.
+#[test]
+fn propagation_delays_reach_the_datapaths() {
+    let f = "scenarios/propagation/transient-drop.yaml";
+    let o = verdict(&["diff", "--backends", "oracle,model,rbpf,rbpf-jit", f]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("0 verdict disagreements, 0 state differences; 1 clean, 0 not"),
+        "{t}"
+    );
+    assert!(
+        t.contains("1 probes landed in a propagation window where the lagging nodes"),
+        "the datapaths did not lag: {t}"
+    );
+}
+
 #[test]
 fn map_dumps_and_records_are_really_compared() {
     // Not vacuous: every step of every scenario compared real maps and records.
