@@ -587,8 +587,9 @@ impl KernelDatapath {
         };
         let out = prog.test_run(input).map_err(|e| {
             backend_err(format!(
-                "BPF_PROG_TEST_RUN of {program} on {} bytes: {e}",
-                packet.len()
+                "BPF_PROG_TEST_RUN of {program} on {} bytes: {e}{}",
+                packet.len(),
+                test_run_size_hint(packet)
             ))
         });
         drop(pin);
@@ -902,6 +903,40 @@ impl Datapath for KernelDatapath {
         let (retval, _) = self.test_run(program, packet, 1)?;
         let events = std::mem::take(&mut *self.lock_events());
         Ok(RunOutcome { retval, events })
+    }
+}
+
+/// Largest frame `BPF_PROG_TEST_RUN` takes for a tc program on x86-64 with 4 KiB pages:
+/// one page minus the skb headroom (`NET_SKB_PAD`, 64) and the aligned `skb_shared_info`
+/// (320) (`net/bpf/test_run.c` `bpf_test_init`). Measured on this project's machine kind:
+/// 3,712 bytes run, 3,713 get EINVAL.
+pub const TEST_RUN_MAX_FRAME: usize = 3712;
+
+/// Why the kernel may have refused a frame for its size, for the error message: the emulator
+/// runs such frames, so a capture replay shows them as kernel errors, and the reader should
+/// know it is the test-run interface, not the programs.
+fn test_run_size_hint(frame: &[u8]) -> String {
+    let ethertype = frame.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    // The kernel also wants the network header in the frame: measured, an IPv4 frame
+    // shorter than Ethernet + IPv4 header (34 bytes) gets EINVAL.
+    let min = match ethertype {
+        Some(0x0800) => 34,
+        Some(0x86dd) => 54,
+        _ => 14,
+    };
+    if frame.len() > TEST_RUN_MAX_FRAME {
+        format!(
+            " (the kernel's test run takes at most {TEST_RUN_MAX_FRAME} bytes of frame on \
+             x86-64: GRO/TSO-coalesced or jumbo frames from a capture cannot be replayed in the \
+             kernel; capture with offloads off, e.g. `ethtool -K <dev> gro off tso off`)"
+        )
+    } else if frame.len() < min {
+        format!(
+            " (the kernel's test run refuses frames shorter than {min} bytes for this \
+             ethertype: it needs the Ethernet and network headers)"
+        )
+    } else {
+        String::new()
     }
 }
 

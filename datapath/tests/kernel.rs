@@ -932,6 +932,40 @@ fn verifier_rejection_carries_the_log() {
     }
 }
 
+/// The test-run interface's frame limits (`verdict_datapath::kernel::TEST_RUN_MAX_FRAME`):
+/// the largest frame runs, one byte more is refused with a message that says why (captures
+/// taken with GRO/TSO hold such frames), and so is an IPv4 frame cut inside its header.
+#[test]
+fn test_run_frame_limits_are_explained() {
+    use verdict_datapath::kernel::TEST_RUN_MAX_FRAME;
+    if !kernel_or_skip("test_run_frame_limits_are_explained") {
+        return;
+    }
+    let mut k = load_kernel();
+    let frame = |len: usize| {
+        let mut f = vec![0u8; len];
+        f[12] = 0x08; // IPv4 ethertype, zero header: a drop, not an error
+        f
+    };
+    let prog = abi::programs::FROM_CONTAINER;
+    k.run(prog, &frame(TEST_RUN_MAX_FRAME))
+        .expect("the largest frame the kernel takes runs");
+    match k.run(prog, &frame(TEST_RUN_MAX_FRAME + 1)) {
+        Ok(o) => panic!("the kernel ran a frame over its limit: {o:?}; update TEST_RUN_MAX_FRAME"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains("GRO/TSO"), "{msg}");
+        }
+    }
+    match k.run(prog, &frame(33)) {
+        Ok(o) => panic!("the kernel ran an IPv4 frame without a full header: {o:?}"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains("shorter than 34 bytes"), "{msg}");
+        }
+    }
+}
+
 /// Without privileges the backend says what is missing (checked in a child process that
 /// drops every capability with util-linux `setpriv`).
 #[test]
