@@ -183,8 +183,15 @@ fn wrong_api_version(api_version: &str, kind: ManifestKind) -> String {
     )
 }
 
-const FIELDS_CILIUM: &[&str] = &["apiVersion", "kind", "metadata", "spec", "specs"];
-const FIELDS_KNP: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
+// `status` is part of every kind's schema and is written by the cluster, never by the policy
+// author: Cilium's `CiliumNetworkPolicy`/`CiliumClusterwideNetworkPolicy` declare
+// `Status CiliumNetworkPolicyStatus `json:"status"`` without `omitempty`
+// (`pkg/k8s/apis/cilium.io/v2/cnp_types.go`, `ccnp_types.go`), so every CNP that Go serializes
+// or `kubectl get -o yaml` prints carries `status:`, and `networking.k8s.io/v1` NetworkPolicy
+// had a `status` (NetworkPolicyStatus) from Kubernetes 1.24 to 1.26. It is accepted and
+// ignored, as the API server ignores it on create; it does not affect policy.
+const FIELDS_CILIUM: &[&str] = &["apiVersion", "kind", "metadata", "spec", "specs", "status"];
+const FIELDS_KNP: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
 
 fn known_fields(kind: Option<ManifestKind>) -> &'static [&'static str] {
     match kind {
@@ -312,6 +319,7 @@ fn read_manifest<'de, A: MapAccess<'de>>(
     let mut knp_spec: Option<NetworkPolicySpec> = None;
     let mut spec: Option<Rule> = None;
     let mut specs: Option<Vec<Rule>> = None;
+    let mut status_seen = false;
 
     let mut next = match first_key {
         Some(k) => {
@@ -363,6 +371,14 @@ fn read_manifest<'de, A: MapAccess<'de>>(
                     (_, "spec") => spec = Some(map.next_value()?),
                     _ => specs = Some(map.next_value()?),
                 }
+            }
+            "status" => {
+                if status_seen {
+                    return fail_at_value(&mut map, "duplicate field `status`".into());
+                }
+                status_seen = true;
+                // Written by the cluster; ignored (see FIELDS_CILIUM).
+                map.next_value::<serde::de::IgnoredAny>()?;
             }
             other => return Err(A::Error::unknown_field(other, known_fields(kind))),
         }
