@@ -39,6 +39,24 @@ struct RawObjectMeta {
     generation: Option<i64>,
     #[serde(default)]
     creation_timestamp: Option<String>,
+    // The rest of `ObjectMeta` (apimachinery `types.go`): set by the API server or by
+    // controllers, printed by `kubectl get -o yaml` (managedFields with
+    // `--show-managed-fields`). Accepted so that exported manifests load; none of them
+    // affects policy.
+    #[serde(default, rename = "generateName")]
+    _generate_name: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "selfLink")]
+    _self_link: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "deletionTimestamp")]
+    _deletion_timestamp: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "deletionGracePeriodSeconds")]
+    _deletion_grace_period_seconds: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "ownerReferences")]
+    _owner_references: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "finalizers")]
+    _finalizers: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "managedFields")]
+    _managed_fields: Option<serde::de::IgnoredAny>,
 }
 
 impl TryFrom<RawObjectMeta> for ObjectMeta {

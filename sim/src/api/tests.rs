@@ -531,18 +531,60 @@ fn missing_and_invalid_metadata() {
         "invalid name \"Bad_Name\"",
     );
     assert_err(
-        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: p\n  generateName: q #!\nspec: {}\n",
-        "metadata.generateName",
-        "unknown field `generateName`",
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: p\n  generatedName: q #!\nspec: {}\n",
+        "metadata.generatedName",
+        "unknown field `generatedName`",
+    );
+}
+
+/// Every `ObjectMeta` field (apimachinery `pkg/apis/meta/v1/types.go`) loads, as
+/// `kubectl get -o yaml --show-managed-fields` prints them; the server-set ones are ignored.
+#[test]
+fn server_set_metadata_is_accepted_and_ignored() {
+    let full = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: p\n  \
+        generateName: p-\n  selfLink: /apis/x\n  uid: 0d1e\n  \
+        resourceVersion: \"55\"\n  generation: 2\n  creationTimestamp: \"2024-01-01T00:00:00Z\"\n  \
+        deletionTimestamp: \"2024-01-02T00:00:00Z\"\n  deletionGracePeriodSeconds: 30\n  \
+        ownerReferences: [{apiVersion: v1, kind: Namespace, name: x, uid: 1}]\n  \
+        finalizers: [example.com/f]\n  managedFields: [{manager: kubectl, operation: Update}]\n\
+        spec:\n  podSelector: {}\n  policyTypes: [Ingress]\n";
+    let plain = knp("  policyTypes: [Ingress]\n");
+    let (a, b) = (parse_ok(full), parse_ok(&plain));
+    assert_eq!(a.len(), 1);
+    // Same policy either way (the metadata keeps uid etc., the rules are identical).
+    assert_eq!(
+        format!("{:?}", crate::translate::translate(&a[0])),
+        format!("{:?}", crate::translate::translate(&b[0]))
     );
 }
 
 #[test]
 fn unknown_top_level_field() {
     assert_err(
-        &format!("{CNP_HEAD}  ingress: [{{}}]\nstatus: {{}} #!\n"),
+        &format!("{CNP_HEAD}  ingress: [{{}}]\nstatuz: {{}} #!\n"),
+        "statuz",
+        "unknown field `statuz`",
+    );
+}
+
+/// `status` is in every kind's schema and written by the cluster: Cilium declares
+/// `Status CiliumNetworkPolicyStatus `json:"status"`` without omitempty
+/// (`pkg/k8s/apis/cilium.io/v2/cnp_types.go`), so serialized CNPs always carry it, and
+/// networking.k8s.io/v1 NetworkPolicy had one in Kubernetes 1.24-1.26. Accepted and ignored.
+#[test]
+fn status_is_accepted_and_ignored() {
+    let with = parse_ok(&format!(
+        "{CNP_HEAD}  ingress: [{{}}]\nstatus:\n  nodes:\n    node-1: {{ok: true, enforcing: true}}\n"
+    ));
+    let without = parse_ok(&format!("{CNP_HEAD}  ingress: [{{}}]\n"));
+    assert_eq!(format!("{with:?}"), format!("{without:?}"));
+    let knp_with = parse_ok(&knp("  policyTypes: [Ingress]\nstatus: {}\n"));
+    let knp_without = parse_ok(&knp("  policyTypes: [Ingress]\n"));
+    assert_eq!(format!("{knp_with:?}"), format!("{knp_without:?}"));
+    assert_err(
+        &format!("{CNP_HEAD}  ingress: [{{}}]\nstatus: {{}}\nstatus: {{}} #!\n"),
         "status",
-        "unknown field `status`",
+        "duplicate field `status`",
     );
 }
 
