@@ -285,6 +285,26 @@ fn cnp_peers(
     }
 }
 
+/// `toPorts`/`icmps` entries that name no port (`toPorts: [{}]`, `toPorts: [{ports: []}]`,
+/// `icmps: [{}]`) add no filter at all. Cilium builds an L3-only (all ports) filter only when
+/// the item has no such entries: `pkg/policy/utils/parserules.go` `RulesToPolicyEntries`
+/// collects them into `PolicyEntry.L4` and a non-empty `L4` is iterated port by port
+/// (`pkg/policy/rule.go` `mergeIngress`/`mergeEgress`: the L3-only filter needs
+/// `toPorts.Len() == 0 && icmp.Len() == 0`). Such an item selects nothing; it still counts
+/// for default deny.
+fn portless_entries_select_nothing(
+    peers: Peers,
+    ports: &[PortProto],
+    to_ports: &[api::PortRule],
+    icmps: &[api::IcmpRule],
+) -> Peers {
+    if ports.is_empty() && (!to_ports.is_empty() || !icmps.is_empty()) {
+        Peers::Nothing
+    } else {
+        peers
+    }
+}
+
 fn translate_rule(
     pref: &PolicyRef,
     rule_index: usize,
@@ -336,14 +356,9 @@ fn translate_rule(
                 namespace,
                 subject_is_init,
             );
-            push(
-                Direction::Ingress,
-                verdict,
-                sec,
-                i,
-                peers,
-                cnp_ports(&it.to_ports, &it.icmps),
-            );
+            let ports = cnp_ports(&it.to_ports, &it.icmps);
+            let peers = portless_entries_select_nothing(peers, &ports, &it.to_ports, &it.icmps);
+            push(Direction::Ingress, verdict, sec, i, peers, ports);
         }
     }
     for (sec, verdict, items) in [
@@ -359,14 +374,9 @@ fn translate_rule(
                 namespace,
                 subject_is_init,
             );
-            push(
-                Direction::Egress,
-                verdict,
-                sec,
-                i,
-                peers,
-                cnp_ports(&it.to_ports, &it.icmps),
-            );
+            let ports = cnp_ports(&it.to_ports, &it.icmps);
+            let peers = portless_entries_select_nothing(peers, &ports, &it.to_ports, &it.icmps);
+            push(Direction::Egress, verdict, sec, i, peers, ports);
         }
     }
     out
@@ -477,4 +487,51 @@ fn translate_knp(pref: &PolicyRef, knp: &api::NetworkPolicy) -> Vec<PolicyEntry>
         push(Direction::Egress, "egress", 0, Peers::Nothing, vec![]);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cnp(yaml: &str) -> Vec<PolicyEntry> {
+        let m = api::parse_manifests(std::path::Path::new("t.yaml"), yaml)
+            .expect("valid manifest")
+            .remove(0);
+        translate(&m)
+    }
+
+    /// `toPorts: [{}]` / `icmps: [{}]` name no port: no filter, not an L3-only allow or deny
+    /// of every port (cilium `pkg/policy/rule.go` mergeIngress, `parserules.go`).
+    #[test]
+    fn portless_to_ports_and_icmps_select_nothing() {
+        let es = cnp("apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {}
+  ingress:
+  - fromEndpoints: [{matchLabels: {pod: b}}]
+    toPorts: [{}]
+  - fromEndpoints: [{matchLabels: {pod: b}}]
+    icmps: [{}]
+  - fromEndpoints: [{matchLabels: {pod: b}}]
+  ingressDeny:
+  - fromEndpoints: [{matchLabels: {pod: c}}]
+    toPorts: [{ports: []}]
+  egress:
+  - toPorts: [{}, {ports: [{port: '80', protocol: TCP}]}]
+");
+        assert_eq!(es.len(), 5);
+        assert_eq!(es[0].peers, Peers::Nothing);
+        assert_eq!(es[1].peers, Peers::Nothing);
+        // Without toPorts/icmps entries: the L3-only filter, as before.
+        assert!(matches!(es[2].peers, Peers::Selectors(_)));
+        assert!(es[2].ports.is_empty());
+        assert_eq!(es[3].peers, Peers::Nothing);
+        assert_eq!(es[3].verdict, RuleVerdict::Deny);
+        // One entry with a port is enough for the L4-only rule.
+        assert_eq!(es[4].peers, Peers::Unrestricted);
+        assert_eq!(es[4].ports.len(), 1);
+        assert!(es.iter().all(|e| e.default_deny));
+    }
 }
