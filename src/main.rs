@@ -236,13 +236,27 @@ fn run(
     let mut probes = 0usize;
     let mut disagreements = 0usize;
     let mut json_out = Vec::new();
+    // The scenario format requires names unique within a suite; the name also names the
+    // golden file, so a duplicate would overwrite (or be compared with) another's golden.
+    let mut seen: std::collections::BTreeMap<String, PathBuf> = Default::default();
     for f in &files {
         let r = engine::run_file(f, &backend, &factory);
         let mut ok = r.passed();
         probes += r.probe_count();
         disagreements += r.disagreement_count();
         let mut golden_note = String::new();
-        if let Some(dir) = &golden {
+        let duplicate = r.error.is_none() && seen.contains_key(&r.name);
+        if duplicate {
+            ok = false;
+            golden_note = format!(
+                "  duplicate scenario name {:?}: {} has it too (names are unique within a suite)\n",
+                r.name,
+                seen[&r.name].display()
+            );
+        } else {
+            seen.insert(r.name.clone(), f.clone());
+        }
+        if let (Some(dir), false) = (&golden, duplicate) {
             let path = golden_path(dir, &r);
             let text = report::golden(&r);
             if bless {

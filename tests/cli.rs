@@ -270,3 +270,19 @@ fn policy_get_and_explain_show_the_deny_example() {
     let out = verdict(&["policy", "get", s, "x/a", "--after-step", "9"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Scenario names are unique within a suite (scenario format); `verdict run` fails the second
+/// file with a duplicate name rather than letting both share one golden file.
+#[test]
+fn duplicate_scenario_names_fail() {
+    let dir = std::env::temp_dir().join(format!("verdict-cli-dup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = "name: same\ncluster:\n  namespaces: [{name: x}]\n  pods: [{name: x/a}, {name: x/b}]\nsteps:\n  - expect:\n      - {from: x/a, to: x/b, port: 80, protocol: TCP, verdict: allow}\n";
+    std::fs::write(dir.join("one.yaml"), text).unwrap();
+    std::fs::write(dir.join("two.yaml"), text).unwrap();
+    let out = verdict(&["run", "--backend", "oracle", dir.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("duplicate scenario name \"same\""), "{text}");
+    assert!(text.contains("1 passed, 1 failed"), "{text}");
+}

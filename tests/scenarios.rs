@@ -53,3 +53,23 @@ fn scenario(
         golden_path.display()
     );
 }
+
+/// The scenario format requires a name unique within a suite; the name also names the golden
+/// file, so two scenarios with one name would share (and overwrite) one golden file.
+#[test]
+fn scenario_names_are_unique() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files = verdict::scenario_files(&[root.join("scenarios")]).expect("listing scenarios/");
+    let mut seen: std::collections::BTreeMap<String, PathBuf> = Default::default();
+    for f in files {
+        let s = verdict_sim::scenario::load(&f).unwrap_or_else(|e| panic!("{e}"));
+        if let Some(other) = seen.insert(s.scenario.name.clone(), f.clone()) {
+            panic!(
+                "scenario name {:?} is used by both {} and {}",
+                s.scenario.name,
+                other.display(),
+                f.display()
+            );
+        }
+    }
+}

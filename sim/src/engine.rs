@@ -174,6 +174,12 @@ pub struct Expectation {
 impl Expectation {
     /// Whether an outcome meets the expectation. Fields the backend does not compute (a
     /// match type from the oracle) are not held against it.
+    ///
+    /// An allowed flow that no side enforces policy on is looked up, on each side, on the
+    /// allow-all key `{identity 0, proto 0, port 0}` of a direction without policy, whose match
+    /// type is `all` (spec §4.1 `allowAllIdentities`, §5.2 step 6, §7 rows 16 and 27); no
+    /// policy-verdict event reports it, so no backend does either. A pinned `match` is checked
+    /// against `all` there rather than passing whatever it says.
     pub fn holds(&self, o: &Outcome) -> bool {
         if o.allowed != self.allow {
             return false;
@@ -183,7 +189,10 @@ impl Expectation {
                 return false;
             }
         }
-        if let (Some(e), Some(a)) = (self.match_type, o.match_type) {
+        let actual_match = o
+            .match_type
+            .or_else(|| (o.allowed && o.direction.is_none()).then_some(MatchType::All));
+        if let (Some(e), Some(a)) = (self.match_type, actual_match) {
             if e != a {
                 return false;
             }
@@ -1312,5 +1321,45 @@ pub fn run_file(
             steps: Vec::new(),
             error: Some(e.to_string()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expect_match(m: MatchType) -> Expectation {
+        Expectation {
+            allow: true,
+            reason: None,
+            match_type: Some(m),
+            direction: None,
+        }
+    }
+
+    #[test]
+    fn pinned_match_on_unenforced_flow_is_all() {
+        // Allowed, no side enforcing: the allow-all key, match type all (spec §7 row 27).
+        let unenforced = Outcome {
+            allowed: true,
+            reason: None,
+            direction: None,
+            match_type: None,
+        };
+        assert!(expect_match(MatchType::All).holds(&unenforced));
+        assert!(!expect_match(MatchType::L3L4).holds(&unenforced));
+        // An enforcing side without a computed match type (the oracle): not held against it.
+        let oracle_enforced = Outcome {
+            direction: Some(Direction::Ingress),
+            ..unenforced.clone()
+        };
+        assert!(expect_match(MatchType::L3L4).holds(&oracle_enforced));
+        // A computed match type is compared as it is.
+        let computed = Outcome {
+            match_type: Some(MatchType::L3Only),
+            ..oracle_enforced
+        };
+        assert!(expect_match(MatchType::L3Only).holds(&computed));
+        assert!(!expect_match(MatchType::All).holds(&computed));
     }
 }

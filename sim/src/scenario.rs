@@ -1,6 +1,6 @@
-//! The scenario file format (`../shared/spec/scenario-format.md`, extended in
-//! `docs/scenario-format.md`): parsing and validation, with errors that name the file, the
-//! line and the field. Replaying a scenario is `engine`'s job.
+//! The scenario file format (`../shared/spec/scenario-format.md`, with the extensions and
+//! conventions of `docs/model.md` and `docs/propagation.md`): parsing and validation, with
+//! errors that name the file, the line and the field. Replaying a scenario is `engine`'s job.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -457,7 +457,14 @@ pub struct Matrix {
 
 impl MatrixDecl {
     pub fn parse_table(&self) -> Result<Matrix, String> {
-        let mut lines = self.table.lines().filter(|l| !l.trim().is_empty());
+        // The format's own example annotates table lines with `# ...`; inside a YAML block
+        // scalar that text is part of the table, so it is dropped here ('#' is never part of
+        // a cell or of an endpoint name).
+        let mut lines = self
+            .table
+            .lines()
+            .map(|l| l.split_once('#').map_or(l, |(before, _)| before))
+            .filter(|l| !l.trim().is_empty());
         let header = lines.next().ok_or("table is empty")?;
         let columns: Vec<String> = header.split_whitespace().map(str::to_string).collect();
         let mut rows = Vec::new();
@@ -777,6 +784,14 @@ mod tests {
             t.cells,
             vec![vec![None, Some(true)], vec![Some(false), None]]
         );
+        // Trailing `# ...` annotations, as in the format's example, are not cells.
+        let annotated = MatrixDecl {
+            table: "    x/a x/b      # '.' allow, 'X' deny\nx/a ? .   # self unchecked\n# a comment line\nx/b X ?\n".into(),
+            port: Some(80),
+            protocol: ProtocolDecl(Protocol::Tcp),
+            icmp_type: None,
+        };
+        assert_eq!(annotated.parse_table().unwrap(), t);
         let bad = MatrixDecl {
             table: "x/a\nx/a Y\n".into(),
             ..m
