@@ -190,7 +190,21 @@ fn wrong_api_version(api_version: &str, kind: ManifestKind) -> String {
 // or `kubectl get -o yaml` prints carries `status:`, and `networking.k8s.io/v1` NetworkPolicy
 // had a `status` (NetworkPolicyStatus) from Kubernetes 1.24 to 1.26. It is accepted and
 // ignored, as the API server ignores it on create; it does not affect policy.
-const FIELDS_CILIUM: &[&str] = &["apiVersion", "kind", "metadata", "spec", "specs", "status"];
+//
+// A top-level `description` is not in the Cilium CRDs (the rule's is `spec.description`), but
+// some of Cilium's own example files carry one there (`examples/policies/l3/
+// wildcard-from-endpoints`, the Star Wars demo's `sw_l3_l4_policy.yaml`); API servers before
+// strict field validation pruned it silently. Accepted on the Cilium kinds when it is a
+// string, and ignored.
+const FIELDS_CILIUM: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "spec",
+    "specs",
+    "status",
+    "description",
+];
 const FIELDS_KNP: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
 
 fn known_fields(kind: Option<ManifestKind>) -> &'static [&'static str] {
@@ -320,6 +334,7 @@ fn read_manifest<'de, A: MapAccess<'de>>(
     let mut spec: Option<Rule> = None;
     let mut specs: Option<Vec<Rule>> = None;
     let mut status_seen = false;
+    let mut description_seen = false;
 
     let mut next = match first_key {
         Some(k) => {
@@ -372,6 +387,14 @@ fn read_manifest<'de, A: MapAccess<'de>>(
                     _ => specs = Some(map.next_value()?),
                 }
             }
+            "description" => {
+                if description_seen {
+                    return fail_at_value(&mut map, "duplicate field `description`".into());
+                }
+                description_seen = true;
+                // Ignored (see FIELDS_CILIUM); a KNP is refused below once its kind is known.
+                map.next_value::<String>()?;
+            }
             "status" => {
                 if status_seen {
                     return fail_at_value(&mut map, "duplicate field `status`".into());
@@ -386,6 +409,9 @@ fn read_manifest<'de, A: MapAccess<'de>>(
     }
 
     let kind = kind.ok_or_else(|| A::Error::missing_field("kind"))?;
+    if description_seen && kind == ManifestKind::NetworkPolicy {
+        return Err(A::Error::unknown_field("description", FIELDS_KNP));
+    }
     if api_version.is_none() {
         return Err(A::Error::missing_field("apiVersion"));
     }

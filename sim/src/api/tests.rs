@@ -537,6 +537,28 @@ fn missing_and_invalid_metadata() {
     );
 }
 
+/// A top-level `description`, as some of Cilium's example files have it (outside `spec`), is
+/// accepted and ignored on the Cilium kinds, and stays an unknown field on a KNP.
+#[test]
+fn top_level_description_on_cilium_kinds() {
+    let with = parse_ok(&format!(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\ndescription: \"from the docs\"\n{}  ingress: [{{}}]\n",
+        &CNP_HEAD["apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n".len()..]
+    ));
+    let without = parse_ok(&format!("{CNP_HEAD}  ingress: [{{}}]\n"));
+    assert_eq!(format!("{with:?}"), format!("{without:?}"));
+    assert_err(
+        &format!("{}description: x #!\n", knp("  policyTypes: [Ingress]\n")),
+        "description",
+        "unknown field `description`",
+    );
+    assert_err(
+        &format!("{CNP_HEAD}  ingress: [{{}}]\ndescription: [not, a, string] #!\n"),
+        "description",
+        "invalid type",
+    );
+}
+
 /// Every `ObjectMeta` field (apimachinery `pkg/apis/meta/v1/types.go`) loads, as
 /// `kubectl get -o yaml --show-managed-fields` prints them; the server-set ones are ignored.
 #[test]
