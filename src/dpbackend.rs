@@ -5,18 +5,23 @@
 //! that runs through the source pod's egress program on the source node and then the
 //! destination pod's ingress program on the destination node.
 //!
+//! The control plane is incremental: the backend's model keeps a change journal
+//! (`Model::enable_journal`), and after each change every node gets a [`NodeDelta`] of just the
+//! entries the journal names. A node's first write, and the first after the model is rebuilt
+//! (`Change::Initial`), is its whole view ([`NodeMaps::from_model`]).
+//!
 //! Each node also owns a pending-update queue (the `propagation:` extension,
-//! `docs/propagation.md`): a control-plane change computes every node's new maps at once,
-//! but a node whose update is not yet due keeps deciding with the maps it has; queued maps are
-//! written, in order, once virtual time reaches them (on `advance` and before every probe or
-//! packet).
+//! `docs/propagation.md`): a control-plane change computes every node's update at once,
+//! but a node whose update is not yet due keeps deciding with the maps it has; queued updates
+//! are written, in order, once virtual time reaches them (on `advance` and before every probe
+//! or packet).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
 use verdict_datapath::abi::{self, TC_ACT_OK};
 use verdict_datapath::backend::Datapath;
-use verdict_datapath::control::{MapWriter, NodeMaps, WriteStats};
+use verdict_datapath::control::{MapWriter, NodeDelta, NodeMaps, WriteStats};
 use verdict_datapath::events::{self, Event};
 use verdict_datapath::packet::{Packet, L4};
 use verdict_sim::cluster::{Peer, Protocol};
@@ -47,12 +52,63 @@ pub struct RawRecord {
     pub bytes: Vec<u8>,
 }
 
+/// One control-plane update of one node's maps.
+enum Update {
+    /// The node's whole view: its first write, or after the model was rebuilt.
+    Full(NodeMaps),
+    /// The entries one change touched, on top of the previous update.
+    Delta(NodeDelta),
+}
+
+impl Update {
+    /// `later` applied after `self`, as one update: due updates are written together, so a
+    /// key two of them touch is written once, with its newest value (as writing only the
+    /// newest whole view did).
+    fn then(self, later: Update) -> Update {
+        match (self, later) {
+            (_, Update::Full(m)) => Update::Full(m),
+            (Update::Full(mut m), Update::Delta(d)) => {
+                m.patch(&d);
+                Update::Full(m)
+            }
+            (Update::Delta(mut a), Update::Delta(b)) => {
+                a.merge(b);
+                Update::Delta(a)
+            }
+        }
+    }
+}
+
 struct Node {
     dp: Box<dyn Datapath>,
     writer: MapWriter,
-    /// Maps computed by the control plane but not yet due on this node: `(due_ns, maps)`,
-    /// oldest first (due times never decrease).
-    pending: VecDeque<(u64, NodeMaps)>,
+    /// Updates computed by the control plane but not yet due on this node:
+    /// `(due_ns, update)`, oldest first (due times never decrease).
+    pending: VecDeque<(u64, Update)>,
+}
+
+impl Node {
+    /// Writes one update, then the clock.
+    fn write(&mut self, update: Update, clock_ns: u64) -> Result<WriteStats, String> {
+        let mut stats = match update {
+            Update::Full(mut m) => {
+                m.clock_ns = clock_ns;
+                return self
+                    .writer
+                    .apply(self.dp.as_mut(), m)
+                    .map_err(|e| format!("writing maps: {e}"));
+            }
+            Update::Delta(d) => self
+                .writer
+                .apply_delta(self.dp.as_mut(), &d)
+                .map_err(|e| format!("writing maps: {e}"))?,
+        };
+        stats += self
+            .writer
+            .set_clock(self.dp.as_mut(), clock_ns)
+            .map_err(|e| format!("writing the clock: {e}"))?;
+        Ok(stats)
+    }
 }
 
 pub struct DatapathBackend {
@@ -113,15 +169,21 @@ impl DatapathBackend {
     /// stays true); a trace replay advances it with packet timestamps.
     pub fn set_clock(&mut self, clock_ns: u64) -> Result<(), String> {
         for (name, n) in self.nodes.iter_mut() {
-            let mut desired = n.writer.written().clone();
-            desired.clock_ns = clock_ns;
             let stats = n
                 .writer
-                .apply(n.dp.as_mut(), desired)
+                .set_clock(n.dp.as_mut(), clock_ns)
                 .map_err(|e| format!("node {name}: writing the clock: {e}"))?;
             self.writes += stats;
         }
         Ok(())
+    }
+
+    /// What the map writer of `node` has written (tests compare it with the model), and how
+    /// many updates the node has queued.
+    pub fn written(&self, node: &str) -> Option<(&NodeMaps, usize)> {
+        self.nodes
+            .get(node)
+            .map(|n| (n.writer.written(), n.pending.len()))
     }
 
     /// Nodes with an update pending, with when the last one is due.
@@ -132,30 +194,27 @@ impl DatapathBackend {
             .collect()
     }
 
-    /// Writes every queued update that is due at `clock_ns` (only the newest of them: each
-    /// is the node's whole view), and the clock.
+    /// Writes every queued update that is due at `clock_ns`, in order, as one (see
+    /// [`Update::then`]), and the clock.
     fn flush(&mut self, clock_ns: u64) -> Result<(), String> {
         for (name, n) in self.nodes.iter_mut() {
-            let mut newest = None;
+            let mut due: Option<Update> = None;
             while n.pending.front().is_some_and(|(t, _)| *t <= clock_ns) {
-                newest = n.pending.pop_front().map(|(_, m)| m);
+                if let Some((_, u)) = n.pending.pop_front() {
+                    due = Some(match due {
+                        Some(d) => d.then(u),
+                        None => u,
+                    });
+                }
             }
-            let desired = match newest {
-                Some(mut m) => {
-                    m.clock_ns = clock_ns;
-                    m
-                }
-                None if n.writer.written().clock_ns != clock_ns => {
-                    let mut m = n.writer.written().clone();
-                    m.clock_ns = clock_ns;
-                    m
-                }
-                None => continue,
-            };
-            let stats = n
-                .writer
-                .apply(n.dp.as_mut(), desired)
-                .map_err(|e| format!("node {name}: writing maps: {e}"))?;
+            let stats = match due {
+                Some(u) => n.write(u, clock_ns),
+                None => n
+                    .writer
+                    .set_clock(n.dp.as_mut(), clock_ns)
+                    .map_err(|e| format!("writing the clock: {e}")),
+            }
+            .map_err(|e| format!("node {name}: {e}"))?;
             self.writes += stats;
         }
         Ok(())
@@ -182,16 +241,23 @@ impl DatapathBackend {
         p
     }
 
-    /// Computes every node's maps from the model and writes them, or queues them on nodes
+    /// Computes every node's update from the model and writes it, or queues it on nodes
     /// where `due` says the change arrives later.
     fn write_maps(
         &mut self,
         world: &World,
         due: Option<&BTreeMap<String, u64>>,
     ) -> Result<(), String> {
-        let model = self.model.as_ref().ok_or("no model")?;
+        let model = self.model.as_mut().ok_or("no model")?;
+        // A model without a journal was just built (first sync or `Change::Initial`): every
+        // node gets its whole view, and the journal records from here on.
+        let rebuilt = !model.journal_enabled();
+        model.enable_journal();
+        let journal = model.take_journal();
+        let model = &*model;
         for n in &world.cluster.nodes {
-            if !self.nodes.contains_key(&n.name) {
+            let new_node = !self.nodes.contains_key(&n.name);
+            if new_node {
                 let dp = (self.make)()?;
                 self.nodes.insert(
                     n.name.clone(),
@@ -203,18 +269,21 @@ impl DatapathBackend {
                 );
             }
             let node = self.nodes.get_mut(&n.name).ok_or("node vanished")?;
-            let desired = NodeMaps::from_model(model, &n.name, world.clock_ns);
+            let update = if rebuilt || new_node {
+                Update::Full(NodeMaps::from_model(model, &n.name, world.clock_ns))
+            } else {
+                Update::Delta(NodeDelta::from_journal(model, &n.name, &journal))
+            };
             let when = due
                 .and_then(|d| d.get(&n.name).copied())
                 .unwrap_or(world.clock_ns);
             if when <= world.clock_ns && node.pending.is_empty() {
                 let stats = node
-                    .writer
-                    .apply(node.dp.as_mut(), desired)
-                    .map_err(|e| format!("node {}: writing maps: {e}", n.name))?;
+                    .write(update, world.clock_ns)
+                    .map_err(|e| format!("node {}: {e}", n.name))?;
                 self.writes += stats;
             } else {
-                node.pending.push_back((when, desired));
+                node.pending.push_back((when, update));
             }
         }
         self.flush(world.clock_ns)

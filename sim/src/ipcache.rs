@@ -19,7 +19,7 @@
 //! same order, so the per-node allocations coincide and one table serves all nodes; only
 //! node addresses differ per node, and they are resolved at lookup time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -182,6 +182,18 @@ impl PrefixInfo {
     fn is_empty(&self) -> bool {
         self.pod.is_none() && self.node.is_none() && self.cidr.is_none()
     }
+
+    /// The identity of the prefix as `observer_node` sees it: node beats pod beats CIDR.
+    fn identity_on(&self, observer_node: &str) -> Option<Identity> {
+        let v = if let Some(n) = &self.node {
+            IpCacheValue::Node(n.clone())
+        } else if let Some(id) = self.pod {
+            IpCacheValue::Identity(id)
+        } else {
+            IpCacheValue::Identity(self.cidr?)
+        };
+        Some(v.identity_on(observer_node))
+    }
 }
 
 /// The identity a prefix resolves to, before the per-node view.
@@ -226,6 +238,10 @@ pub struct IpCache {
     cidr_refs: BTreeMap<IpNet, usize>,
     /// Node-local identities (Scope::Local): CIDR identities.
     local: IdentityAllocator,
+    /// Prefixes whose entry may have changed since the journal was last taken, when a map
+    /// writer asked for them ([`IpCache::enable_journal`]); `None` (the default) records
+    /// nothing, so backends that never drain it do not accumulate it.
+    journal: Option<BTreeSet<IpNet>>,
 }
 
 /// The labels of the CIDR identity of `net`: its `cidr:` label and `reserved:world`; a /0
@@ -243,7 +259,25 @@ impl IpCache {
         IpCache::default()
     }
 
+    /// Records every prefix whose entry may change from now on, for [`IpCache::take_journal`].
+    pub fn enable_journal(&mut self) {
+        self.journal.get_or_insert_with(BTreeSet::new);
+    }
+
+    /// The prefixes recorded since the last call (empty when the journal is off).
+    pub fn take_journal(&mut self) -> BTreeSet<IpNet> {
+        self.journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Every change to an entry goes through here, so this is the one place the journal
+    /// records (a prefix refreshed to the same value is recorded too: the writer skips it).
     fn refresh(&mut self, net: IpNet) {
+        if let Some(j) = self.journal.as_mut() {
+            j.insert(net);
+        }
         let (len, data) = prefix_key(&net);
         let info = self.prefixes.get(&net).cloned().unwrap_or_default();
         let value = if let Some(n) = info.node {
@@ -364,16 +398,15 @@ impl IpCache {
         &'a self,
         observer_node: &'a str,
     ) -> impl Iterator<Item = (IpNet, Identity)> + 'a {
-        self.prefixes.iter().filter_map(move |(net, info)| {
-            let v = if let Some(n) = &info.node {
-                IpCacheValue::Node(n.clone())
-            } else if let Some(id) = info.pod {
-                IpCacheValue::Identity(id)
-            } else {
-                IpCacheValue::Identity(info.cidr?)
-            };
-            Some((*net, v.identity_on(observer_node)))
-        })
+        self.prefixes
+            .iter()
+            .filter_map(move |(net, info)| Some((*net, info.identity_on(observer_node)?)))
+    }
+
+    /// The entry of exactly `net` as `observer_node`'s ipcache map holds it (one row of
+    /// [`IpCache::entries`]); `None` when the map has no such entry.
+    pub fn entry(&self, net: &IpNet, observer_node: &str) -> Option<Identity> {
+        self.prefixes.get(net)?.identity_on(observer_node)
     }
 
     /// The node-local identities (CIDR identities) with their labels.

@@ -92,6 +92,35 @@ pub struct ModelStats {
     pub map_deletes: u64,
 }
 
+/// What changed in the realized state since the journal was last taken
+/// ([`Model::take_journal`]): the items a map writer must re-read from the model to bring a
+/// node's maps up to date without recomputing them whole. Each item names *where* something
+/// may have changed, not the new value, so replaying a journal never depends on the order of
+/// the changes inside it: the writer reads each item's current value (or its absence).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Journal {
+    /// Policy-map entries written or deleted, by (endpoint id, key).
+    pub policy: BTreeSet<(u32, Key)>,
+    /// Endpoints added, removed, or re-installed (identity or enforcement may differ), by
+    /// address: the endpoint map's key.
+    pub endpoints: BTreeSet<IpAddr>,
+    /// ipcache prefixes whose entry may have changed.
+    pub ipcache: BTreeSet<IpNet>,
+}
+
+impl Journal {
+    pub fn is_empty(&self) -> bool {
+        self.policy.is_empty() && self.endpoints.is_empty() && self.ipcache.is_empty()
+    }
+}
+
+/// The model's part of the journal (the ipcache keeps its own).
+#[derive(Clone, Debug, Default)]
+struct ModelJournal {
+    policy: BTreeSet<(u32, Key)>,
+    endpoints: BTreeSet<IpAddr>,
+}
+
 /// The keys of some remote identities in one endpoint's map.
 type IdentityKeyMap = BTreeMap<Identity, Vec<(Key, MapEntry)>>;
 
@@ -115,6 +144,8 @@ pub struct Model {
     policies: BTreeMap<PolicyRef, Vec<PolicyEntry>>,
     endpoints: BTreeMap<PodName, Endpoint>,
     by_id: BTreeMap<u32, PodName>,
+    /// Endpoints by address (normally one each; the endpoint map is keyed by address).
+    by_ip: BTreeMap<IpAddr, BTreeSet<PodName>>,
     by_identity: BTreeMap<Identity, BTreeSet<PodName>>,
     subjects: BTreeMap<Identity, SubjectRules>,
     named_ports: BTreeMap<Identity, NamedPorts>,
@@ -128,6 +159,9 @@ pub struct Model {
     /// Identities whose pods' named ports changed (egress named ports).
     named_ports_changed: BTreeSet<Identity>,
     stats: ModelStats,
+    /// The change journal, when a map writer asked for it ([`Model::enable_journal`]); off
+    /// by default so that backends that never drain it do not accumulate it.
+    journal: Option<ModelJournal>,
 }
 
 /// The peer selectors of an entry, as the selector cache holds them.
@@ -179,6 +213,7 @@ impl Model {
             policies: BTreeMap::new(),
             endpoints: BTreeMap::new(),
             by_id: BTreeMap::new(),
+            by_ip: BTreeMap::new(),
             by_identity: BTreeMap::new(),
             subjects: BTreeMap::new(),
             named_ports: BTreeMap::new(),
@@ -190,6 +225,7 @@ impl Model {
             pending_identities: BTreeSet::new(),
             named_ports_changed: BTreeSet::new(),
             stats: ModelStats::default(),
+            journal: None,
         };
         m.sync_nodes(cluster);
         for (id, labels) in cluster.identities.iter() {
@@ -203,6 +239,47 @@ impl Model {
         }
         m.flush();
         m
+    }
+
+    // ---- the change journal --------------------------------------------------------------
+
+    /// Records, from now on, every policy-map entry, endpoint and ipcache prefix that changes,
+    /// for [`Model::take_journal`]. Recording changes nothing else the model does.
+    pub fn enable_journal(&mut self) {
+        self.journal.get_or_insert_with(ModelJournal::default);
+        self.ipcache.enable_journal();
+    }
+
+    /// Whether the journal is recording (a freshly built model does not).
+    pub fn journal_enabled(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// What changed since the last call (or since [`Model::enable_journal`]); empty when the
+    /// journal is off.
+    pub fn take_journal(&mut self) -> Journal {
+        let m = self
+            .journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        Journal {
+            policy: m.policy,
+            endpoints: m.endpoints,
+            ipcache: self.ipcache.take_journal(),
+        }
+    }
+
+    fn note_policy_key(&mut self, ep_id: u32, k: &Key) {
+        if let Some(j) = self.journal.as_mut() {
+            j.policy.insert((ep_id, *k));
+        }
+    }
+
+    fn note_endpoint(&mut self, ip: IpAddr) {
+        if let Some(j) = self.journal.as_mut() {
+            j.endpoints.insert(ip);
+        }
     }
 
     // ---- incremental updates -------------------------------------------------------------
@@ -337,6 +414,11 @@ impl Model {
             }
         }
         self.ipcache.upsert_pod(pod.ip, pod.identity);
+        self.note_endpoint(pod.ip);
+        self.by_ip
+            .entry(pod.ip)
+            .or_default()
+            .insert(pod.name.clone());
         let members = self.by_identity.entry(pod.identity).or_default();
         if members.is_empty() {
             self.dirty_subjects.insert(pod.identity);
@@ -369,7 +451,15 @@ impl Model {
         };
         for (k, _) in ep.map.iter() {
             self.policy_map.delete(ep.id, k);
+            self.note_policy_key(ep.id, k);
             self.stats.map_deletes += 1;
+        }
+        self.note_endpoint(ep.ip);
+        if let Some(names) = self.by_ip.get_mut(&ep.ip) {
+            names.remove(name);
+            if names.is_empty() {
+                self.by_ip.remove(&ep.ip);
+            }
         }
         self.by_id.remove(&ep.id);
         self.ipcache.remove_pod(ep.ip);
@@ -596,7 +686,10 @@ impl Model {
         })
     }
 
+    /// Every policy-map change of an installed endpoint goes through here (removing an
+    /// endpoint deletes its keys in `remove_endpoint`): the journal records both.
     fn write_key(&mut self, id: u32, k: &Key, e: Option<abi::PolicyEntry>) {
+        self.note_policy_key(id, k);
         match e {
             Some(e) => {
                 self.policy_map.write(id, k, e);
@@ -619,9 +712,12 @@ impl Model {
             return;
         };
         let id = ep.id;
+        let ip = ep.ip;
         let old = std::mem::replace(&mut ep.map, map);
         ep.ingress = ingress;
         ep.egress = egress;
+        // The enforcement flags live in the endpoint map entry.
+        self.note_endpoint(ip);
         let mut writes = Vec::new();
         if let Some(ep) = self.endpoints.get(name) {
             for (k, _) in old.iter() {
@@ -711,6 +807,16 @@ impl Model {
 
     pub fn endpoint_by_id(&self, id: u32) -> Option<&Endpoint> {
         self.by_id.get(&id).and_then(|n| self.endpoints.get(n))
+    }
+
+    /// The endpoints with address `ip`, in pod-name order (as [`Model::endpoints`] yields
+    /// them); normally at most one.
+    pub fn endpoints_with_ip(&self, ip: IpAddr) -> impl Iterator<Item = &Endpoint> {
+        self.by_ip
+            .get(&ip)
+            .into_iter()
+            .flatten()
+            .filter_map(|n| self.endpoints.get(n))
     }
 
     pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {

@@ -1034,6 +1034,89 @@ spec:
     assert_same_as_fresh(&m, &c, &r);
 }
 
+/// The change journal: off by default; once on, it names every policy-map entry, endpoint
+/// and ipcache prefix that changed (a superset is allowed: the map writer skips no-ops), and
+/// nothing for a change that changes nothing. The end-to-end property (journalled deltas
+/// give exactly the full recomputation) is `tests/incremental.rs`.
+#[test]
+fn journal_names_every_change() {
+    let mut c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: c}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: a}}]
+  egress:
+  - toCIDR: [192.0.2.0/24]
+",
+    );
+    let mut m = Model::new(&c, &r);
+    assert!(!m.journal_enabled());
+    assert!(m.take_journal().is_empty());
+    m.enable_journal();
+    assert!(m.take_journal().is_empty());
+    let entries = |m: &Model| -> BTreeMap<(u32, Key), abi::PolicyEntry> {
+        m.endpoints()
+            .flat_map(|ep| ep.map.iter().map(move |(k, e)| ((ep.id, *k), e.to_abi(k))))
+            .collect()
+    };
+    let before = entries(&m);
+    let ch = c
+        .label_pod("x/a", &[("app".to_string(), "z".to_string())].into(), &[])
+        .unwrap();
+    m.identities_changed(&c, &ch);
+    m.pod_updated(&c, &pod("x/a"));
+    let after = entries(&m);
+    let j = m.clone().take_journal();
+    let changed: BTreeSet<(u32, Key)> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .copied()
+        .collect();
+    assert!(!changed.is_empty());
+    assert!(
+        changed.is_subset(&j.policy),
+        "{changed:?} vs {:?}",
+        j.policy
+    );
+    let a_ip: IpAddr = "10.0.1.10".parse().unwrap();
+    assert!(j.endpoints.contains(&a_ip));
+    assert!(j.ipcache.contains(&IpNet::from(a_ip)));
+    // The clone took a copy; the model still has its own, and taking empties it.
+    assert_eq!(m.take_journal(), j);
+    assert!(m.take_journal().is_empty());
+    // pod-template-hash keeps the identity: nothing changes, nothing is journalled.
+    let ch = c
+        .label_pod(
+            "x/a",
+            &[("pod-template-hash".to_string(), "1".to_string())].into(),
+            &[],
+        )
+        .unwrap();
+    m.identities_changed(&c, &ch);
+    m.pod_updated(&c, &pod("x/a"));
+    assert!(m.take_journal().is_empty());
+    // Deleting the policy releases the CIDR identity: its prefix is journalled.
+    m.policy_deleted(&PolicyRef {
+        kind: crate::policy::PolicyKind::CiliumNetworkPolicy,
+        namespace: Some("x".to_string()),
+        name: "p".to_string(),
+    });
+    let j = m.take_journal();
+    assert!(j
+        .ipcache
+        .contains(&"192.0.2.0/24".parse::<IpNet>().unwrap()));
+    assert!(m
+        .ipcache()
+        .entry(&"192.0.2.0/24".parse().unwrap(), "node-1")
+        .is_none());
+    assert_same_as_fresh(&m, &c, &Repository::default());
+}
+
 // §7 #21 (policy part; replies skip policy in conntrack, which the model does not cover): A
 // egress allows B:80 and B has `egress: [{}]` (egress default deny, nothing allowed): A→B:80
 // allowed; B-initiated connections are denied at B's egress.
