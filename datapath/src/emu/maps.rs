@@ -12,7 +12,8 @@
 //! inline (`KeyBytes`) and hash them a word at a time (`WordHasher`), and LPM tries answer
 //! lookups from a hash index per prefix length (`lpm`).
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::lpm::LpmTrie;
@@ -143,8 +144,10 @@ struct Slots {
     /// Slots never used yet: `next..cap`.
     next: u32,
     cap: u32,
-    /// Freed slots, reused before fresh ones.
-    free: Vec<u32>,
+    /// Freed slots, reused before fresh ones, lowest first (a deterministic order). A heap:
+    /// churn replays delete one entry at a time, and re-sorting a list per delete made the
+    /// map writer quadratic in the number of freed slots.
+    free: BinaryHeap<Reverse<u32>>,
     /// Slots freed during the current run, reusable once it ends.
     pending_free: Vec<u32>,
 }
@@ -154,13 +157,13 @@ impl Slots {
         Slots {
             next: 0,
             cap,
-            free: Vec::new(),
+            free: BinaryHeap::new(),
             pending_free: Vec::new(),
         }
     }
 
     fn alloc(&mut self) -> Option<u32> {
-        if let Some(s) = self.free.pop() {
+        if let Some(Reverse(s)) = self.free.pop() {
             return Some(s);
         }
         (self.next < self.cap).then(|| {
@@ -674,8 +677,7 @@ impl Maps {
                 {
                     // Deterministic reuse order: the lowest freed slot goes first.
                     let pending = std::mem::take(&mut slots.pending_free);
-                    slots.free.extend(pending);
-                    slots.free.sort_unstable_by(|a, b| b.cmp(a));
+                    slots.free.extend(pending.into_iter().map(Reverse));
                 }
                 Store::RingBuf { used } => *used = 0,
                 _ => {}
