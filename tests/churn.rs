@@ -296,6 +296,7 @@ fn freed_addresses_are_reused_and_identities_are_released_with_their_last_pod() 
     c.add_node("node-1", None).unwrap();
     c.add_namespace("x", BTreeMap::new()).unwrap();
     let spec = |name: &str, app: &str| PodSpec {
+        service_account: None,
         name: name.into(),
         node: None,
         ip: None,

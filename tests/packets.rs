@@ -28,6 +28,7 @@ fn world(seed: u64) -> World {
     let donors: Vec<_> = w.cluster.pods.values().take(2).cloned().collect();
     for (i, d) in donors.iter().enumerate() {
         let spec = PodSpec {
+            service_account: None,
             name: format!("{}/v6-{i}", d.name.namespace),
             node: Some(d.node.clone()),
             ip: Some(format!("fd00::{:x}", 0x10 + i).parse().unwrap()),

@@ -71,6 +71,7 @@ fn client_ip(p: usize) -> Ipv4Addr {
 
 fn pod(name: &str, node: usize, ip: IpAddr, app: &str) -> PodSpec {
     PodSpec {
+        service_account: None,
         name: name.into(),
         node: Some(format!("node-{node}")),
         ip: Some(ip),

@@ -75,6 +75,7 @@ fn generate_cluster(rng: &mut Rng) -> Cluster {
             u32::from(Ipv4Addr::new(10, 1, 0, 0)) + p as u32,
         ));
         c.add_pod(PodSpec {
+            service_account: None,
             name: format!("{}/pod-{p}", ns(n)),
             node: Some(format!("node-{}", p % NODES)),
             ip: Some(ip),

@@ -141,6 +141,9 @@ pub struct PodSpec {
     pub ip: Option<IpAddr>,
     pub labels: BTreeMap<String, String>,
     pub ports: Vec<ContainerPort>,
+    /// `spec.serviceAccountName`; `None` is Kubernetes' default, the namespace's `default`
+    /// service account. Cilium puts it in the `io.cilium.k8s.policy.serviceaccount` label.
+    pub service_account: Option<String>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -169,6 +172,8 @@ pub enum ClusterError {
     AddressesExhausted(String),
     #[error("namespace {0} still has pods")]
     NamespaceNotEmpty(String),
+    #[error("pod {0}: serviceAccount {1:?} is not a valid name: {2}")]
+    BadServiceAccount(String, String, String),
 }
 
 /// A peer of a probe or a packet, resolved.
@@ -341,7 +346,13 @@ impl Cluster {
             }
             None => self.allocate_pod_ip(node_index, &node)?,
         };
-        let sa = "default".to_string();
+        let sa = spec
+            .service_account
+            .clone()
+            .unwrap_or_else(|| "default".to_string());
+        // A ServiceAccount name is a DNS subdomain (apimachinery ValidateServiceAccountName).
+        crate::api::check_dns_subdomain(&sa)
+            .map_err(|e| ClusterError::BadServiceAccount(spec.name.clone(), sa.clone(), e))?;
         let labels = self.pod_labels(&name.namespace, &spec.labels, &sa);
         let alloc = self.identities.acquire(&labels, Scope::Cluster);
         let endpoint_id = self.next_endpoint_id;
@@ -529,6 +540,39 @@ mod tests {
         c.add_namespace("x", [("ns".to_string(), "x".to_string())].into())
             .unwrap();
         c
+    }
+
+    /// Cilium labels a pod with its service account (`SanitizePodLabels`, spec §2.4):
+    /// `default` unless the pod names one, and the label is part of the identity.
+    #[test]
+    fn service_account_is_an_identity_label() {
+        let mut c = cluster();
+        let spec = |name: &str, sa: Option<&str>| PodSpec {
+            name: name.into(),
+            labels: [("pod".into(), "a".into())].into(),
+            service_account: sa.map(str::to_string),
+            ..Default::default()
+        };
+        c.add_pod(spec("x/a", None)).unwrap();
+        c.add_pod(spec("x/b", Some("leia"))).unwrap();
+        let label = |p: &str| {
+            let id = c.pods[&PodName::parse(p).unwrap()].identity;
+            c.identities
+                .labels(id)
+                .unwrap()
+                .k8s_value(crate::labels::SERVICE_ACCOUNT)
+                .map(str::to_string)
+        };
+        assert_eq!(label("x/a").as_deref(), Some("default"));
+        assert_eq!(label("x/b").as_deref(), Some("leia"));
+        assert_ne!(
+            c.pods[&PodName::parse("x/a").unwrap()].identity,
+            c.pods[&PodName::parse("x/b").unwrap()].identity
+        );
+        assert!(matches!(
+            c.add_pod(spec("x/c", Some("Not_Valid"))),
+            Err(ClusterError::BadServiceAccount(..))
+        ));
     }
 
     #[test]

@@ -489,6 +489,7 @@ fn at(file: &Path, context: impl Into<String>, message: impl std::fmt::Display) 
 
 fn pod_spec(d: &PodDecl) -> PodSpec {
     PodSpec {
+        service_account: d.service_account.clone(),
         name: d.name.clone(),
         node: d.node.clone(),
         ip: d.ip,

@@ -111,6 +111,10 @@ pub struct PodDecl {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub ports: Vec<ContainerPortDecl>,
+    /// Extension: the pod's `serviceAccountName` (default `default`), which Cilium exposes as
+    /// the `io.cilium.k8s.policy.serviceaccount` label (docs/model.md).
+    #[serde(default, rename = "serviceAccount")]
+    pub service_account: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -52,6 +52,7 @@ pub use knp::{
     IpBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec, PolicyType,
 };
+pub(crate) use meta::check_dns_subdomain;
 pub use meta::{EndpointSelector, LabelSelector, LabelSelectorRequirement, ObjectMeta, Operator};
 pub use net::{icmp_type_code, Cidr, Entity, IcmpFamily, KnpProtocol, Port, Protocol};
 

@@ -33,6 +33,7 @@ fn add_pod(
     ports: &[(&str, u16, Protocol)],
 ) {
     c.add_pod(PodSpec {
+        service_account: None,
         name: name.to_string(),
         node: None,
         ip: Some(ip.parse().unwrap()),
@@ -1667,6 +1668,7 @@ mod differential {
                 _ => vec![],
             };
             c.add_pod(PodSpec {
+                service_account: None,
                 name: format!("{}/p{i}", ["x", "y"][*ns]),
                 node: Some(["node-1", "node-2"][*node].to_string()),
                 ip: None,
