@@ -549,6 +549,67 @@ fn after_step_changes_the_cluster_the_trace_meets() {
     .is_err());
 }
 
+/// The shipped capture, then the same packets again `gap_s` seconds after its start: every
+/// TCP connection of the second copy opens on the 5-tuple the first copy closed (FIN both
+/// ways).
+fn shipped_twice(gap_s: u64) -> Vec<TracePacket> {
+    let first = shipped();
+    let mut twice = first.clone();
+    for p in &first {
+        twice.push(TracePacket {
+            index: first.len() + p.index,
+            ts_ns: p.ts_ns + gap_s * 1_000_000_000,
+            ..p.clone()
+        });
+    }
+    twice
+}
+
+// Cilium main bpf/lib/conntrack.h __ct_lookup: a SYN (ACTION_CREATE) on an entry that is
+// closing returns CT_NEW, so the new connection is policy-checked and notified as new and
+// the entry re-created. Within CT_CLOSE_TIMEOUT (2 s) the closed entries are still there;
+// after it (30 s) they are gone. Both times every backend must agree on every packet.
+#[test]
+fn a_capture_replayed_twice_reopens_its_closed_connections_on_every_backend() {
+    let names = backend_names();
+    for gap in [2, 30] {
+        let trace = shipped_twice(gap);
+        let r = pcap::replay(
+            &root().join(SCENARIO),
+            None,
+            &trace,
+            &names,
+            &diff::contender,
+        )
+        .expect("replay");
+        let out = pcap::render(&r);
+        assert!(r.clean(), "gap {gap} s:\n{out}");
+        // The second SYN of frontend -> backend:8080 is a new connection everywhere: the
+        // deciding side (backend's ingress) is reported, as for the first SYN.
+        let syns: Vec<&pcap::PacketRow> = r
+            .packets
+            .iter()
+            .filter(|p| {
+                p.summary
+                    .contains("10.0.1.10:43210 -> 10.0.2.20:8080 TCP SYN")
+            })
+            .collect();
+        assert_eq!(syns.len(), 2, "{out}");
+        for p in syns {
+            for (b, o) in &p.results {
+                let o = o.as_ref().unwrap();
+                assert!(o.allowed, "gap {gap} s: {b}: packet {}: {o:?}", p.index);
+                assert_eq!(
+                    o.direction,
+                    Some(verdict_sim::verdict::Direction::Ingress),
+                    "gap {gap} s: {b}: packet {}",
+                    p.index
+                );
+            }
+        }
+    }
+}
+
 /// A model that answers the opposite on the prober's SYN: a planted disagreement.
 struct Liar(Box<dyn Backend>);
 

@@ -9,23 +9,24 @@
  *                       policy; the endpoint is found by the destination IP.
  *
  * TAIL-CALL CONVENTION (shared with the loader and the emulator):
- *   Prog array `cilium_calls` (BPF_MAP_TYPE_PROG_ARRAY, 4 slots, key/value size 4) is
+ *   Prog array `cilium_calls` (BPF_MAP_TYPE_PROG_ARRAY, 5 slots, key/value size 4) is
  *   initialised statically in this file (`.values = { [slot] = &prog }`, as libbpf does):
  *     slot 0 CALL_IPV4    -> `tail_handle_ipv4`  parse IPv4 + L4, endpoint, ipcache
  *     slot 1 CALL_IPV6    -> `tail_handle_ipv6`  parse IPv6 (ext headers) + L4, same
- *     slot 2 CALL_POLICY  -> `tail_policy`       conntrack lookup + policy lookup
+ *     slot 2 CALL_POLICY  -> `tail_policy`       policy lookup
  *     slot 3 CALL_VERDICT -> `tail_verdict`      CT create, events, metrics, verdict
- *   All six programs are SEC("tc") in one ELF section. bpf_tail_call is helper 12; every
+ *     slot 4 CALL_CT      -> `tail_ct`           conntrack lookup
+ *   All seven programs are SEC("tc") in one ELF section. bpf_tail_call is helper 12; every
  *   call is followed directly by `return TC_ACT_SHOT` with nothing in between (that code
  *   runs only when the slot is empty). The split exists because rbpf's x86 JIT holds 4 KiB
  *   of code per program: each program, subprograms linked in, stays under 400
  *   instructions (tests/programs.rs checks it). Subprograms (bpf-to-bpf calls):
- *   ct_update and emit_event; neither takes the ctx.
+ *   ct_hit, ct_update_timeout and emit_event; none takes the ctx.
  *   Stages hand state over in `verdict_scratch` (PERCPU_ARRAY, one struct verdict_state),
  *   as Cilium hands state over in skb->cb and per-CPU scratch maps.
  *
  * Flow: entry (L2, ethertype) -> tail_handle_ipv4/6 (parse, endpoint, ipcache) ->
- *   tail_policy (CT, policy) -> tail_verdict. A packet that fails parsing or has no local
+ *   tail_ct (CT) -> tail_policy (policy; skipped by REPLY and RELATED) -> tail_verdict. A packet that fails parsing or has no local
  *   endpoint goes straight to tail_verdict with its drop reason.
  *
  * Events (lib/events.h, one record layout): a policy verdict (type 5) when policy ran,
@@ -61,10 +62,12 @@
 #define CALL_IPV6 1
 #define CALL_POLICY 2
 #define CALL_VERDICT 3
-#define CALLS_MAX 4
+#define CALL_CT 4
+#define CALLS_MAX 5
 
 SEC("tc") int tail_handle_ipv4(struct __sk_buff *skb);
 SEC("tc") int tail_handle_ipv6(struct __sk_buff *skb);
+SEC("tc") int tail_ct(struct __sk_buff *skb);
 SEC("tc") int tail_policy(struct __sk_buff *skb);
 SEC("tc") int tail_verdict(struct __sk_buff *skb);
 
@@ -81,6 +84,7 @@ struct {
 		[CALL_IPV6] = (void *)&tail_handle_ipv6,
 		[CALL_POLICY] = (void *)&tail_policy,
 		[CALL_VERDICT] = (void *)&tail_verdict,
+		[CALL_CT] = (void *)&tail_ct,
 	},
 };
 
@@ -170,7 +174,7 @@ int tail_handle_ipv4(struct __sk_buff *skb)
 	if (!ret)
 		ret = resolve_endpoints(st, FAMILY_IPV4);
 	st->drop_reason = ret;
-	bpf_tail_call(skb, &cilium_calls, ret ? CALL_VERDICT : CALL_POLICY);
+	bpf_tail_call(skb, &cilium_calls, ret ? CALL_VERDICT : CALL_CT);
 	return TC_ACT_SHOT;
 }
 
@@ -186,35 +190,46 @@ int tail_handle_ipv6(struct __sk_buff *skb)
 	if (!ret)
 		ret = resolve_endpoints(st, FAMILY_IPV6);
 	st->drop_reason = ret;
-	bpf_tail_call(skb, &cilium_calls, ret ? CALL_VERDICT : CALL_POLICY);
+	bpf_tail_call(skb, &cilium_calls, ret ? CALL_VERDICT : CALL_CT);
 	return TC_ACT_SHOT;
 }
 
-/* Conntrack, then policy on original-direction packets (bpf_lxc.c: CT_NEW and
+/* Conntrack. Policy follows for original-direction packets (bpf_lxc.c: CT_NEW and
  * CT_ESTABLISHED are checked, CT_REPLY and CT_RELATED skip policy). */
 SEC("tc")
-int tail_policy(struct __sk_buff *skb)
+int tail_ct(struct __sk_buff *skb)
 {
 	struct verdict_state *st = scratch();
-	int status, verdict;
+	int status;
 
 	if (!st)
 		return TC_ACT_SHOT;
 	status = ct_lookup(st, clock_now_ns());
 	st->tuple.ct_status = status;
 	st->tuple.is_reply = status == CT_REPLY;
-	if (status != CT_REPLY && status != CT_RELATED) {
-		st->policy_checked = 1;
-		verdict = policy_can_access(st);
-		/* Audit mode turns a denial into an audited allow (policy_can_egress). */
-		if (verdict < 0 && (st->ep_flags & EP_F_AUDIT)) {
-			st->audited = 1;
-			verdict = 0;
-		}
-		st->verdict = verdict;
-		if (verdict < 0)
-			st->drop_reason = -verdict;
+	bpf_tail_call(skb, &cilium_calls,
+		      status == CT_REPLY || status == CT_RELATED ? CALL_VERDICT : CALL_POLICY);
+	return TC_ACT_SHOT;
+}
+
+SEC("tc")
+int tail_policy(struct __sk_buff *skb)
+{
+	struct verdict_state *st = scratch();
+	int verdict;
+
+	if (!st)
+		return TC_ACT_SHOT;
+	st->policy_checked = 1;
+	verdict = policy_can_access(st);
+	/* Audit mode turns a denial into an audited allow (policy_can_egress). */
+	if (verdict < 0 && (st->ep_flags & EP_F_AUDIT)) {
+		st->audited = 1;
+		verdict = 0;
 	}
+	st->verdict = verdict;
+	if (verdict < 0)
+		st->drop_reason = -verdict;
 	bpf_tail_call(skb, &cilium_calls, CALL_VERDICT);
 	return TC_ACT_SHOT;
 }

@@ -35,12 +35,14 @@ pub mod calls {
     pub const IPV6: u32 = 1;
     pub const POLICY: u32 = 2;
     pub const VERDICT: u32 = 3;
+    pub const CT: u32 = 4;
     /// `(slot, program name)`, in slot order.
-    pub const PROGRAMS: [(u32, &str); 4] = [
+    pub const PROGRAMS: [(u32, &str); 5] = [
         (IPV4, "tail_handle_ipv4"),
         (IPV6, "tail_handle_ipv6"),
         (POLICY, "tail_policy"),
         (VERDICT, "tail_verdict"),
+        (CT, "tail_ct"),
     ];
 }
 
@@ -158,7 +160,10 @@ pub struct CtEntry {
     pub src_sec_id: u32,
     /// `CT_F_*`.
     pub flags: u16,
-    pub pad: u16,
+    /// TCP flags seen at egress hooks (masked by `CT_REPORT_FLAGS`: SYN, FIN, RST).
+    pub tx_flags_seen: u8,
+    /// TCP flags seen at ingress hooks.
+    pub rx_flags_seen: u8,
 }
 
 /// `struct metrics_key` (8 bytes).

@@ -14,9 +14,14 @@
 //!   dropped or not ESTABLISHED (`bpf_lxc.c`); the outcome's direction and match type come
 //!   from those notifications only, as with the datapath's events.
 //! - Lifetimes, Cilium's defaults (`bpf/node_config.h` / `pkg/defaults`): TCP 21,600 s once a
-//!   non-SYN packet was seen, SYN 60 s before that, non-TCP 60 s. An expired entry is absent
-//!   (as if the CT garbage collector ran before every lookup). Connections in scenarios never
-//!   send FIN or RST, so closing is not modelled here.
+//!   non-SYN packet was seen, SYN 60 s before that, non-TCP 60 s, 10 s once both sides are
+//!   closing (`CT_CLOSE_TIMEOUT`). An expired entry is absent (as if the CT garbage collector
+//!   ran before every lookup).
+//! - A hit follows Cilium main's `__ct_lookup` (`bpf/lib/conntrack.h`): FIN or RST closes
+//!   the hook's side (both sides for an RST before both SYNs were seen), a SYN without ACK on
+//!   a closing entry resets it and is NEW (policy-checked and notified as a new connection,
+//!   then re-created), and a new entry starts as a SYN's whatever packet created it
+//!   (`ct_create4`). See [`Entry::hit`].
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -29,10 +34,16 @@ pub const NSEC_PER_SEC: u64 = 1_000_000_000;
 pub const CT_CONNECTION_LIFETIME_TCP: u64 = 21_600 * NSEC_PER_SEC;
 pub const CT_CONNECTION_LIFETIME_NONTCP: u64 = 60 * NSEC_PER_SEC;
 pub const CT_SYN_TIMEOUT: u64 = 60 * NSEC_PER_SEC;
+pub const CT_CLOSE_TIMEOUT: u64 = 10 * NSEC_PER_SEC;
 
 /// TCP flags a connection packet carries.
+pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
+/// The TCP flags an entry remembers per side: the agent's `CT_REPORT_FLAGS`, from
+/// `--monitor-aggregation-flags` (default syn,fin,rst: `pkg/option/config.go`).
+const CT_REPORT_FLAGS: u8 = TCP_SYN | TCP_FIN | TCP_RST;
 
 /// A packet of a tracked connection, as both kinds of backend must process it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,10 +117,85 @@ impl Flag {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Cilium's `struct ct_entry`, the fields policy depends on. `rx` is the side an ingress
+/// hook sees, `tx` an egress hook's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 struct Entry {
     expires: u64,
     seen_non_syn: bool,
+    rx_closing: bool,
+    tx_closing: bool,
+    rx_flags_seen: u8,
+    tx_flags_seen: u8,
+}
+
+impl Entry {
+    /// `ct_create4`: TCP entries start as if a SYN created them.
+    fn created(proto: u8, ingress: bool, now: u64) -> Entry {
+        let mut e = Entry::default();
+        e.update_timeout(proto, if proto == 6 { TCP_SYN } else { 0 }, ingress, now);
+        e
+    }
+
+    /// `ct_entry_alive`.
+    fn alive(&self) -> bool {
+        !self.rx_closing || !self.tx_closing
+    }
+
+    /// `__ct_update_timeout`.
+    fn set_timeout(&mut self, lifetime: u64, tcp_flags: u8, ingress: bool, now: u64) {
+        self.expires = now.saturating_add(lifetime);
+        let seen = if ingress {
+            &mut self.rx_flags_seen
+        } else {
+            &mut self.tx_flags_seen
+        };
+        *seen |= tcp_flags & CT_REPORT_FLAGS;
+    }
+
+    /// `ct_update_timeout`.
+    fn update_timeout(&mut self, proto: u8, tcp_flags: u8, ingress: bool, now: u64) {
+        if proto == 6 && tcp_flags & TCP_SYN == 0 {
+            self.seen_non_syn = true;
+        }
+        self.set_timeout(lifetime(proto, self.seen_non_syn), tcp_flags, ingress, now);
+    }
+
+    /// `__ct_lookup` on an entry that is there: `Established`, or `New` for a SYN that
+    /// reopens a closing entry (`ACTION_CREATE` on `ct_entry_closing`).
+    fn hit(&mut self, proto: u8, tcp_flags: u8, ingress: bool, now: u64) -> CtStatus {
+        let f = if proto == 6 { tcp_flags } else { 0 };
+        if self.alive() {
+            self.update_timeout(proto, f, ingress, now);
+        }
+        if f & (TCP_FIN | TCP_RST) != 0 {
+            // ACTION_CLOSE
+            let both_syns = self.rx_flags_seen & TCP_SYN != 0 && self.tx_flags_seen & TCP_SYN != 0;
+            if f & TCP_RST != 0 && !both_syns {
+                self.rx_closing = true;
+                self.tx_closing = true;
+            } else if ingress {
+                self.rx_closing = true;
+            } else {
+                self.tx_closing = true;
+            }
+            if !self.alive() {
+                self.set_timeout(CT_CLOSE_TIMEOUT, f, ingress, now);
+            }
+        } else if f & TCP_SYN != 0 && f & TCP_ACK == 0 && (self.rx_closing || self.tx_closing) {
+            // ACTION_CREATE on a closing entry: "Return CT_NEW so that the caller creates a
+            // new entry instead of updating the old one. (For policy drops the old entry
+            // remains.)"
+            self.rx_closing = false;
+            self.tx_closing = false;
+            self.rx_flags_seen = 0;
+            self.tx_flags_seen = 0;
+            self.seen_non_syn = false;
+            self.update_timeout(proto, f, ingress, now);
+            return CtStatus::New;
+        }
+        CtStatus::Established
+    }
 }
 
 /// The CT status of a packet at one hook.
@@ -167,41 +253,33 @@ impl Conntrack {
         self.entries.is_empty()
     }
 
-    fn live(&self, key: &(String, Flag, Tuple), now: u64) -> bool {
-        self.entries.get(key).is_some_and(|e| now < e.expires)
+    /// The live entry under `key` (an expired one is as good as collected).
+    fn live(&mut self, key: &(String, Flag, Tuple), now: u64) -> Option<&mut Entry> {
+        self.entries.get_mut(key).filter(|e| now < e.expires)
     }
 
-    fn refresh(&mut self, key: &(String, Flag, Tuple), tcp_flags: u8, now: u64) {
-        if let Some(e) = self.entries.get_mut(key) {
-            if tcp_flags & TCP_SYN == 0 {
-                e.seen_non_syn = true;
-            }
-            e.expires = now + lifetime(key.2.proto, e.seen_non_syn);
-        }
-    }
-
+    /// `ct_lookup4/6` with `SCOPE_BIDIR` at the hook `flag` stands for (`Out`: egress,
+    /// `In`: ingress): the reversed tuple first (REPLY), then the tuple (ESTABLISHED).
     fn lookup(&mut self, node: &str, flag: Flag, t: Tuple, tcp_flags: u8, now: u64) -> CtStatus {
+        let ingress = flag == Flag::In;
         let rev = (node.to_string(), flag.other(), t.reversed());
-        if self.live(&rev, now) {
-            self.refresh(&rev, tcp_flags, now);
-            return CtStatus::Reply;
+        if let Some(e) = self.live(&rev, now) {
+            // A reopened reverse entry is NEW there: the forward lookup follows.
+            if e.hit(t.proto, tcp_flags, ingress, now) == CtStatus::Established {
+                return CtStatus::Reply;
+            }
         }
         let same = (node.to_string(), flag, t);
-        if self.live(&same, now) {
-            self.refresh(&same, tcp_flags, now);
-            return CtStatus::Established;
+        match self.live(&same, now) {
+            Some(e) => e.hit(t.proto, tcp_flags, ingress, now),
+            None => CtStatus::New,
         }
-        CtStatus::New
     }
 
-    fn create(&mut self, node: &str, flag: Flag, t: Tuple, tcp_flags: u8, now: u64) {
-        let seen_non_syn = t.proto == 6 && tcp_flags & TCP_SYN == 0;
+    fn create(&mut self, node: &str, flag: Flag, t: Tuple, now: u64) {
         self.entries.insert(
             (node.to_string(), flag, t),
-            Entry {
-                expires: now + lifetime(t.proto, seen_non_syn),
-                seen_non_syn,
-            },
+            Entry::created(t.proto, flag == Flag::In, now),
         );
     }
 
@@ -233,7 +311,7 @@ impl Conntrack {
             };
         }
         if status == CtStatus::New {
-            self.create(node, flag, t, pkt.tcp_flags, now);
+            self.create(node, flag, t, now);
         }
         HookResult {
             passed: true,
@@ -418,5 +496,101 @@ mod tests {
             |_| deny(),
         );
         assert!(!expired.allowed);
+    }
+
+    // Cilium main bpf/lib/conntrack.h __ct_lookup, ACTION_CREATE on ct_entry_closing: a SYN
+    // on a closed 5-tuple within CT_CLOSE_TIMEOUT is NEW: policy-checked and notified.
+    #[test]
+    fn syn_on_a_closing_entry_is_new_and_policy_checked() {
+        let mut ct = Conntrack::new();
+        let (a, b) = ((A, Some("n1")), (B, Some("n1")));
+        let open = |ct: &mut Conntrack, t: u64| {
+            ct.process(&pkt("x/a", "x/b", 40000, 80, TCP_SYN), a, b, t, |_| {
+                allow(true)
+            })
+        };
+        assert_eq!(open(&mut ct, 0).direction, Some(Direction::Ingress));
+        ct.process(
+            &pkt("x/b", "x/a", 80, 40000, TCP_SYN | TCP_ACK),
+            b,
+            a,
+            0,
+            |_| deny(),
+        );
+        ct.process(&pkt("x/a", "x/b", 40000, 80, TCP_ACK), a, b, 0, |_| {
+            allow(true)
+        });
+        let fin = pkt("x/a", "x/b", 40000, 80, TCP_FIN | TCP_ACK);
+        assert!(!ct.process(&fin, a, b, 0, |_| deny()).allowed);
+        // A denied FIN still closed the egress side it hit (the hit comes before policy).
+        let fin_back = pkt("x/b", "x/a", 80, 40000, TCP_FIN | TCP_ACK);
+        assert!(ct.process(&fin_back, b, a, 0, |_| deny()).allowed);
+        // Established, not re-notified, while open; NEW once closing.
+        let o = open(&mut ct, NSEC_PER_SEC);
+        assert_eq!((o.allowed, o.direction), (true, Some(Direction::Ingress)));
+        // A denied reopen leaves the (reset) entry: the next SYN is ESTABLISHED there.
+        let mut ct2 = ct.clone();
+        let denied = ct2.process(
+            &pkt("x/a", "x/b", 40000, 80, TCP_SYN),
+            a,
+            b,
+            2 * NSEC_PER_SEC,
+            |_| deny(),
+        );
+        assert!(!denied.allowed);
+        let again = ct2.process(
+            &pkt("x/a", "x/b", 40000, 80, TCP_SYN),
+            a,
+            b,
+            2 * NSEC_PER_SEC,
+            |_| allow(true),
+        );
+        assert_eq!((again.allowed, again.direction), (true, None));
+    }
+
+    // ct_entry_seen_both_syns: an RST before the SYN-ACK closes both sides at once; after
+    // it, only its own side.
+    #[test]
+    fn rst_closes_both_sides_only_before_both_syns() {
+        let mut ct = Conntrack::new();
+        let (a, b) = ((A, Some("n1")), (B, Some("n1")));
+        ct.process(&pkt("x/a", "x/b", 40000, 80, TCP_SYN), a, b, 0, |_| {
+            allow(true)
+        });
+        ct.process(&pkt("x/a", "x/b", 40000, 80, TCP_RST), a, b, 0, |_| {
+            allow(true)
+        });
+        let key = (
+            "n1".to_string(),
+            Flag::Out,
+            Tuple {
+                saddr: A,
+                daddr: B,
+                sport: 40000,
+                dport: 80,
+                proto: 6,
+            },
+        );
+        let e = ct.entries[&key];
+        assert!(e.rx_closing && e.tx_closing, "{e:?}");
+        assert_eq!(e.expires, CT_CLOSE_TIMEOUT);
+
+        let mut ct = Conntrack::new();
+        ct.process(&pkt("x/a", "x/b", 40000, 80, TCP_SYN), a, b, 0, |_| {
+            allow(true)
+        });
+        ct.process(
+            &pkt("x/b", "x/a", 80, 40000, TCP_SYN | TCP_ACK),
+            b,
+            a,
+            0,
+            |_| allow(true),
+        );
+        ct.process(&pkt("x/a", "x/b", 40000, 80, TCP_RST), a, b, 0, |_| {
+            allow(true)
+        });
+        let e = ct.entries[&key];
+        assert!(e.tx_closing && !e.rx_closing, "{e:?}");
+        assert_eq!(e.expires, CT_CONNECTION_LIFETIME_TCP);
     }
 }

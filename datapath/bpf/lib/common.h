@@ -44,7 +44,9 @@
 #define TRACE_FROM_LXC 5
 
 /* CT lookup results (bpf/lib/conntrack.h); also Cilium's trace reasons
- * (TRACE_REASON_POLICY = CT_NEW, ..., TRACE_REASON_CT_REOPENED = CT_REOPENED). */
+ * (TRACE_REASON_POLICY = CT_NEW, ...). CT_REOPENED was Cilium's TRACE_REASON_CT_REOPENED,
+ * "reserved" in Cilium main (bpf/lib/trace.h), which reports a reopen as CT_NEW: the
+ * programs no longer produce it. */
 #define CT_NEW 0
 #define CT_ESTABLISHED 1
 #define CT_REPLY 2
@@ -146,7 +148,7 @@ struct verdict_state {
 	__u32 cookie;		   /* 116 */
 	__u8 auth_type;		   /* 120 */
 	__u8 audited;		   /* 121 */
-	__u8 policy_checked;	   /* 122: 1 when policy ran (NEW/ESTABLISHED/REOPENED) */
+	__u8 policy_checked;	   /* 122: 1 when policy ran (NEW/ESTABLISHED) */
 	__u8 pad0;		   /* 123 */
 	__u32 drop_reason;	   /* 124: positive code, 0 = forward */
 };

@@ -9,18 +9,25 @@
  *   then ESTABLISHED; otherwise NEW. Cilium looks up the reverse tuple first because
  *   RELATED/REPLY take precedence over ESTABLISHED for policy.
  * - Entries carry an absolute expiry on the harness clock. An entry whose expiry has
- *   passed is treated as absent: that is Cilium's CT garbage collector run before every
- *   lookup, which keeps both backends deterministic. A NEW packet that passes
- *   overwrites it.
+ *   passed is treated as absent: that is Cilium's CT garbage collector (pkg/maps/ctmap
+ *   GCFilter RemoveExpired) run before every lookup, which keeps both backends
+ *   deterministic. A NEW packet that passes overwrites it.
  * - Lifetimes are Cilium's defaults (bpf/node_config.h, pkg/defaults):
  *   CT_CONNECTION_LIFETIME_TCP 21600 s, CT_CONNECTION_LIFETIME_NONTCP 60 s,
  *   CT_SYN_TIMEOUT 60 s (TCP until a non-SYN packet is seen), CT_CLOSE_TIMEOUT 10 s.
- * - TCP close, simplified from __ct_lookup's ACTION_CLOSE: FIN marks the packet's side
- *   closing (tx for the original direction, rx for replies), RST marks both (Cilium does
- *   that only before both SYNs were seen, otherwise per side). When both sides are
- *   closing the entry gets CT_CLOSE_TIMEOUT once and is not refreshed again. A SYN in
- *   the original direction on a closing entry re-opens it (flags cleared) and reports
- *   CT_REOPENED, which is policy-checked and notified like CT_NEW (ACTION_CREATE).
+ * - A hit is Cilium main's __ct_lookup, step for step (ct_hit below): the action is
+ *   ct_tcp_select_action's (FIN or RST: close; SYN without ACK: create); a live entry
+ *   (ct_entry_alive: not closing on both sides) gets ct_update_timeout (lifetime, and the
+ *   TCP flags seen on this hook's side, masked by CT_REPORT_FLAGS); a create on a closing
+ *   entry (ct_entry_closing: either side) resets its closing and seen flags and returns
+ *   CT_NEW, so the caller checks policy as for a new connection and ct_create overwrites
+ *   the entry (a policy drop leaves the reset entry); a close marks this hook's side
+ *   closing (rx at ingress, tx at egress), or both for an RST before both SYNs were seen
+ *   (ct_entry_seen_both_syns), and, once both sides are closing, sets CT_CLOSE_TIMEOUT
+ *   (again on every later FIN or RST). Cilium no longer reports CT_REOPENED (its trace
+ *   reason is "reserved").
+ * - ct_create is Cilium's ct_create4/6: a TCP entry starts as if a SYN created it
+ *   (CT_SYN_TIMEOUT, SYN seen on this side), whatever packet created it.
  * - ICMP errors that quote no tracked flow are looked up by their own tuple (ports 0). */
 #ifndef VERDICT_CONNTRACK_H
 #define VERDICT_CONNTRACK_H
@@ -33,48 +40,71 @@
 #define CT_SYN_TIMEOUT 60
 #define CT_CLOSE_TIMEOUT 10
 
+/* The agent writes CT_REPORT_FLAGS from --monitor-aggregation-flags, default syn,fin,rst
+ * (pkg/option/config.go MonitorAggregationFlagsDefault). */
+#define CT_REPORT_FLAGS (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST)
+
 #define CT_F_CLOSING (CT_F_RX_CLOSING | CT_F_TX_CLOSING)
 
-static __always_inline __u64 ct_lifetime_ns(__u8 proto, __u16 flags)
+/* __ct_update_timeout: the lifetime (seconds) from now, and the flags seen on this hook's
+ * side. */
+static __always_inline void __ct_update_timeout(struct ct_entry *e, __u64 life, __u8 tf,
+						int ingress, __u64 now)
 {
-	if (proto != IPPROTO_TCP)
-		return CT_CONNECTION_LIFETIME_NONTCP * NSEC_PER_SEC;
-	if (flags & CT_F_SEEN_NON_SYN)
-		return CT_CONNECTION_LIFETIME_TCP * NSEC_PER_SEC;
-	return CT_SYN_TIMEOUT * NSEC_PER_SEC;
+	e->expires = now + life * NSEC_PER_SEC;
+	if (ingress)
+		e->rx_flags_seen |= tf & CT_REPORT_FLAGS;
+	else
+		e->tx_flags_seen |= tf & CT_REPORT_FLAGS;
 }
 
-/* Refreshes a live entry hit by a packet; returns the CT status to report. A
- * bpf-to-bpf subprogram: two call sites, one copy of the code. */
-static __noinline int ct_update(struct ct_entry *e, const struct verdict_state *st,
-				     __u64 now, int is_reply)
+/* ct_update_timeout: the lifetime for the protocol and the SYN state. A subprogram: three
+ * call sites. */
+static __noinline void ct_update_timeout(struct ct_entry *e, __u8 proto, __u8 tf, int ingress,
+					 __u64 now)
 {
-	__u16 old = e->flags, f = old;
-	__u8 tf = st->tuple.tcp_flags;
-	int status = is_reply ? CT_REPLY : CT_ESTABLISHED;
+	__u64 life = CT_CONNECTION_LIFETIME_NONTCP;
 
+	if (proto == IPPROTO_TCP) {
+		if (!(tf & TCP_FLAG_SYN))
+			e->flags |= CT_F_SEEN_NON_SYN;
+		life = (e->flags & CT_F_SEEN_NON_SYN) ? CT_CONNECTION_LIFETIME_TCP :
+							 CT_SYN_TIMEOUT;
+	}
+	__ct_update_timeout(e, life, tf, ingress, now);
+}
+
+/* __ct_lookup on a live entry: CT_ESTABLISHED, or CT_NEW for a SYN that reopens a
+ * closing entry. A bpf-to-bpf subprogram: two call sites, one copy of the code. */
+static __noinline int ct_hit(struct ct_entry *e, const struct verdict_state *st, __u64 now)
+{
+	__u8 proto = st->tuple.proto;
+	__u8 tf = proto == IPPROTO_TCP ? st->tuple.tcp_flags : 0;
+	int ingress = st->dir == DIR_INGRESS;
+
+	/* ct_entry_alive */
+	if ((e->flags & CT_F_CLOSING) != CT_F_CLOSING)
+		ct_update_timeout(e, proto, tf, ingress, now);
 	e->packets += 1;
 	e->bytes += st->len;
-	if (st->tuple.proto == IPPROTO_TCP) {
-		if ((tf & TCP_FLAG_SYN) && (f & CT_F_CLOSING) && !is_reply) {
-			f &= ~CT_F_CLOSING;
-			status = CT_REOPENED;
-		}
-		if (!(tf & TCP_FLAG_SYN))
-			f |= CT_F_SEEN_NON_SYN;
-		if (tf & TCP_FLAG_RST)
-			f |= CT_F_CLOSING;
-		else if (tf & TCP_FLAG_FIN)
-			f |= is_reply ? CT_F_RX_CLOSING : CT_F_TX_CLOSING;
+	if (tf & (TCP_FLAG_FIN | TCP_FLAG_RST)) {
+		/* ACTION_CLOSE */
+		if ((tf & TCP_FLAG_RST) &&
+		    !((e->rx_flags_seen & TCP_FLAG_SYN) && (e->tx_flags_seen & TCP_FLAG_SYN)))
+			e->flags |= CT_F_CLOSING;
+		else
+			e->flags |= ingress ? CT_F_RX_CLOSING : CT_F_TX_CLOSING;
+		if ((e->flags & CT_F_CLOSING) == CT_F_CLOSING)
+			__ct_update_timeout(e, CT_CLOSE_TIMEOUT, tf, ingress, now);
+	} else if ((tf & TCP_FLAG_SYN) && !(tf & TCP_FLAG_ACK) && (e->flags & CT_F_CLOSING)) {
+		/* ACTION_CREATE on a closing entry */
+		e->flags &= ~(CT_F_CLOSING | CT_F_SEEN_NON_SYN);
+		e->rx_flags_seen = 0;
+		e->tx_flags_seen = 0;
+		ct_update_timeout(e, proto, tf, ingress, now);
+		return CT_NEW;
 	}
-	if ((f & CT_F_CLOSING) == CT_F_CLOSING) {
-		if ((old & CT_F_CLOSING) != CT_F_CLOSING)
-			e->expires = now + CT_CLOSE_TIMEOUT * NSEC_PER_SEC;
-	} else {
-		e->expires = now + ct_lifetime_ns(st->tuple.proto, f);
-	}
-	e->flags = f;
-	return status;
+	return CT_ESTABLISHED;
 }
 
 static __always_inline struct ct_entry *ct_find(struct ct_key *key, __u64 now)
@@ -86,8 +116,8 @@ static __always_inline struct ct_entry *ct_find(struct ct_key *key, __u64 now)
 	return 0;
 }
 
-/* The CT status of the packet in st (CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED or
- * CT_REOPENED), refreshing the entry it hits. */
+/* The CT status of the packet in st (CT_NEW, CT_ESTABLISHED, CT_REPLY or CT_RELATED),
+ * refreshing the entry it hits (__ct_lookup4/6 with SCOPE_BIDIR). */
 static __always_inline int ct_lookup(struct verdict_state *st, __u64 now)
 {
 	const struct flow_tuple *t = &st->tuple;
@@ -116,8 +146,9 @@ static __always_inline int ct_lookup(struct verdict_state *st, __u64 now)
 	key.dport = t->sport;
 	key.flags = flags ^ 1;
 	e = ct_find(&key, now);
-	if (e)
-		return ct_update(e, st, now, 1);
+	/* A reopened reverse entry is CT_NEW there: go on to the forward lookup. */
+	if (e && ct_hit(e, st, now) == CT_ESTABLISHED)
+		return CT_REPLY;
 
 	copy_addr16(key.saddr, t->saddr);
 	copy_addr16(key.daddr, t->daddr);
@@ -126,11 +157,12 @@ static __always_inline int ct_lookup(struct verdict_state *st, __u64 now)
 	key.flags = flags;
 	e = ct_find(&key, now);
 	if (e)
-		return ct_update(e, st, now, 0);
+		return ct_hit(e, st, now);
 	return CT_NEW;
 }
 
-/* Creates the entry of a CT_NEW packet that passed policy. Returns 0 or a drop reason. */
+/* Creates (or, for a reopened entry, overwrites) the entry of a CT_NEW packet that passed
+ * policy (ct_create4/6). Returns 0 or a drop reason. */
 static __always_inline int ct_create(const struct verdict_state *st, __u64 now)
 {
 	const struct flow_tuple *t = &st->tuple;
@@ -145,9 +177,9 @@ static __always_inline int ct_create(const struct verdict_state *st, __u64 now)
 	key.flags = st->dir == DIR_EGRESS ? TUPLE_F_OUT : TUPLE_F_IN;
 	key.family = t->family;
 
-	if (t->proto == IPPROTO_TCP && !(t->tcp_flags & TCP_FLAG_SYN))
-		e.flags = CT_F_SEEN_NON_SYN;
-	e.expires = now + ct_lifetime_ns(t->proto, e.flags);
+	/* ct_create4: seen_flags is SYN for TCP, whatever the packet carries. */
+	ct_update_timeout(&e, t->proto, t->proto == IPPROTO_TCP ? TCP_FLAG_SYN : 0,
+			  st->dir == DIR_INGRESS, now);
 	e.packets = 1;
 	e.bytes = st->len;
 	e.src_sec_id = st->dir == DIR_EGRESS ? st->ep_identity : st->remote_identity;

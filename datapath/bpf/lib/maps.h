@@ -92,8 +92,10 @@ struct ct_key {
 	__u8 pad;
 };
 
-#define CT_F_RX_CLOSING 0x1  /* FIN seen in the reply direction */
-#define CT_F_TX_CLOSING 0x2  /* FIN seen in the original direction */
+/* Cilium's ct_entry bit fields rx_closing, tx_closing, seen_non_syn. rx is the side an
+ * ingress (to_container) hook sees, tx an egress (from_container) hook's. */
+#define CT_F_RX_CLOSING 0x1
+#define CT_F_TX_CLOSING 0x2
 #define CT_F_SEEN_NON_SYN 0x4
 
 struct ct_entry {
@@ -102,7 +104,8 @@ struct ct_entry {
 	__u64 bytes;
 	__u32 src_sec_id;
 	__u16 flags; /* CT_F_* */
-	__u16 pad;
+	__u8 tx_flags_seen; /* TCP flags seen at egress hooks, masked by CT_REPORT_FLAGS */
+	__u8 rx_flags_seen; /* and at ingress hooks */
 };
 
 struct {

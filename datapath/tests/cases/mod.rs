@@ -772,19 +772,105 @@ pub fn run_all(h: &mut dyn Harness) -> Result<usize, String> {
         &["drop 134 INGRESS"],
     );
 
-    // --- TCP close and reopen ---
+    // --- TCP close and reopen (Cilium main bpf/lib/conntrack.h __ct_lookup) ---
     let f = tcp(a, b, 40000, 80, tcp_flags::FIN | ack);
     c.check("A->B FIN", FROM, &f, OK, &["trace 5 established"]);
     let f = tcp(b, a, 80, 40000, tcp_flags::FIN | ack);
     c.check("B->A FIN reply", FROM, &f, OK, &["trace 5 reply"]);
+    // ACTION_CREATE on a closing entry (ct_entry_closing): CT_NEW, policy-checked and
+    // notified as a new connection, and ct_create overwrites the entry.
     let f = tcp(a, b, 40000, 80, syn);
     c.check(
-        "SYN on a closing entry reopens",
+        "SYN on a closing entry is NEW",
         FROM,
         &f,
         OK,
-        &["verdict EGRESS all 0 cookie=2", "trace 5 reopened"],
+        &["verdict EGRESS all 0 cookie=2", "trace 5 new"],
     );
+    // An RST before both SYNs were seen closes both sides (!ct_entry_seen_both_syns), so
+    // a later SYN is NEW, and the closed entry lives CT_CLOSE_TIMEOUT.
+    let f = tcp(a, b, 40001, 80, syn);
+    c.check(
+        "A->B:80 second connection SYN",
+        FROM,
+        &f,
+        OK,
+        &["verdict EGRESS all 0 cookie=2", "trace 5 new"],
+    );
+    let f = tcp(a, b, 40001, 80, tcp_flags::RST);
+    c.check(
+        "RST before the SYN-ACK",
+        FROM,
+        &f,
+        OK,
+        &["trace 5 established"],
+    );
+    let f = tcp(a, b, 40001, 80, ack);
+    c.check(
+        "ACK on the closed entry is still ESTABLISHED",
+        FROM,
+        &f,
+        OK,
+        &["trace 5 established"],
+    );
+    let f = tcp(a, b, 40001, 80, syn | ack);
+    c.check(
+        "SYN|ACK is no create action: ESTABLISHED",
+        FROM,
+        &f,
+        OK,
+        &["trace 5 established"],
+    );
+    let key40001 = abi::CtKey {
+        saddr: abi::addr_bytes(ip(a)).0,
+        daddr: abi::addr_bytes(ip(b)).0,
+        sport: 40001u16.to_be_bytes(),
+        dport: 80u16.to_be_bytes(),
+        nexthdr: TCP,
+        flags: abi::TUPLE_F_OUT,
+        family: abi::FAMILY_IPV4,
+        pad: 0,
+    };
+    match c
+        .harness()
+        .lookup(abi::maps::CT, key40001.as_bytes())
+        .and_then(|v| abi::CtEntry::from_bytes(&v))
+    {
+        // Closed at SEC by the RST: CT_CLOSE_TIMEOUT from then, not refreshed by the
+        // packets after it (ct_entry_alive is false).
+        Some(e)
+            if e.expires == SEC + 10 * SEC
+                && e.flags == abi::CT_F_RX_CLOSING | abi::CT_F_TX_CLOSING | abi::CT_F_SEEN_NON_SYN
+                && e.tx_flags_seen == tcp_flags::SYN | tcp_flags::RST => {}
+        other => c.fail(format!(
+            "CT entry A->B:40001 OUT after RST: expected both closing, expiry {}, tx flags SYN|RST, got {other:?}",
+            SEC + 10 * SEC
+        )),
+    }
+    let f = tcp(a, b, 40001, 80, syn);
+    c.check(
+        "SYN after the RST is NEW",
+        FROM,
+        &f,
+        OK,
+        &["verdict EGRESS all 0 cookie=2", "trace 5 new"],
+    );
+    match c
+        .harness()
+        .lookup(abi::maps::CT, key40001.as_bytes())
+        .and_then(|v| abi::CtEntry::from_bytes(&v))
+    {
+        // ct_create4: a fresh entry, CT_SYN_TIMEOUT, SYN seen on the egress side.
+        Some(e)
+            if e.expires == SEC + 60 * SEC
+                && e.flags == 0
+                && e.packets == 1
+                && e.tx_flags_seen == tcp_flags::SYN
+                && e.rx_flags_seen == 0 => {}
+        other => c.fail(format!(
+            "CT entry A->B:40001 OUT after the new SYN: expected a fresh entry, got {other:?}"
+        )),
+    }
 
     // --- expiry on the harness clock: UDP lives 60 s ---
     set_clock(c.harness(), SEC + 59 * SEC);
@@ -806,9 +892,11 @@ pub fn run_all(h: &mut dyn Harness) -> Result<usize, String> {
         OK,
         &["trace 0 established"],
     );
+    // Both SYNs were seen: the RST closes the ingress side only (rx); tx was closed by
+    // the FIN reply, so now both are.
     let f = tcp(a, b, 40000, 80, tcp_flags::RST);
     c.check(
-        "RST closes both sides",
+        "RST after both SYNs closes its own side",
         TO,
         &f,
         OK,
@@ -843,18 +931,23 @@ pub fn run_all(h: &mut dyn Harness) -> Result<usize, String> {
         family: abi::FAMILY_IPV4,
         pad: 0,
     };
-    let at = SEC + 130 * SEC; // re-created by the last ACK
+    // Re-created by the last ACK: ct_create4 starts every TCP entry as a SYN's
+    // (CT_SYN_TIMEOUT, SYN seen on this side), whatever packet created it.
+    let at = SEC + 130 * SEC;
     match c
         .harness()
         .lookup(abi::maps::CT, key.as_bytes())
         .and_then(|v| abi::CtEntry::from_bytes(&v))
     {
         Some(e) => {
-            let flags = abi::CT_F_SEEN_NON_SYN;
-            if e.expires != at + 21600 * SEC || e.flags != flags || e.src_sec_id != A.2 {
+            if e.expires != at + 60 * SEC
+                || e.flags != 0
+                || e.rx_flags_seen != tcp_flags::SYN
+                || e.src_sec_id != A.2
+            {
                 c.fail(format!(
-                    "CT entry A->B:80 IN: expected expiry {} flags {flags:#x}, got {e:?}",
-                    at + 21600 * SEC
+                    "CT entry A->B:80 IN: expected expiry {} flags 0 rx SYN, got {e:?}",
+                    at + 60 * SEC
                 ));
             }
         }
