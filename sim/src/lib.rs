@@ -25,3 +25,4 @@ pub mod selector;
 pub mod selectorcache;
 pub mod translate;
 pub mod verdict;
+pub mod yaml;
