@@ -331,7 +331,7 @@ fn check(scenario_path: Option<PathBuf>, files: Vec<PathBuf>) -> Result<bool> {
     };
     let mut ok = true;
     for f in &files {
-        let manifests = match api::load_manifests(f) {
+        let loaded = match api::load_manifest_file(f) {
             Ok(m) => m,
             Err(e) => {
                 println!("error: {e}");
@@ -339,7 +339,11 @@ fn check(scenario_path: Option<PathBuf>, files: Vec<PathBuf>) -> Result<bool> {
                 continue;
             }
         };
+        let manifests = loaded.manifests;
         println!("ok {}: {} manifest(s)", f.display(), manifests.len());
+        if !loaded.skipped.is_empty() {
+            println!("  skipped {}", loaded.skipped);
+        }
         for m in &manifests {
             let r = translate::policy_ref(m);
             println!("  {r}");

@@ -2102,9 +2102,10 @@ impl Gen<'_> {
         match self.rng.below(10) {
             0 => {
                 self.cov.hit("cnp.port.zero");
-                e.push(("port", yi(0)));
+                e.push(("port", ys("0")));
             }
-            1..=5 => e.push(("port", yi(*self.rng.pick(NUM_PORTS)))),
+            // The CRD types `port` as a string (the API server refuses an integer).
+            1..=5 => e.push(("port", ys(self.rng.pick(NUM_PORTS).to_string()))),
             6..=7 => {
                 self.cov.hit("cnp.port.named");
                 let (name, proto, _) = *self.rng.pick(NAMED_PORTS);
@@ -2116,7 +2117,7 @@ impl Gen<'_> {
             _ => {
                 self.cov.hit("cnp.port.range");
                 let (lo, hi) = *self.rng.pick(PORT_RANGES);
-                e.push(("port", yi(lo)));
+                e.push(("port", ys(lo.to_string())));
                 e.push(("endPort", yi(hi)));
             }
         }

@@ -185,7 +185,9 @@ impl<'de> Deserialize<'de> for PolicySource {
                 api::manifest_from_map(first, map).map(|m| PolicySource::Inline(Box::new(m)))
             }
         }
-        d.deserialize_map(V)
+        // An inline manifest is read as kubectl reads it (any key order, YAML 1.1 scalars,
+        // strings only where Kubernetes wants strings).
+        crate::yaml::de::deserialize_k8s_object(d, V)
     }
 }
 
@@ -625,12 +627,15 @@ pub enum ScenarioError {
     },
 }
 
-/// A scenario loaded from disk, with the policy files it references already parsed.
+/// A scenario loaded from disk (the policy files it references are read when replayed).
 #[derive(Debug)]
 pub struct LoadedScenario {
     pub path: PathBuf,
     pub scenario: Scenario,
+    /// The parsed YAML, which locates errors found after parsing.
+    pub source: crate::yaml::Node,
 }
+
 
 /// Loads and parses one scenario file.
 pub fn load(path: &Path) -> Result<LoadedScenario, ScenarioError> {
@@ -662,35 +667,41 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedScenario, ScenarioError> {
             message: format!("scenario is larger than the limit of {MAX_SCENARIO_BYTES} bytes"),
         });
     }
-    let scenario: Scenario = serde_yaml::from_str(text).map_err(|e| yaml_error(path, &e))?;
+    let source = crate::yaml::parse_one(text)
+        .map_err(|e| ScenarioError::Parse {
+            file: path.to_path_buf(),
+            line: e.mark.line,
+            column: e.mark.column,
+            field: if e.path.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", e.path)
+            },
+            message: e.message,
+        })?
+        .unwrap_or_else(|| crate::yaml::Node::map(Vec::new()));
+    let scenario: Scenario = crate::yaml::de::from_node(&source, crate::yaml::de::Mode::SCENARIO)
+        .map_err(|e| node_error(path, &e))?;
     Ok(LoadedScenario {
         path: path.to_path_buf(),
         scenario,
+        source,
     })
 }
 
-/// Turns a serde_yaml error into file:line:column: field: message.
-pub fn yaml_error(path: &Path, e: &serde_yaml::Error) -> ScenarioError {
-    let (line, column) = e
-        .location()
-        .map(|l| (l.line(), l.column()))
-        .unwrap_or((0, 0));
-    let full = e.to_string();
-    // serde_yaml prints "path.to.field: message at line L column C".
-    let without_loc = match full.rfind(" at line ") {
-        Some(i) => full[..i].to_string(),
-        None => full.clone(),
-    };
-    let (field, message) = match without_loc.split_once(": ") {
-        Some((f, m)) if !f.contains(' ') => (format!("{f}: "), m.to_string()),
-        _ => (String::new(), without_loc),
-    };
+/// Turns a located YAML reader error into file:line:column: field: message.
+pub fn node_error(path: &Path, e: &crate::yaml::de::Error) -> ScenarioError {
+    let mark = e.mark().unwrap_or(crate::yaml::Mark { line: 1, column: 1 });
     ScenarioError::Parse {
         file: path.to_path_buf(),
-        line,
-        column,
-        field,
-        message,
+        line: mark.line,
+        column: mark.column,
+        field: if e.path().is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", e.path())
+        },
+        message: e.message().to_string(),
     }
 }
 

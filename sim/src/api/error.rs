@@ -1,5 +1,5 @@
 //! [`ManifestError`]: a parse or validation error with its file, document, line, column and
-//! field path, built from serde_yaml's error.
+//! field path, built from the located YAML reader's errors (`crate::yaml`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -56,65 +56,27 @@ impl ManifestError {
         }
     }
 
-    /// Splits serde_yaml's error into location, field path and message.
-    ///
-    /// serde_yaml 0.9 prints `<path>: <message> at line L column C`, where the path is left
-    /// out at the document root and the location when it is line 1 column 1. Its marks count
-    /// from the start of the input, so lines are absolute in a multi-document file.
-    pub fn from_yaml(file: &Path, document: usize, err: &serde_yaml::Error) -> Self {
-        let (line, column) = match err.location() {
-            Some(loc) => (Some(loc.line()), Some(loc.column())),
-            None => (None, None),
-        };
-        let (field, message) = split_yaml_message(&err.to_string(), line, column);
+    /// A deserialization error of the located YAML reader.
+    pub fn from_node_error(file: &Path, document: usize, err: &crate::yaml::de::Error) -> Self {
         ManifestError {
             file: file.to_path_buf(),
             document,
-            line,
-            column,
-            field,
-            message,
+            line: err.mark().map(|m| m.line),
+            column: err.mark().map(|m| m.column),
+            field: err.path().to_string(),
+            message: err.message().to_string(),
         }
     }
-}
 
-/// Returns `(field, message)` from serde_yaml's rendered error.
-pub(crate) fn split_yaml_message(
-    rendered: &str,
-    line: Option<usize>,
-    column: Option<usize>,
-) -> (String, String) {
-    let mut msg = rendered.to_string();
-    if let (Some(l), Some(c)) = (line, column) {
-        let suffix = format!(" at line {l} column {c}");
-        if let Some(pos) = msg.find(&suffix) {
-            msg.replace_range(pos..pos + suffix.len(), "");
+    /// A YAML syntax or structure error.
+    pub fn from_yaml_error(file: &Path, err: &crate::yaml::YamlError) -> Self {
+        ManifestError {
+            file: file.to_path_buf(),
+            document: err.document,
+            line: Some(err.mark.line),
+            column: Some(err.mark.column),
+            field: err.path.clone(),
+            message: err.message.clone(),
         }
     }
-    // The path is the text before the first ": " when it looks like one: no whitespace and
-    // no quotes (messages such as "invalid type: ..." have a space before their colon).
-    let mut field = String::new();
-    if let Some(pos) = msg.find(": ") {
-        let head = &msg[..pos];
-        if !head.is_empty()
-            && !head
-                .chars()
-                .any(|c| c.is_whitespace() || c == '`' || c == '"' || c == '\'')
-        {
-            field = head.to_string();
-            msg = msg[pos + 2..].to_string();
-        }
-    }
-    // An unknown field is reported at its parent; name the field itself.
-    if let Some(rest) = msg.strip_prefix("unknown field `") {
-        if let Some(end) = rest.find('`') {
-            let name = &rest[..end];
-            field = if field.is_empty() {
-                name.to_string()
-            } else {
-                format!("{field}.{name}")
-            };
-        }
-    }
-    (field, msg)
 }

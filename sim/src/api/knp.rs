@@ -271,6 +271,6 @@ impl<'de> Deserialize<'de> for KnpPort {
 }
 
 /// Kubernetes `IsValidPortName`.
-fn is_k8s_port_name(s: &str) -> bool {
+pub(crate) fn is_k8s_port_name(s: &str) -> bool {
     super::net::is_svc_name(s) && !s.chars().any(|c| c.is_ascii_uppercase())
 }

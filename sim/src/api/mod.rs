@@ -14,24 +14,31 @@
 //! ("not supported yet: <field>"), never silently ignored.
 //!
 //! # Entry points
-//! - [`parse_manifests`] / [`load_manifests`]: a multi-document YAML file; empty documents
-//!   are skipped, the first error stops parsing.
-//! - `Manifest` implements [`serde::Deserialize`] (a mapping whose `apiVersion` and `kind`
-//!   come before `spec`/`specs`), so a manifest can sit inside a larger YAML document: deriving
-//!   `Deserialize` for a struct with a `Manifest` field keeps serde_yaml's locations and paths.
+//! - [`parse_manifest_file`] / [`load_manifest_file`]: a file as `kubectl apply -f` takes it:
+//!   documents in any number, `kind: List` and typed lists (`NetworkPolicyList`, ...)
+//!   flattened into their items, any key order. The policies are parsed; every other object
+//!   (Deployments, Services, CRDs, another group's `NetworkPolicy`) is skipped and counted in
+//!   [`ManifestFile::skipped`]. [`parse_manifests`] / [`load_manifests`] return the policies
+//!   only. [`parse_objects`] gives every object with its YAML node, for readers of the other
+//!   kinds (`verdict import`).
+//! - `Manifest` implements [`serde::Deserialize`], so a manifest can sit inside a larger YAML
+//!   document (a scenario). Under the located reader (`crate::yaml`) its keys may come in any
+//!   order; other deserializers need `apiVersion` and `kind` before `spec`/`specs`.
 //! - [`manifest_from_map`]: for a hand-written visitor that has already read the first key of
-//!   a mapping (for example to tell `{file: ...}` from an inline manifest): pass that key and
-//!   the `MapAccess`, the rest of the mapping is read as a manifest.
+//!   a mapping (for example to tell `{file: ...}` from an inline manifest).
 //!
-//! Errors are raised while serde_yaml reads the offending node (validation happens inside
-//! the visitors, not after them), which is what keeps their line and path precise; see
-//! `de.rs`. The line and column are where the offending node starts: a scalar's own position;
-//! for a block value, the line after its key; for a rule that breaks a cross-field check
-//! (`Combining X and Y`, `endPort` below `port`), the first key of that mapping, whose path
-//! is the error's field. An unknown field is reported at its key.
+//! Errors are raised while the offending node is read (validation happens inside the
+//! visitors, see `de.rs`), so their line and path are precise. The line and column are where
+//! the offending node starts: a scalar's own position; for a block value, the line after its
+//! key; for a rule that breaks a cross-field check (`Combining X and Y`, `endPort` below
+//! `port`), the first key of that mapping, whose path is the error's field. An unknown field
+//! is reported at its key.
 //!
-//! Deliberate leniencies (the API server would reject these, but their meaning is plain): a
-//! YAML number where the CRD wants a string (`port: 80`, a label value `version: 2`).
+//! Scalars are read as kubectl reads them (YAML 1.1: an unquoted `yes`, `on`, `y` is a
+//! boolean), and a field Kubernetes types as a string takes only a string, as the API server
+//! requires: `port: 80` in a CiliumNetworkPolicy, a label value `version: 2` or `ns: y` are
+//! errors worded as the API server words them, with the quoted spelling to use. Fields the
+//! schema declares int-or-string (a NetworkPolicy `port`, an ICMP `type`) take both.
 
 mod cnp;
 mod de;
@@ -48,17 +55,22 @@ pub use cnp::{
     LogConfig, PortProtocol, PortRule, Rule, MAX_ICMP_FIELDS, MAX_PORTS,
 };
 pub use error::ManifestError;
+pub(crate) use knp::is_k8s_port_name;
 pub use knp::{
     IpBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec, PolicyType,
 };
-pub(crate) use meta::check_dns_subdomain;
+pub(crate) use meta::{
+    check_dns_label, check_dns_subdomain, check_label_value, check_qualified_name,
+};
 pub use meta::{EndpointSelector, LabelSelector, LabelSelectorRequirement, ObjectMeta, Operator};
 pub use net::{icmp_type_code, Cidr, Entity, IcmpFamily, KnpProtocol, Port, Protocol};
 
+use crate::yaml;
 use de::{Never, RejectSeed};
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, Visitor};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
@@ -443,6 +455,8 @@ fn read_manifest<'de, A: MapAccess<'de>>(
 }
 
 impl<'de> Deserialize<'de> for Manifest {
+    /// Under the located YAML reader (`crate::yaml`), `apiVersion` and `kind` may come in
+    /// any order; other deserializers need them before `spec`.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
@@ -456,37 +470,327 @@ impl<'de> Deserialize<'de> for Manifest {
                 read_manifest(None, map)
             }
         }
-        d.deserialize_map(V)
+        crate::yaml::de::deserialize_k8s_object(d, V)
     }
 }
 
-/// Parses every document of a multi-document YAML text; empty documents are skipped.
-/// `file` is only used in errors. Documents are numbered from 1, as they appear in the file.
-pub fn parse_manifests(file: &Path, text: &str) -> Result<Vec<Manifest>, ManifestError> {
-    let mut out = Vec::new();
-    for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        match Option::<Manifest>::deserialize(document) {
-            Ok(Some(m)) => out.push(m),
-            Ok(None) => {}
-            Err(e) => {
-                // serde_yaml reports the first error it meets while reading the document's
-                // events; a YAML syntax error later in the same document is the better report.
-                let syntax = serde_yaml::Deserializer::from_str(text)
-                    .nth(i)
-                    .and_then(|doc| serde::de::IgnoredAny::deserialize(doc).err());
-                return Err(ManifestError::from_yaml(
-                    file,
-                    i + 1,
-                    syntax.as_ref().unwrap_or(&e),
-                ));
+// ---- files: documents, lists, and the kinds that are not policies ----
+
+/// How one object of a manifest file is treated, from its `apiVersion` and `kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectClass {
+    /// A policy kind at the version that serves it.
+    Policy(ManifestKind),
+    /// `kind: List` (kubectl's output) or a typed list (`NetworkPolicyList`, ...): `items`.
+    List,
+    /// Any other object (Deployments, Services, CRDs, another project's `NetworkPolicy`...):
+    /// skipped by the policy loader and counted.
+    Other,
+}
+
+/// Classifies an object. A policy kind under its own API group but at a version that does
+/// not serve it (`networking.k8s.io/v1beta1`, `cilium.io/v1`) is an error, as the API server
+/// has no such resource; the same kind name in another group (Calico's
+/// `projectcalico.org/v3` NetworkPolicy) is another resource and is skipped.
+pub fn classify(api_version: &str, kind: &str) -> Result<ObjectClass, String> {
+    if let Ok(k) = kind.parse::<ManifestKind>() {
+        if api_version == k.api_version() {
+            return Ok(ObjectClass::Policy(k));
+        }
+        let group = api_version.split_once('/').map_or("", |(g, _)| g);
+        // Kubernetes' own groups and Cilium's have no other resource of these names.
+        if matches!(group, "" | "networking.k8s.io" | "extensions" | "cilium.io") {
+            return Err(wrong_api_version(api_version, k));
+        }
+        return Ok(ObjectClass::Other);
+    }
+    if kind == "List" || (kind.len() > 4 && kind.ends_with("List")) {
+        return Ok(ObjectClass::List);
+    }
+    Ok(ObjectClass::Other)
+}
+
+/// One top-level object of a manifest file (a document, or an item of a list).
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub api_version: String,
+    pub kind: String,
+    /// 1-based document index.
+    pub document: usize,
+    /// Where the object sits in its document: `""` for the document itself, `items[3]` for
+    /// a list item.
+    pub path: String,
+    pub node: yaml::Node,
+}
+
+impl Object {
+    /// `metadata.name`, when it is a string.
+    pub fn name(&self) -> Option<&str> {
+        self.node.get("metadata")?.get("name")?.as_str()
+    }
+
+    /// An error about this object, at `node` (which lies inside it) and `field` (relative
+    /// to the object).
+    pub fn error_at(
+        &self,
+        file: &Path,
+        node: &yaml::Node,
+        field: &str,
+        message: impl Into<String>,
+    ) -> ManifestError {
+        let err = yaml::de::Error::at(message, node.mark, field).prefixed(&self.path);
+        ManifestError::from_node_error(file, self.document, &err)
+    }
+
+    /// Reads the object as `T` in Kubernetes mode (errors located, paths from the document).
+    pub fn deserialize<T: serde::de::DeserializeOwned>(
+        &self,
+        file: &Path,
+    ) -> Result<T, ManifestError> {
+        struct Obj<T>(T);
+        impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V<T>(std::marker::PhantomData<T>);
+                impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+                    type Value = T;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str("a Kubernetes object")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                        T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    }
+                }
+                yaml::de::deserialize_k8s_object(d, V(std::marker::PhantomData)).map(Obj)
             }
+        }
+        yaml::de::from_node::<Obj<T>>(&self.node, yaml::de::Mode::SCENARIO)
+            .map(|o| o.0)
+            .map_err(|e| {
+                ManifestError::from_node_error(file, self.document, &e.prefixed(&self.path))
+            })
+    }
+
+    /// Reads a policy object.
+    pub fn manifest(&self, file: &Path) -> Result<Manifest, ManifestError> {
+        yaml::de::from_node::<Manifest>(&self.node, yaml::de::Mode::SCENARIO).map_err(|e| {
+            ManifestError::from_node_error(file, self.document, &e.prefixed(&self.path))
+        })
+    }
+}
+
+/// Counts of skipped objects by kind (with the apiVersion where a policy kind's name belongs
+/// to another API group).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Skipped(pub BTreeMap<String, usize>);
+
+impl Skipped {
+    pub fn total(&self) -> usize {
+        self.0.values().sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn add(&mut self, o: &Object) {
+        let label = if o.kind.parse::<ManifestKind>().is_ok() {
+            format!("{} ({})", o.kind, o.api_version)
+        } else {
+            o.kind.clone()
+        };
+        *self.0.entry(label).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, other: &Skipped) {
+        for (k, n) in &other.0 {
+            *self.0.entry(k.clone()).or_default() += n;
+        }
+    }
+}
+
+impl fmt::Display for Skipped {
+    /// `3 objects that are not policies: 2 Deployment, 1 Service`.
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let total = self.total();
+        write!(
+            f,
+            "{total} {} that {} not {}: ",
+            if total == 1 { "object" } else { "objects" },
+            if total == 1 { "is" } else { "are" },
+            if total == 1 { "a policy" } else { "policies" },
+        )?;
+        let parts: Vec<String> = self.0.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// The policies of a manifest file, and what else it held.
+#[derive(Debug, Clone, Default)]
+pub struct ManifestFile {
+    pub manifests: Vec<Manifest>,
+    pub skipped: Skipped,
+}
+
+fn scalar_field<'a>(
+    file: &Path,
+    document: usize,
+    prefix: &str,
+    node: &'a yaml::Node,
+    key: &str,
+) -> Result<Option<&'a str>, ManifestError> {
+    let Some((_, v)) = node.entry(key) else {
+        return Ok(None);
+    };
+    match v.as_str() {
+        Some(s) => Ok(Some(s)),
+        None => {
+            let e = yaml::de::from_node::<String>(v, yaml::de::Mode::kubernetes(false))
+                .err()
+                .unwrap_or_else(|| yaml::de::Error::new("must be a string"));
+            let e = yaml::de::Error::at(e.message(), v.mark, key).prefixed(prefix);
+            Err(ManifestError::from_node_error(file, document, &e))
+        }
+    }
+}
+
+/// Flattens one document into objects: the document itself, or the items of a list (an item
+/// of a typed list may leave out `apiVersion` and `kind`, as API list responses do).
+fn collect_objects(
+    file: &Path,
+    document: usize,
+    prefix: String,
+    node: yaml::Node,
+    inherited: Option<(&str, &str)>,
+    out: &mut Vec<Object>,
+) -> Result<(), ManifestError> {
+    let at = |node: &yaml::Node, field: &str, message: String| {
+        let e = yaml::de::Error::at(message, node.mark, field).prefixed(&prefix);
+        ManifestError::from_node_error(file, document, &e)
+    };
+    if node.as_map().is_none() {
+        return Err(at(
+            &node,
+            "",
+            "a Kubernetes object must be a mapping with apiVersion, kind and metadata".into(),
+        ));
+    }
+    let api_version = scalar_field(file, document, &prefix, &node, "apiVersion")?;
+    let kind = scalar_field(file, document, &prefix, &node, "kind")?;
+    let (api_version, kind, node) = match (api_version, kind, inherited) {
+        (Some(a), Some(k), _) => (a.to_string(), k.to_string(), node),
+        (a, k, Some((la, lk))) => {
+            // Give the item the list's apiVersion and item kind, so it reads like any object.
+            let (a, k) = (a.unwrap_or(la).to_string(), k.unwrap_or(lk).to_string());
+            let mut node = node;
+            if let yaml::Value::Map(entries) = &mut node.value {
+                let mark = node.mark;
+                let mut head = Vec::new();
+                for (key, val) in [("apiVersion", &a), ("kind", &k)] {
+                    if !entries
+                        .iter()
+                        .any(|(e, _)| e.as_scalar().is_some_and(|s| s.text == key))
+                    {
+                        let mut kn = yaml::Node::string(key);
+                        let mut vn = yaml::Node::string(val.as_str());
+                        kn.mark = mark;
+                        vn.mark = mark;
+                        head.push((kn, vn));
+                    }
+                }
+                head.append(entries);
+                *entries = head;
+            }
+            (a, k, node)
+        }
+        (None, _, None) => return Err(at(&node, "", "apiVersion not set".into())),
+        (_, None, None) => return Err(at(&node, "", "kind not set".into())),
+    };
+    let class = classify(&api_version, &kind).map_err(|m| {
+        // At whichever of the two was written last, as a reader meets the contradiction.
+        let (field, n) = match (node.entry("apiVersion"), node.entry("kind")) {
+            (Some((ak, av)), Some((kk, _))) if ak.mark > kk.mark => ("apiVersion", av),
+            (_, Some((_, kv))) => ("kind", kv),
+            _ => ("", &node),
+        };
+        at(n, field, m)
+    })?;
+    if class != ObjectClass::List {
+        out.push(Object {
+            api_version,
+            kind,
+            document,
+            path: prefix,
+            node,
+        });
+        return Ok(());
+    }
+    let item_kind = (kind != "List").then(|| kind.trim_end_matches("List").to_string());
+    let yaml::Node { value, mark } = node;
+    let yaml::Value::Map(entries) = value else {
+        return Ok(());
+    };
+    for (k, v) in entries {
+        if k.as_scalar().is_none_or(|s| s.text != "items") {
+            continue;
+        }
+        if v.is_null() {
+            continue;
+        }
+        let yaml::Value::Seq(items) = v.value else {
+            return Err(at(&v, "items", "items must be a list of objects".into()));
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            let item_prefix = format!(
+                "{prefix}{}items[{i}]",
+                if prefix.is_empty() { "" } else { "." }
+            );
+            let inherited = item_kind.as_deref().map(|ik| (api_version.as_str(), ik));
+            collect_objects(file, document, item_prefix, item, inherited, out)?;
+        }
+    }
+    let _ = mark;
+    Ok(())
+}
+
+/// Every object of a YAML stream: documents, with lists flattened into their items; empty
+/// documents are skipped. `file` is only used in errors.
+pub fn parse_objects(file: &Path, text: &str) -> Result<Vec<Object>, ManifestError> {
+    let docs = yaml::parse_stream(text).map_err(|e| ManifestError::from_yaml_error(file, &e))?;
+    let mut out = Vec::new();
+    for d in docs {
+        if let Some(root) = d.root {
+            collect_objects(file, d.index, String::new(), root, None, &mut out)?;
         }
     }
     Ok(out)
 }
 
+/// Parses a manifest file: every policy in it (documents and list items, in order), and a
+/// count of the other objects, which are skipped. The first error stops parsing.
+pub fn parse_manifest_file(file: &Path, text: &str) -> Result<ManifestFile, ManifestError> {
+    let mut out = ManifestFile::default();
+    for o in parse_objects(file, text)? {
+        match classify(&o.api_version, &o.kind) {
+            Ok(ObjectClass::Policy(_)) => out.manifests.push(o.manifest(file)?),
+            _ => out.skipped.add(&o),
+        }
+    }
+    Ok(out)
+}
+
+/// Reads `path` and parses it with [`parse_manifest_file`].
+pub fn load_manifest_file(path: &Path) -> Result<ManifestFile, ManifestError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ManifestError::io(path, &e))?;
+    parse_manifest_file(path, &text)
+}
+
+/// The policies of a multi-document YAML text (other kinds are skipped: see
+/// [`parse_manifest_file`] for the count).
+pub fn parse_manifests(file: &Path, text: &str) -> Result<Vec<Manifest>, ManifestError> {
+    parse_manifest_file(file, text).map(|f| f.manifests)
+}
+
 /// Reads `path` and parses it with [`parse_manifests`].
 pub fn load_manifests(path: &Path) -> Result<Vec<Manifest>, ManifestError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ManifestError::io(path, &e))?;
-    parse_manifests(path, &text)
+    load_manifest_file(path).map(|f| f.manifests)
 }

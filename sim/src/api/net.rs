@@ -370,4 +370,28 @@ impl FromStr for RawIcmpType {
         Ok(RawIcmpType::Name(s.to_string()))
     }
 }
-from_str_scalar!(RawIcmpType, "an ICMP type (0-255 or a CamelCase name)");
+// The CRD declares `type` int-or-string (`x-kubernetes-int-or-string`): `type: 8` and
+// `type: "8"` are both accepted.
+impl<'de> serde::Deserialize<'de> for RawIcmpType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RawIcmpType;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an ICMP type (0-255 or a CamelCase name)")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawIcmpType, E> {
+                u8::try_from(v)
+                    .map(RawIcmpType::Code)
+                    .map_err(|_| E::custom(format!("ICMP type {v} is out of range 0-255")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawIcmpType, E> {
+                Err(E::custom(format!("ICMP type {v} is out of range 0-255")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawIcmpType, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

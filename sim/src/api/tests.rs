@@ -469,11 +469,27 @@ fn cidr_host_bits_are_masked_and_cilium_keys_accepted() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
-fn unsupported_kind() {
+fn other_kinds_are_skipped_and_counted() {
+    let text = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: s}}\nspec: {{}}\n---\n{CNP_HEAD}  ingress: [{{}}]\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d}}\n---\napiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {{name: c}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: t}}\n"
+    );
+    let f = parse_manifest_file(Path::new("t.yaml"), &text).unwrap();
+    assert_eq!(f.manifests.len(), 1);
+    assert_eq!(
+        f.skipped.to_string(),
+        "4 objects that are not policies: 1 Deployment, 1 NetworkPolicy (projectcalico.org/v3), 2 Service"
+    );
+    // A document without a kind, or that is not a mapping, is still an error.
     assert_err(
-        "apiVersion: v1\nkind: Service #!\nmetadata: {name: s}\nspec: {}\n",
+        "apiVersion: v1 #!\nmetadata: {name: s}\n",
+        "",
+        "kind not set",
+    );
+    assert_err("- a #!\n- b\n", "", "must be a mapping");
+    assert_err(
+        "apiVersion: v1\nkind: [List] #!\n",
         "kind",
-        "unsupported kind Service",
+        "cannot unmarshal array",
     );
 }
 
@@ -493,11 +509,15 @@ fn wrong_api_version_either_order() {
 
 #[test]
 fn spec_before_kind() {
+    // kubectl takes any key order; Cilium's connectivity-check files put apiVersion and kind
+    // last. The rule is still validated (its error names the kind's rules).
     assert_err(
         "apiVersion: cilium.io/v2\nspec:\n  endpointSelector: {} #!\nkind: CiliumNetworkPolicy\n",
         "spec",
-        "apiVersion and kind must come before spec",
+        "rule must have at least one of Ingress",
     );
+    let m = one("metadata: {name: p}\nspec:\n  endpointSelector: {}\n  egress: [{}]\nkind: CiliumNetworkPolicy\napiVersion: cilium.io/v2\n");
+    assert_eq!(m.kind(), "CiliumNetworkPolicy");
 }
 
 #[test]
@@ -555,7 +575,7 @@ fn top_level_description_on_cilium_kinds() {
     assert_err(
         &format!("{CNP_HEAD}  ingress: [{{}}]\ndescription: [not, a, string] #!\n"),
         "description",
-        "invalid type",
+        "Invalid value: \"array\": must be of type string",
     );
 }
 
@@ -606,7 +626,7 @@ fn status_is_accepted_and_ignored() {
     assert_err(
         &format!("{CNP_HEAD}  ingress: [{{}}]\nstatus: {{}}\nstatus: {{}} #!\n"),
         "status",
-        "duplicate field `status`",
+        "duplicate key \"status\"",
     );
 }
 
@@ -794,7 +814,7 @@ fn in_without_values_and_exists_with_values() {
 fn invalid_label_keys_and_values() {
     assert_err(
         &cnp("  ingress:\n  - fromEndpoints:\n    - matchLabels:\n        \"bad key\": x #!\n"),
-        "spec.ingress[0].fromEndpoints[0].matchLabels",
+        "spec.ingress[0].fromEndpoints[0].matchLabels.bad key",
         "invalid label key \"bad key\"",
     );
     assert_err(
@@ -804,13 +824,13 @@ fn invalid_label_keys_and_values() {
     );
     assert_err(
         &cnp("  ingress:\n  - fromEndpoints:\n    - matchLabels:\n        \":app\": web #!\n"),
-        "spec.ingress[0].fromEndpoints[0].matchLabels",
+        "spec.ingress[0].fromEndpoints[0].matchLabels.:app",
         "empty label source",
     );
     // A Kubernetes selector takes no source prefix.
     assert_err(
         &knp("  ingress:\n  - from:\n    - podSelector:\n        matchLabels:\n          k8s:app: web #!\n"),
-        "spec.ingress[0].from[0].podSelector.matchLabels",
+        "spec.ingress[0].from[0].podSelector.matchLabels.k8s:app",
         "invalid label key \"k8s:app\"",
     );
 }
@@ -1072,7 +1092,12 @@ apply:
   metadata: {name: c}
   spec: {endpointSelector: {}, egress: [{}]}
 "#;
-    let s: Scenario = serde_yaml::from_str(good).expect("scenario parses");
+    let read = |text: &str| {
+        let node = crate::yaml::parse_one(text).unwrap().unwrap();
+        crate::yaml::de::from_node::<Scenario>(&node, crate::yaml::de::Mode::SCENARIO)
+            .map_err(|e| ManifestError::from_node_error(Path::new("scenario.yaml"), 1, &e))
+    };
+    let s: Scenario = read(good).expect("scenario parses");
     assert!(matches!(&s.policies[0], Entry::File(f) if f == "../policies/deny-all.yaml"));
     assert!(matches!(&s.policies[1], Entry::Inline(m) if m.namespace() == Some("x")));
     assert_eq!(
@@ -1095,15 +1120,13 @@ policies:
           - port: "80"
             endPort: 10 #!
 "#;
-    let err = serde_yaml::from_str::<Scenario>(bad).expect_err("bad inline manifest");
-    let e = ManifestError::from_yaml(Path::new("scenario.yaml"), 1, &err);
+    let e = read(bad).expect_err("bad inline manifest");
     assert_eq!(e.line, Some(marked_line(bad) - 1), "{e}");
     assert_eq!(e.field, "policies[1].spec.egress[0].toPorts[0].ports[0]");
     assert!(e.message.contains("endPort 10 must be greater"), "{e}");
 
     let bad_apply = "name: s\npolicies: []\napply:\n  apiVersion: v1\n  kind: ConfigMap #!\n";
-    let err = serde_yaml::from_str::<Scenario>(bad_apply).expect_err("bad kind");
-    let e = ManifestError::from_yaml(Path::new("scenario.yaml"), 1, &err);
+    let e = read(bad_apply).expect_err("bad kind");
     assert_eq!(e.line, Some(marked_line(bad_apply)), "{e}");
     assert_eq!(e.field, "apply.kind");
     assert!(e.message.contains("unsupported kind ConfigMap"), "{e}");
@@ -1131,7 +1154,7 @@ spec:
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
-metadata: {name: n, namespace: x}
+metadata: {name: np, namespace: x}
 spec:
   podSelector: {matchLabels: {a: b}}
   ingress:
@@ -1172,4 +1195,154 @@ proptest! {
         text.replace_range(start..end, &insert);
         let _ = parse(&text);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Manifests as kubectl takes them (issue 11 item 1)
+// ---------------------------------------------------------------------------------------
+
+/// `kubectl get -o yaml` prints `kind: List`; API list responses are typed lists whose items
+/// carry no apiVersion or kind. Errors inside an item name it.
+#[test]
+fn lists_of_every_shape() {
+    let text = r#"apiVersion: v1
+kind: List
+metadata: {resourceVersion: ""}
+items:
+- apiVersion: cilium.io/v2
+  kind: CiliumNetworkPolicy
+  metadata: {name: a, namespace: x}
+  spec: {endpointSelector: {}, ingress: [{}]}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: p}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicyList
+items:
+- metadata: {name: b, namespace: y1}
+  spec: {podSelector: {}}
+- metadata: {name: c, namespace: y1}
+  spec: {podSelector: {}, policyTypes: [Egress]}
+---
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicyList
+items: []
+"#;
+    let f = parse_manifest_file(Path::new("t.yaml"), text).unwrap();
+    let names: Vec<String> = f.manifests.iter().map(|m| m.to_string()).collect();
+    assert_eq!(
+        names,
+        [
+            "CiliumNetworkPolicy x/a",
+            "NetworkPolicy y1/b",
+            "NetworkPolicy y1/c"
+        ]
+    );
+    assert_eq!(
+        f.skipped.to_string(),
+        "1 object that is not a policy: 1 Pod"
+    );
+    let bad = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: cilium.io/v2\n  kind: CiliumNetworkPolicy\n  metadata: {name: a}\n  spec:\n    endpointSelector: {}\n    ingress:\n    - toPorts: [{ports: [{port: 99999}]}] #!\n";
+    let e = assert_err(
+        bad,
+        "items[0].spec.ingress[0].toPorts[0].ports[0].port",
+        "Invalid value: \"integer\": must be of type string",
+    );
+    assert_eq!(e.column, Some(33), "{e}");
+}
+
+/// Kubernetes wants strings in these places and the API server refuses anything else: a CRD
+/// field with its schema's words (`Invalid value: "integer": ... must be of type string`), a
+/// built-in kind with Go's encoding/json words.
+#[test]
+fn strings_where_kubernetes_wants_strings() {
+    assert_err(
+        &cnp("  ingress:\n  - toPorts: [{ports: [{port: 80}]}] #!\n"),
+        "spec.ingress[0].toPorts[0].ports[0].port",
+        "Invalid value: \"integer\": must be of type string: \"integer\" (quote it: \"80\")",
+    );
+    assert_err(
+        &cnp("  ingress:\n  - fromEndpoints: [{matchLabels: {tier: 5}}] #!\n"),
+        "spec.ingress[0].fromEndpoints[0].matchLabels.tier",
+        "Invalid value: \"integer\": must be of type string",
+    );
+    assert_err(
+        &knp("  ingress:\n  - from: [{podSelector: {matchLabels: {tier: 5}}}] #!\n"),
+        "spec.ingress[0].from[0].podSelector.matchLabels.tier",
+        "json: cannot unmarshal number into Go value of type string",
+    );
+    // YAML 1.1, as kubectl reads it: an unquoted yes, on, y is a boolean.
+    assert_err(
+        &knp("  ingress:\n  - from: [{namespaceSelector: {matchLabels: {enabled: yes}}}] #!\n"),
+        "spec.ingress[0].from[0].namespaceSelector.matchLabels.enabled",
+        "an unquoted \"yes\" is the boolean true: quote it",
+    );
+    // Where the schema is int-or-string, both are fine.
+    let m = one(&knp("  ingress:\n  - ports: [{port: 80}, {port: http}]\n"));
+    let Manifest::NetworkPolicy(np) = m else {
+        panic!()
+    };
+    assert_eq!(np.spec.ingress[0].ports[0].port, Some(Port::Number(80)));
+    let r = cnp_rule(&cnp(
+        "  ingress:\n  - icmps: [{fields: [{type: 8}, {type: \"0\"}]}]\n",
+    ));
+    assert_eq!(r.ingress[0].icmps[0].fields.len(), 2);
+    // Booleans must be booleans.
+    assert_err(
+        &cnp("  ingress: [{}]\n  enableDefaultDeny: {ingress: \"false\"} #!\n"),
+        "spec.enableDefaultDeny.ingress",
+        "Invalid value: \"string\": must be of type boolean",
+    );
+}
+
+/// Anchors, aliases and merge keys, as Cilium's and users' manifests use them.
+#[test]
+fn anchors_and_merge_keys_in_manifests() {
+    let text = r#"apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector:
+    matchLabels: &web {app: web, tier: front}
+  ingress:
+  - fromEndpoints:
+    - matchLabels:
+        <<: *web
+        tier: back
+    toPorts: &ports [{ports: [{port: "80", protocol: TCP}]}]
+  egress:
+  - toEndpoints: [{matchLabels: {<<: [*web, {zone: a}]}}]
+    toPorts: *ports
+"#;
+    let r = cnp_rule(text);
+    let from = &r.ingress[0].from_endpoints.as_ref().unwrap()[0].match_labels;
+    assert_eq!(from["app"], "web");
+    assert_eq!(from["tier"], "back");
+    let to = &r.egress[0].to_endpoints.as_ref().unwrap()[0].match_labels;
+    assert_eq!(to.len(), 3);
+    assert_eq!(r.egress[0].to_ports, r.ingress[0].to_ports);
+}
+
+#[test]
+fn duplicate_keys_are_errors_in_manifests() {
+    let e = assert_err(
+        &cnp("  ingress:\n  - fromEndpoints:\n    - matchLabels:\n        run: nginx\n        run: nginx2 #!\n"),
+        "spec.ingress[0].fromEndpoints[0].matchLabels.run",
+        "duplicate key \"run\" (first at line 11 column 9",
+    );
+    assert_eq!(e.column, Some(9));
+}
+
+/// A null list or object reads as empty, as Go's encoding/json and CRD pruning take it; an
+/// optional peer list that is null is absent.
+#[test]
+fn null_lists_and_objects_are_empty() {
+    let m = one(&knp("  ingress:\n  - from: ~\n    ports: null\n"));
+    let Manifest::NetworkPolicy(np) = m else {
+        panic!()
+    };
+    assert!(np.spec.ingress[0].from.is_empty() && np.spec.ingress[0].ports.is_empty());
+    let r = cnp_rule(&cnp("  ingress:\n  - fromEndpoints: ~\n    toPorts: ~\n"));
+    assert_eq!(r.ingress[0].from_endpoints, None);
 }

@@ -261,7 +261,7 @@ metadata: {name: p, namespace: x}
 spec:
   endpointSelector: {}
   ingress:
-  - fromEndpoints: [{matchLabels: {io.kubernetes.pod.namespace: y}}]
+  - fromEndpoints: [{matchLabels: {io.kubernetes.pod.namespace: 'y'}}]
 ",
     );
     let m = Model::new(&c, &r);
@@ -281,7 +281,7 @@ fn spec7_03_endpoint_selector_bare_namespace_selects_nothing() {
 kind: CiliumNetworkPolicy
 metadata: {name: p, namespace: x}
 spec:
-  endpointSelector: {matchLabels: {io.kubernetes.pod.namespace: y}}
+  endpointSelector: {matchLabels: {io.kubernetes.pod.namespace: 'y'}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: none}}]
 ",
@@ -1434,7 +1434,7 @@ fn policy_apply_and_delete_recompute_only_selected_endpoints() {
     let extra = repo(
         "apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
-metadata: {name: q, namespace: y}
+metadata: {name: q, namespace: 'y'}
 spec:
   endpointSelector: {matchLabels: {app: a}}
   egress:
@@ -1488,7 +1488,7 @@ spec:
     let extra = repo(
         "apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
-metadata: {name: q, namespace: y}
+metadata: {name: q, namespace: 'y'}
 spec:
   endpointSelector: {matchLabels: {app: a}}
   egress:
