@@ -228,6 +228,7 @@ fn snapshot(world: &World) -> World {
         cluster: world.cluster.clone(),
         repo: world.repo.clone(),
         clock_ns: world.clock_ns,
+        notes: world.notes.clone(),
     }
 }
 

@@ -38,6 +38,8 @@ pub struct World {
     pub repo: Repository,
     /// Virtual time in nanoseconds.
     pub clock_ns: u64,
+    /// Notes from loading (see [`ScenarioReport::notes`]).
+    pub notes: Vec<String>,
 }
 
 /// What changed, for incremental backends.
@@ -438,6 +440,8 @@ pub struct ScenarioReport {
     pub steps: Vec<StepReport>,
     /// A fatal error that stopped the replay (bad reference, unsupported step, backend error).
     pub error: Option<String>,
+    /// What the loader did that the reader should know (objects skipped in policy files).
+    pub notes: Vec<String>,
 }
 
 impl ScenarioReport {
@@ -471,9 +475,12 @@ impl ScenarioReport {
 pub enum EngineError {
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
-    #[error("{file}: {context}: {message}")]
+    #[error("{}{}: {context}: {message}", file.display(), mark.map(|m| format!(":{}:{}", m.line, m.column)).unwrap_or_default())]
     At {
         file: PathBuf,
+        /// Where in the scenario the context's field is (filled in by [`locate`]).
+        mark: Option<crate::yaml::Mark>,
+        /// The field path (`steps[3].expect[0]`), maybe followed by a note in parentheses.
         context: String,
         message: String,
     },
@@ -482,8 +489,27 @@ pub enum EngineError {
 fn at(file: &Path, context: impl Into<String>, message: impl std::fmt::Display) -> EngineError {
     EngineError::At {
         file: file.to_path_buf(),
+        mark: None,
         context: context.into(),
         message: message.to_string(),
+    }
+}
+
+/// Gives an error about a field of the scenario its line and column.
+fn locate(loaded: &LoadedScenario, e: EngineError) -> EngineError {
+    match e {
+        EngineError::At {
+            file,
+            mark: None,
+            context,
+            message,
+        } if file == loaded.path && context.starts_with(['c', 'p', 's']) => EngineError::At {
+            mark: Some(loaded.locate(&context)),
+            file,
+            context,
+            message,
+        },
+        other => other,
     }
 }
 
@@ -511,19 +537,45 @@ pub fn manifests_of(
     scenario_path: &Path,
     src: &PolicySource,
 ) -> Result<Vec<Manifest>, EngineError> {
+    manifest_file_of(scenario_path, src).map(|f| f.manifests)
+}
+
+/// Like [`manifests_of`], with the count of the objects a file held that are not policies
+/// (skipped, as `verdict check` skips them).
+pub fn manifest_file_of(
+    scenario_path: &Path,
+    src: &PolicySource,
+) -> Result<api::ManifestFile, EngineError> {
     match src {
-        PolicySource::Inline(m) => Ok(vec![(**m).clone()]),
+        PolicySource::Inline(m) => Ok(api::ManifestFile {
+            manifests: vec![(**m).clone()],
+            skipped: Default::default(),
+        }),
         PolicySource::File(rel) => {
             let base = scenario_path.parent().unwrap_or(Path::new("."));
             let path = base.join(rel);
-            api::load_manifests(&path)
+            api::load_manifest_file(&path)
                 .map_err(|e| EngineError::Scenario(ScenarioError::Manifest(e)))
         }
     }
 }
 
+/// The note for a policy file's skipped objects, if it had any.
+fn skipped_note(src: &PolicySource, f: &api::ManifestFile) -> Option<String> {
+    match src {
+        PolicySource::File(rel) if !f.skipped.is_empty() => {
+            Some(format!("{rel}: skipped {}", f.skipped))
+        }
+        _ => None,
+    }
+}
+
 /// Builds the initial world of a scenario (cluster and policies at time 0).
 pub fn build_world(loaded: &LoadedScenario) -> Result<World, EngineError> {
+    build_world_at(loaded).map_err(|e| locate(loaded, e))
+}
+
+fn build_world_at(loaded: &LoadedScenario) -> Result<World, EngineError> {
     let s = &loaded.scenario;
     let file = &loaded.path;
     let mut world = World {
@@ -552,10 +604,14 @@ pub fn build_world(loaded: &LoadedScenario) -> Result<World, EngineError> {
             .map_err(|err| at(file, format!("cluster.externals[{i}]"), err))?;
     }
     for (i, src) in s.policies.iter().enumerate() {
-        for m in manifests_of(file, src).map_err(|e| match e {
+        let f = manifest_file_of(file, src).map_err(|e| match e {
             EngineError::At { .. } => e,
             other => at(file, format!("policies[{i}]"), other),
-        })? {
+        })?;
+        if let Some(n) = skipped_note(src, &f) {
+            world.notes.push(format!("policies[{i}]: {n}"));
+        }
+        for m in f.manifests {
             world
                 .repo
                 .apply(translate::policy_ref(&m), translate::translate(&m));
@@ -572,6 +628,23 @@ fn resolve(world: &World, file: &Path, ctx: &str, name: &str) -> Result<Peer, En
             format!("unknown endpoint {name:?}: expected ns/pod, host:<node>, an externals name or an IP address"),
         )
     })
+}
+
+/// A probe's two ends must have addresses of one family: a packet has one IP header, and
+/// a pod (one address here) cannot send IPv4 to an IPv6 address or the reverse.
+fn same_family(world: &World, src: &Peer, dst: &Peer) -> Result<(), String> {
+    let (Some(a), Some(b)) = (world.cluster.ip_of(src), world.cluster.ip_of(dst)) else {
+        return Ok(());
+    };
+    if a.is_ipv4() == b.is_ipv4() {
+        return Ok(());
+    }
+    let fam = |ip: std::net::IpAddr| if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+    Err(format!(
+        "mixes address families: {src} is {} ({a}) and {dst} is {} ({b}); a probe needs two ends of one family",
+        fam(a),
+        fam(b)
+    ))
 }
 
 /// The destination port of a probe: the port, or the ICMP type (default: echo request).
@@ -781,6 +854,7 @@ pub fn run(
         backends: backend_names.to_vec(),
         steps: Vec::new(),
         error: None,
+        notes: Vec::new(),
     };
     let mut backends: Vec<Box<dyn Backend>> = Vec::new();
     for name in backend_names {
@@ -792,8 +866,15 @@ pub fn run(
             }
         }
     }
-    if let Err(e) = replay(loaded, &mut backends, &mut report, None) {
+    // A dry run of the timeline (no backends) first, so that a bad reference anywhere in the
+    // scenario (an unknown endpoint, a probe across address families) fails it before any
+    // backend runs, as a load error rather than halfway through a replay.
+    if let Err(e) = world_after(loaded, None) {
         report.error = Some(e.to_string());
+        return report;
+    }
+    if let Err(e) = replay(loaded, &mut backends, &mut report, None) {
+        report.error = Some(locate(loaded, e).to_string());
     }
     report
 }
@@ -820,8 +901,9 @@ pub fn world_after(
         backends: vec![],
         steps: vec![],
         error: None,
+        notes: vec![],
     };
-    replay(loaded, &mut Vec::new(), &mut report, after_step)
+    replay(loaded, &mut Vec::new(), &mut report, after_step).map_err(|e| locate(loaded, e))
 }
 
 fn replay(
@@ -831,7 +913,8 @@ fn replay(
     stop_after: Option<usize>,
 ) -> Result<World, EngineError> {
     let file = loaded.path.as_path();
-    let mut world = build_world(loaded)?;
+    let mut world = build_world_at(loaded)?;
+    report.notes = world.notes.clone();
     let mut conns: BTreeMap<String, Conn> = BTreeMap::new();
     let mut prop = match &loaded.scenario.propagation {
         Some(p) => Some(PropagationState {
@@ -867,9 +950,11 @@ fn replay(
             Step::Expect(probes) => {
                 let mut checks = Vec::new();
                 for (j, p) in probes.iter().enumerate() {
-                    let pctx = format!("{ctx} probe {j}");
+                    let pctx = format!("steps[{i}].expect[{j}]");
                     let src = resolve(&world, file, &pctx, &p.from)?;
                     let dst = resolve(&world, file, &pctx, &p.to)?;
+                    same_family(&world, &src, &dst)
+                        .map_err(|e| at(file, format!("{pctx} ({} -> {})", p.from, p.to), e))?;
                     let dport = probe_port(p.protocol.0, p.port, p.icmp_type)
                         .map_err(|e| at(file, &pctx, e))?;
                     if p.redirect == Some(true) {
@@ -909,6 +994,13 @@ fn replay(
                     let mut line = Vec::new();
                     for (c, col) in table.columns.iter().enumerate() {
                         let dst = resolve(&world, file, &ctx, col)?;
+                        same_family(&world, &src, &dst).map_err(|e| {
+                            at(
+                                file,
+                                format!("steps[{i}].expect-matrix.table ({row} -> {col})"),
+                                e,
+                            )
+                        })?;
                         let expected = table.cells[r][c].map(|allow| Expectation {
                             allow,
                             reason: None,
@@ -939,14 +1031,19 @@ fn replay(
             }
             Step::Apply(src) => {
                 let mut done = Vec::new();
-                for m in manifests_of(file, src)? {
+                let f = manifest_file_of(file, src)?;
+                let note = skipped_note(src, &f);
+                for m in f.manifests {
                     let r = translate::policy_ref(&m);
                     world.repo.apply(r.clone(), translate::translate(&m));
                     sync_step(backends, &world, &Change::PolicyApplied(&r), due)
                         .map_err(|e| at(file, &ctx, e))?;
                     done.push(r.to_string());
                 }
-                StepOutcome::Change(format!("applied {}", done.join(", ")))
+                StepOutcome::Change(match note {
+                    Some(n) => format!("applied {}; {n}", done.join(", ")),
+                    None => format!("applied {}", done.join(", ")),
+                })
             }
             Step::Delete(d) => {
                 let kind = PolicyKind::parse(&d.kind).ok_or_else(|| {
@@ -1321,6 +1418,7 @@ pub fn run_file(
             backends: backend_names.to_vec(),
             steps: Vec::new(),
             error: Some(e.to_string()),
+            notes: Vec::new(),
         },
     }
 }

@@ -24,5 +24,6 @@ pub mod scenario;
 pub mod selector;
 pub mod selectorcache;
 pub mod translate;
+pub mod validate;
 pub mod verdict;
 pub mod yaml;

@@ -170,6 +170,9 @@ pub fn text(r: &ScenarioReport) -> String {
     if let Some(e) = &r.error {
         let _ = writeln!(out, "  error: {e}");
     }
+    for n in &r.notes {
+        let _ = writeln!(out, "  note: {n}");
+    }
     for s in &r.steps {
         match &s.outcome {
             StepOutcome::Probes(ps) => {
@@ -236,6 +239,9 @@ pub fn golden(r: &ScenarioReport) -> String {
     let _ = writeln!(out, "scenario: {}", r.name);
     if let Some(e) = &r.error {
         let _ = writeln!(out, "error: {e}");
+    }
+    for n in &r.notes {
+        let _ = writeln!(out, "note: {n}");
     }
     for s in &r.steps {
         match &s.outcome {
@@ -389,6 +395,7 @@ pub fn json(r: &ScenarioReport) -> Value {
         "failures": r.failure_count(),
         "disagreements": r.disagreement_count(),
         "error": r.error,
+        "notes": r.notes,
         "steps": steps,
     })
 }

@@ -632,10 +632,18 @@ pub enum ScenarioError {
 pub struct LoadedScenario {
     pub path: PathBuf,
     pub scenario: Scenario,
-    /// The parsed YAML, which locates errors found after parsing.
+    /// The parsed YAML, which locates errors found after parsing ([`LoadedScenario::locate`]).
     pub source: crate::yaml::Node,
 }
 
+impl LoadedScenario {
+    /// The position of the node at a field path such as `steps[3].expect[0]` (a trailing
+    /// ` (...)` note is ignored; the longest prefix that exists is used).
+    pub fn locate(&self, context: &str) -> crate::yaml::Mark {
+        let path = context.split(" (").next().unwrap_or(context).trim();
+        crate::validate::locate(&self.source, path)
+    }
+}
 
 /// Loads and parses one scenario file.
 pub fn load(path: &Path) -> Result<LoadedScenario, ScenarioError> {
@@ -682,6 +690,7 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedScenario, ScenarioError> {
         .unwrap_or_else(|| crate::yaml::Node::map(Vec::new()));
     let scenario: Scenario = crate::yaml::de::from_node(&source, crate::yaml::de::Mode::SCENARIO)
         .map_err(|e| node_error(path, &e))?;
+    crate::validate::validate(path, &scenario, &source)?;
     Ok(LoadedScenario {
         path: path.to_path_buf(),
         scenario,

@@ -1,0 +1,454 @@
+//! Kubernetes validation of a scenario's cluster and timeline: the names, labels and addresses
+//! a scenario declares must be ones the API server would take for the objects they stand for,
+//! and every error names the file, line, column and field.
+//!
+//! Sources: k8s.io/apimachinery `pkg/util/validation` (`IsDNS1123Label`,
+//! `IsDNS1123Subdomain`, `IsDNS1035Label`, `IsQualifiedName`, `IsValidLabelValue`,
+//! `IsValidPortName`) and k8s.io/kubernetes `pkg/apis/core/validation` (which name rule each
+//! kind uses: `ValidateNamespaceName` a label, `ValidatePodName`, `ValidateNodeName` and
+//! `ValidateServiceAccountName` a subdomain, `ValidateServiceName` a DNS-1035 label;
+//! `ValidateNonSpecialIP` for the addresses that back endpoints).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use crate::api;
+use crate::scenario::{PodDecl, Scenario, ScenarioError, Step};
+use crate::yaml::{Mark, Node};
+
+/// Why an address cannot be a pod's or a node's: `ValidateNonSpecialIP` (unspecified,
+/// loopback, link-local, as for every Endpoints/EndpointSlice address, which is what a pod
+/// IP becomes), plus multicast and broadcast, which no IPAM hands out and no host sends from
+/// (RFC 1122 3.2.1.3), and IPv4-mapped IPv6, which Kubernetes' IP validation refuses
+/// (KEP-4858).
+pub fn check_endpoint_ip(ip: IpAddr) -> Result<(), String> {
+    if ip.is_unspecified() {
+        return Err(format!("may not be unspecified ({ip})"));
+    }
+    if ip.is_loopback() {
+        return Err("may not be in the loopback range (127.0.0.0/8, ::1/128)".into());
+    }
+    let link_local = match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    };
+    if link_local {
+        return Err("may not be in the link-local range (169.254.0.0/16, fe80::/10)".into());
+    }
+    if ip.is_multicast() {
+        return Err(
+            "may not be a multicast address (224.0.0.0/4, ff00::/8): no host sends from one".into(),
+        );
+    }
+    if let IpAddr::V4(v4) = ip {
+        if v4.is_broadcast() {
+            return Err("may not be the broadcast address 255.255.255.255".into());
+        }
+    }
+    if let IpAddr::V6(v6) = ip {
+        if let Some(v4) = v6.to_ipv4_mapped() {
+            return Err(format!(
+                "may not be an IPv4-mapped IPv6 address: write the IPv4 address {v4}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Why an address cannot be an external endpoint's: only addresses that never leave a host.
+pub fn check_external_ip(ip: IpAddr) -> Result<(), String> {
+    if ip.is_unspecified() {
+        return Err(format!("may not be unspecified ({ip})"));
+    }
+    if ip.is_loopback() {
+        return Err(
+            "may not be in the loopback range (127.0.0.0/8, ::1/128): it never leaves the pod"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+struct Checker<'a> {
+    file: &'a Path,
+    source: &'a Node,
+}
+
+impl Checker<'_> {
+    /// An error at the node of `field` (or the closest enclosing node that exists).
+    fn at(&self, field: &str, message: impl Into<String>) -> ScenarioError {
+        let mark = locate(self.source, field);
+        self.at_mark(mark, field, message)
+    }
+
+    fn at_mark(&self, mark: Mark, field: &str, message: impl Into<String>) -> ScenarioError {
+        ScenarioError::Parse {
+            file: self.file.to_path_buf(),
+            line: mark.line,
+            column: mark.column,
+            field: format!("{field}: "),
+            message: message.into(),
+        }
+    }
+
+    fn labels(&self, parent: &str, labels: &BTreeMap<String, String>) -> Result<(), ScenarioError> {
+        for (k, v) in labels {
+            let entry = self.source.at_path(parent).and_then(|n| n.entry(k));
+            let field = format!("{parent}.{k}");
+            let key_mark = entry
+                .map(|(k, _)| k.mark)
+                .unwrap_or_else(|| locate(self.source, parent));
+            let value_mark = entry.map(|(_, v)| v.mark).unwrap_or(key_mark);
+            api::check_qualified_name(k).map_err(|e| {
+                self.at_mark(key_mark, &field, format!("invalid label key {k:?}: {e}"))
+            })?;
+            api::check_label_value(v).map_err(|e| {
+                self.at_mark(
+                    value_mark,
+                    &field,
+                    format!("invalid label value {v:?}: {e}"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    fn label_keys(&self, parent: &str, keys: &[String]) -> Result<(), ScenarioError> {
+        for (i, k) in keys.iter().enumerate() {
+            api::check_qualified_name(k).map_err(|e| {
+                self.at(
+                    &format!("{parent}[{i}]"),
+                    format!("invalid label key {k:?}: {e}"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    fn pod_name(&self, field: &str, name: &str) -> Result<(), ScenarioError> {
+        let Some((ns, pod)) = name.split_once('/') else {
+            return Err(self.at(
+                field,
+                format!("pod name {name:?} is not <namespace>/<name>"),
+            ));
+        };
+        api::check_dns_label(ns)
+            .map_err(|e| self.at(field, format!("invalid namespace {ns:?} in {name:?}: {e}")))?;
+        api::check_dns_subdomain(pod)
+            .map_err(|e| self.at(field, format!("invalid pod name {pod:?} in {name:?}: {e}")))
+    }
+
+    fn pod(&self, at: &str, p: &PodDecl) -> Result<(), ScenarioError> {
+        self.pod_name(&format!("{at}.name"), &p.name)?;
+        if let Some(node) = &p.node {
+            api::check_dns_subdomain(node).map_err(|e| {
+                self.at(
+                    &format!("{at}.node"),
+                    format!("invalid node name {node:?}: {e}"),
+                )
+            })?;
+        }
+        if let Some(ip) = p.ip {
+            check_endpoint_ip(ip).map_err(|e| {
+                self.at(
+                    &format!("{at}.ip"),
+                    format!("{ip} cannot be a pod's address: {e}"),
+                )
+            })?;
+        }
+        self.labels(&format!("{at}.labels"), &p.labels)?;
+        if let Some(sa) = &p.service_account {
+            api::check_dns_subdomain(sa).map_err(|e| {
+                self.at(
+                    &format!("{at}.serviceAccount"),
+                    format!("invalid serviceAccount {sa:?}: {e}"),
+                )
+            })?;
+        }
+        let mut names = BTreeMap::new();
+        for (j, port) in p.ports.iter().enumerate() {
+            let f = format!("{at}.ports[{j}]");
+            if !api::is_k8s_port_name(&port.name) {
+                return Err(self.at(
+                    &format!("{f}.name"),
+                    format!("invalid port name {:?}: must be no more than 15 lowercase alphanumeric characters or '-', with at least one letter, without '--' or a leading or trailing '-' (IANA_SVC_NAME)", port.name),
+                ));
+            }
+            if port.port == 0 {
+                return Err(self.at(
+                    &format!("{f}.port"),
+                    "containerPort 0 must be between 1 and 65535, inclusive",
+                ));
+            }
+            if let Some(first) = names.insert(port.name.clone(), j) {
+                return Err(self.at(
+                    &format!("{f}.name"),
+                    format!("duplicate port name {:?} (also ports[{first}])", port.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The position of a field path in the source, or of its closest enclosing node.
+pub fn locate(source: &Node, field: &str) -> Mark {
+    let mut p = field;
+    loop {
+        if let Some(n) = source.at_path(p) {
+            return n.mark;
+        }
+        match p.rfind(['.', '[']) {
+            Some(cut) => p = &p[..cut],
+            None => return source.mark,
+        }
+    }
+}
+
+/// Checks a parsed scenario as the Kubernetes API server would check the objects it declares.
+pub fn validate(file: &Path, s: &Scenario, source: &Node) -> Result<(), ScenarioError> {
+    let c = Checker { file, source };
+    for (i, n) in s.cluster.nodes.iter().enumerate() {
+        let at = format!("cluster.nodes[{i}]");
+        api::check_dns_subdomain(&n.name).map_err(|e| {
+            c.at(
+                &format!("{at}.name"),
+                format!("invalid node name {:?}: {e}", n.name),
+            )
+        })?;
+        if let Some(ip) = n.ip {
+            check_endpoint_ip(ip).map_err(|e| {
+                c.at(
+                    &format!("{at}.ip"),
+                    format!("{ip} cannot be a node's address: {e}"),
+                )
+            })?;
+        }
+    }
+    for (i, ns) in s.cluster.namespaces.iter().enumerate() {
+        let at = format!("cluster.namespaces[{i}]");
+        api::check_dns_label(&ns.name).map_err(|e| {
+            c.at(
+                &format!("{at}.name"),
+                format!("invalid namespace name {:?}: {e}", ns.name),
+            )
+        })?;
+        c.labels(&format!("{at}.labels"), &ns.labels)?;
+    }
+    for (i, p) in s.cluster.pods.iter().enumerate() {
+        c.pod(&format!("cluster.pods[{i}]"), p)?;
+    }
+    for (i, e) in s.cluster.externals.iter().enumerate() {
+        check_external_ip(e.ip).map_err(|err| {
+            c.at(
+                &format!("cluster.externals[{i}].ip"),
+                format!("{} cannot be an external address: {err}", e.ip),
+            )
+        })?;
+    }
+    for (i, step) in s.steps.iter().enumerate() {
+        let at = format!("steps[{i}].{}", step.kind());
+        match step {
+            Step::CreatePod(p) => c.pod(&at, p)?,
+            Step::DeletePod(name) => c.pod_name(&at, name)?,
+            Step::LabelPod(l) => {
+                c.pod_name(&format!("{at}.pod"), &l.pod)?;
+                c.labels(&format!("{at}.set"), &l.set)?;
+                c.label_keys(&format!("{at}.unset"), &l.unset)?;
+            }
+            Step::LabelNamespace(l) => {
+                api::check_dns_label(&l.namespace).map_err(|e| {
+                    c.at(
+                        &format!("{at}.namespace"),
+                        format!("invalid namespace name {:?}: {e}", l.namespace),
+                    )
+                })?;
+                c.labels(&format!("{at}.set"), &l.set)?;
+                c.label_keys(&format!("{at}.unset"), &l.unset)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario;
+    use std::path::Path;
+
+    fn err(text: &str) -> String {
+        match scenario::parse(Path::new("t.yaml"), text) {
+            Ok(_) => panic!("expected an error:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const HEAD: &str = "name: t\ncluster:\n  namespaces: [{name: x}]\n";
+
+    #[test]
+    fn names_follow_the_rule_of_their_kind() {
+        let e = err("name: t\ncluster:\n  namespaces:\n  - name: Team_A\n");
+        assert!(e.starts_with("t.yaml:4:11: cluster.namespaces[0].name: invalid namespace name \"Team_A\": a lowercase RFC 1123 label"), "{e}");
+        // A namespace is a label (no dots); a pod name is a subdomain (dots allowed).
+        assert!(err("name: t\ncluster:\n  namespaces: [{name: a.b}]\n").contains("RFC 1123 label"));
+        assert!(scenario::parse(
+            Path::new("t.yaml"),
+            &format!("{HEAD}  pods: [{{name: x/web.v1}}]\n")
+        )
+        .is_ok());
+        let e = err(&format!("{HEAD}  pods:\n  - name: x/Web\n"));
+        assert!(
+            e.starts_with("t.yaml:5:11: cluster.pods[0].name: invalid pod name \"Web\""),
+            "{e}"
+        );
+        let e = err("name: t\ncluster:\n  nodes: [node_1]\n");
+        assert!(
+            e.starts_with("t.yaml:3:11: cluster.nodes[0].name: invalid node name"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{HEAD}  pods: [{{name: x/a, serviceAccount: Bad}}]\n"
+        ));
+        assert!(
+            e.contains("cluster.pods[0].serviceAccount: invalid serviceAccount"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{HEAD}  pods: [{{name: x/a, ports: [{{name: HTTP, port: 80}}]}}]\n"
+        ));
+        assert!(
+            e.contains("cluster.pods[0].ports[0].name: invalid port name \"HTTP\""),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{HEAD}  pods: [{{name: x/a, ports: [{{name: http, port: 0}}]}}]\n"
+        ));
+        assert!(e.contains("containerPort 0"), "{e}");
+    }
+
+    #[test]
+    fn label_keys_and_values_follow_kubernetes() {
+        let long = "v".repeat(64);
+        let e = err(&format!(
+            "{HEAD}  pods:\n  - name: x/a\n    labels:\n      app: {long}\n"
+        ));
+        assert!(
+            e.starts_with("t.yaml:7:12: cluster.pods[0].labels.app: invalid label value"),
+            "{e}"
+        );
+        assert!(e.contains("no more than 63 characters"), "{e}");
+        let e = err(&format!(
+            "{HEAD}  pods:\n  - name: x/a\n    labels:\n      example.com/a/b: v\n"
+        ));
+        assert!(
+            e.starts_with("t.yaml:7:7: cluster.pods[0].labels.example.com/a/b: invalid label key"),
+            "{e}"
+        );
+        let prefix = format!("{}io/app", format!("{}.", "p".repeat(63)).repeat(4));
+        let e = err(&format!(
+            "{HEAD}  pods: [{{name: x/a, labels: {{{prefix}: v}}}}]\n"
+        ));
+        assert!(e.contains("prefix part must be 1 to 253 characters"), "{e}");
+        let e = err(&format!(
+            "{HEAD}steps:\n- label-pod: {{pod: x/a, set: {{ok: fine}}, unset: [\"bad key\"]}}\n"
+        ));
+        assert!(
+            e.contains("steps[0].label-pod.unset[0]: invalid label key \"bad key\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn addresses_pods_cannot_have() {
+        for (ip, why) in [
+            ("0.0.0.0", "unspecified"),
+            ("::", "unspecified"),
+            ("127.0.0.2", "loopback"),
+            ("169.254.1.1", "link-local"),
+            ("fe80::1", "link-local"),
+            ("224.0.0.5", "multicast"),
+            ("ff02::1", "multicast"),
+            ("255.255.255.255", "broadcast"),
+            ("::ffff:10.0.0.1", "IPv4-mapped"),
+        ] {
+            let e = err(&format!("{HEAD}  pods:\n  - {{name: x/a, ip: \"{ip}\"}}\n"));
+            assert!(e.starts_with("t.yaml:5:"), "{e}");
+            assert!(
+                e.contains("cluster.pods[0].ip:") && e.contains(why),
+                "{ip}: {e}"
+            );
+        }
+        let e = err("name: t\ncluster:\n  nodes: [{name: n1, ip: 0.0.0.0}]\n");
+        assert!(
+            e.contains("cluster.nodes[0].ip: 0.0.0.0 cannot be a node's address"),
+            "{e}"
+        );
+        // The metadata service is a legitimate external (policies block it by CIDR).
+        assert!(scenario::parse(
+            Path::new("t.yaml"),
+            "name: t\ncluster:\n  externals: [{name: metadata, ip: 169.254.169.254}]\n"
+        )
+        .is_ok());
+        assert!(
+            err("name: t\ncluster:\n  externals: [{name: lo, ip: 127.0.0.1}]\n")
+                .contains("loopback")
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_in_scenarios() {
+        let e = err(&format!(
+            "{HEAD}  pods:\n  - name: x/a\n    labels: {{app: a, app: b}}\n"
+        ));
+        assert!(e.starts_with("t.yaml:6:22: cluster.pods[0].labels.app: duplicate key \"app\" (first at line 6 column 14"), "{e}");
+    }
+
+    #[test]
+    fn probes_across_address_families_fail_at_load_naming_the_probe() {
+        let text = format!(
+            "{HEAD}  pods: [{{name: x/a}}, {{name: x/b, ip: \"fd00::10\"}}]\nsteps:\n- expect:\n  - {{from: x/a, to: x/a, port: 80, protocol: TCP, verdict: allow}}\n  - {{from: x/a, to: x/b, port: 80, protocol: TCP, verdict: allow}}\n"
+        );
+        let loaded = scenario::parse(Path::new("t.yaml"), &text).unwrap();
+        let e = crate::engine::world_after(&loaded, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("t.yaml:8:5: steps[0].expect[1] (x/a -> x/b): mixes address families: x/a is IPv4 (10.244.0.10) and x/b is IPv6 (fd00::10)"),
+            "{e}"
+        );
+        // And `verdict run` refuses it before any backend runs.
+        let r = crate::engine::run(&loaded, &["oracle".to_string()], &|_| {
+            Ok(Box::new(crate::engine::OracleBackend::default())
+                as Box<dyn crate::engine::Backend>)
+        });
+        assert!(r.steps.is_empty(), "no step ran");
+        assert!(r
+            .error
+            .as_deref()
+            .is_some_and(|m| m.contains("mixes address families")));
+    }
+
+    #[test]
+    fn engine_errors_are_located() {
+        let text = format!("{HEAD}  pods: [{{name: x/a}}]\nsteps:\n- advance: 1s\n- expect:\n  - {{from: x/a, to: x/nope, port: 80, protocol: TCP, verdict: allow}}\n");
+        let loaded = scenario::parse(Path::new("t.yaml"), &text).unwrap();
+        let e = crate::engine::world_after(&loaded, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("t.yaml:8:5: steps[1].expect[0]: unknown endpoint \"x/nope\""),
+            "{e}"
+        );
+        let text = format!("{HEAD}  pods: [{{name: y/a}}]\n");
+        let loaded = scenario::parse(Path::new("t.yaml"), &text).unwrap();
+        let e = crate::engine::build_world(&loaded).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "t.yaml:4:10: cluster.pods[0] (y/a): pod y/a: namespace y is not declared"
+            ),
+            "{e}"
+        );
+    }
+}
