@@ -146,3 +146,50 @@ fn kernel_backend() -> Result<Box<dyn Backend>, String> {
 fn kernel_backend() -> Result<Box<dyn Backend>, String> {
     Err("the kernel backend is not built in: rebuild with `--features kernel` (needs libelf-dev and root to run)".into())
 }
+
+/// Checks a `--backend` list once, before anything runs: every name known, none empty, none
+/// twice, and each one constructible here (the kernel backend says why it is unavailable).
+/// Returns the list as given, in order.
+pub fn validate(list: &[String]) -> Result<Vec<String>, String> {
+    if list.is_empty() {
+        return Err("--backend: the list is empty".into());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for n in list {
+        if n.is_empty() {
+            return Err("--backend: empty name in the list (a stray comma?)".into());
+        }
+        if !BACKENDS.contains(&n.as_str()) {
+            return Err(format!(
+                "--backend: unknown backend {:?}: available backends are {}",
+                verdict_sim::report::clip(n),
+                BACKENDS.join(", ")
+            ));
+        }
+        if !seen.insert(n.as_str()) {
+            return Err(format!("--backend: {n:?} is named twice"));
+        }
+    }
+    for n in list {
+        factory(n).map_err(|e| format!("--backend: {e}"))?;
+    }
+    Ok(list.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_lists_are_checked_once_up_front() {
+        let l = |s: &str| s.split(',').map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(validate(&l("oracle,model")).unwrap(), l("oracle,model"));
+        assert!(validate(&l("oracle,oracle"))
+            .unwrap_err()
+            .contains("named twice"));
+        assert!(validate(&l("oracle,")).unwrap_err().contains("empty name"));
+        let long = "x".repeat(5000);
+        let e = validate(&[long]).unwrap_err();
+        assert!(e.contains("unknown backend") && e.len() < 400, "{e}");
+    }
+}

@@ -159,6 +159,9 @@ enum Inner {
 struct Timed {
     inner: Inner,
     clock: Rc<RefCell<BackendClock>>,
+    /// On the first backend: the progress bar, moved once per control-plane event (events
+    /// have distinct virtual instants).
+    progress: Option<Rc<(crate::progress::Progress, std::cell::Cell<Option<u64>>)>>,
 }
 
 impl Timed {
@@ -173,7 +176,15 @@ impl Timed {
         match change {
             Change::Initial => {}
             Change::Clock => c.clock += t,
-            _ => *c.per_event.entry(world.clock_ns).or_default() += t,
+            _ => {
+                *c.per_event.entry(world.clock_ns).or_default() += t;
+                if let Some(p) = &self.progress {
+                    if p.1.get() != Some(world.clock_ns) {
+                        p.1.set(Some(world.clock_ns));
+                        p.0.inc(&format!("at {}", format_ns(world.clock_ns)));
+                    }
+                }
+            }
         }
         if let Inner::Datapath(d) = &self.inner {
             c.writes = Some(d.writes());
@@ -444,17 +455,24 @@ pub fn churn(args: &ChurnArgs) -> anyhow::Result<ChurnOutput> {
     let gen_time = t_gen.elapsed();
 
     let clocks: RefCell<Vec<(String, Rc<RefCell<BackendClock>>)>> = RefCell::new(Vec::new());
+    let progress = Rc::new((
+        crate::progress::Progress::new(args.events as u64, "events"),
+        std::cell::Cell::new(None),
+    ));
     let factory = |name: &str| -> Result<Box<dyn Backend>, String> {
         let clock = Rc::new(RefCell::new(BackendClock::default()));
+        let first = clocks.borrow().is_empty();
         clocks.borrow_mut().push((name.to_string(), clock.clone()));
         Ok(Box::new(Timed {
             inner: make_backend(name)?,
             clock,
+            progress: first.then(|| progress.clone()),
         }))
     };
     let t_run = Instant::now();
     let report = engine::run(&loaded, &args.backends, &factory);
     let run_time = t_run.elapsed();
+    progress.0.finish();
     if let Some(e) = &report.error {
         bail!("{e}");
     }

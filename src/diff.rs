@@ -41,30 +41,43 @@ use crate::dpbackend::{DatapathBackend, Maker, RawRecord};
 /// `verdict diff` arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DiffArgs {
-    /// Backends to compare, comma-separated (default: the default backends, plus `kernel`
-    /// when it is usable here).
-    #[arg(long, value_delimiter = ',')]
-    pub backends: Option<Vec<String>>,
+    /// Backends to compare, comma-separated: oracle, model, rbpf, rbpf-jit, kernel (default:
+    /// oracle,model,rbpf, plus kernel when it is usable here).
+    #[arg(
+        long,
+        visible_alias = "backends",
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
+    pub backend: Option<Vec<String>>,
     /// Replay this capture (pcap or pcapng) against the cluster of --scenario instead of
     /// replaying scenario probes.
-    #[arg(long, requires = "scenario")]
+    #[arg(long, requires = "scenario", value_name = "FILE")]
     pub pcap: Option<PathBuf>,
     /// With --pcap: the scenario whose cluster and policies the capture runs against.
     #[arg(long, requires = "pcap")]
     pub scenario: Option<PathBuf>,
     /// With --pcap: the cluster as it is after step N (1-based; 0 is the initial state;
     /// default: after the last step).
-    #[arg(long, requires = "pcap")]
+    #[arg(long, requires = "pcap", value_name = "N")]
     pub after_step: Option<usize>,
     /// With --pcap: write the replayed packets as pcapng, each with its verdicts as a
     /// packet comment.
-    #[arg(long, requires = "pcap")]
+    #[arg(long, requires = "pcap", value_name = "OUT.pcapng")]
     pub write_pcap: Option<PathBuf>,
     /// With --write-pcap: write only the packets the backends disagree on.
     #[arg(long, requires = "write_pcap")]
     pub only_disagreements: bool,
+    /// Also write a JUnit XML report: one test case per scenario (or capture), and one per
+    /// step (or per state comparison) where backends disagree.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
     /// Scenario files or directories (every *.yaml below, except `policies` directories).
-    #[arg(required_unless_present = "pcap", conflicts_with = "pcap")]
+    #[arg(
+        required_unless_present = "pcap",
+        conflicts_with = "pcap",
+        value_name = "PATH"
+    )]
     pub paths: Vec<PathBuf>,
 }
 
@@ -158,26 +171,7 @@ pub fn contender(name: &str) -> Result<Contender, String> {
 pub fn choose_backends(requested: Option<&[String]>) -> Result<(Vec<String>, Vec<String>)> {
     let mut notes = Vec::new();
     let names: Vec<String> = match requested {
-        Some(list) => {
-            let mut seen = BTreeSet::new();
-            for n in list {
-                if !backends::BACKENDS.contains(&n.as_str()) {
-                    bail!(
-                        "unknown backend {n:?}: available backends are {}",
-                        backends::BACKENDS.join(", ")
-                    );
-                }
-                if !seen.insert(n.as_str()) {
-                    bail!("backend {n:?} is named twice");
-                }
-            }
-            if list.iter().any(|n| n == "kernel") {
-                if let Err(why) = kernel_status() {
-                    bail!("the kernel backend was requested but is unavailable: {why}");
-                }
-            }
-            list.to_vec()
-        }
+        Some(list) => backends::validate(list).map_err(anyhow::Error::msg)?,
         None => {
             let mut v: Vec<String> = backends::DEFAULT_BACKENDS
                 .iter()
@@ -191,7 +185,10 @@ pub fn choose_backends(requested: Option<&[String]>) -> Result<(Vec<String>, Vec
         }
     };
     if names.len() < 2 {
-        bail!("diff needs at least two backends, got {}", names.join(","));
+        bail!(
+            "--backend: diff needs at least two backends, got {}",
+            names.join(",")
+        );
     }
     Ok((names, notes))
 }
@@ -725,9 +722,89 @@ pub fn render(d: &ScenarioDiff) -> String {
     s
 }
 
-/// Runs `verdict diff`; `Ok(false)` when anything disagrees.
-pub fn run(args: DiffArgs) -> Result<bool> {
-    let (names, notes) = choose_backends(args.backends.as_deref())?;
+/// The JUnit cases of one scenario's diff: the scenario, then one per step with verdict
+/// disagreements and one per datapath pair with state differences.
+fn junit_cases(
+    d: &ScenarioDiff,
+    text: &str,
+    seconds: f64,
+) -> Vec<(String, crate::junit::TestCase)> {
+    use crate::junit::{classname, suite_of, Outcome, TestCase};
+    let class = classname(&d.file);
+    let suite = suite_of(&d.file);
+    let outcome = match &d.error {
+        Some(e) => Outcome::Error {
+            message: verdict_sim::report::clip_values(e),
+            kind: "input".into(),
+            text: String::new(),
+        },
+        None if d.clean() => Outcome::Passed,
+        None => Outcome::Failure {
+            message: format!(
+                "{} verdict disagreements, {} state differences",
+                d.verdicts.len(),
+                d.state_differences()
+            ),
+            kind: "disagreement".into(),
+            text: String::new(),
+        },
+    };
+    let mut out = vec![(
+        suite.clone(),
+        TestCase {
+            system_out: Some(text.to_string()),
+            ..TestCase::new(&class, &d.name, seconds, outcome)
+        },
+    )];
+    let mut steps: BTreeMap<usize, Vec<&VerdictRow>> = BTreeMap::new();
+    for v in &d.verdicts {
+        steps.entry(v.step).or_default().push(v);
+    }
+    for (step, rows) in steps {
+        let table: Vec<TableRow<'_>> = rows
+            .iter()
+            .map(|v| TableRow {
+                at: v.step.to_string(),
+                what: v.what.clone(),
+                results: &v.results,
+            })
+            .collect();
+        out.push((
+            suite.clone(),
+            TestCase::new(
+                &class,
+                &format!("{}: step {step}", d.name),
+                0.0,
+                Outcome::Failure {
+                    message: format!("backends disagree on {} probes", rows.len()),
+                    kind: "disagreement".into(),
+                    text: verdict_table("step", &table, &d.backends),
+                },
+            ),
+        ));
+    }
+    for p in d.pairs.iter().filter(|p| !p.rows.is_empty()) {
+        out.push((
+            suite.clone(),
+            TestCase::new(
+                &class,
+                &format!("{}: {} vs {} state", d.name, p.reference, p.other),
+                0.0,
+                Outcome::Failure {
+                    message: format!("{} map or flow-record differences", p.rows.len()),
+                    kind: "state".into(),
+                    text: state_table("step", p),
+                },
+            ),
+        ));
+    }
+    out
+}
+
+/// Runs `verdict diff`: exit status 0 when everything agrees, 1 when anything disagrees, 2
+/// when a scenario could not be loaded or replayed.
+pub fn run(args: DiffArgs) -> Result<u8> {
+    let (names, notes) = choose_backends(args.backend.as_deref())?;
     for n in &notes {
         println!("{n}");
     }
@@ -743,15 +820,22 @@ pub fn run(args: DiffArgs) -> Result<bool> {
             write_pcap: args.write_pcap.clone(),
             only_disagreements: args.only_disagreements,
             backends: names,
-        });
+            junit: args.junit.clone(),
+        })
+        .map(|clean| if clean { 0 } else { 1 });
     }
     let files = crate::scenario_files(&args.paths)?;
     if files.is_empty() {
         bail!("no scenario files found under {:?}", args.paths);
     }
     let mut clean = 0usize;
+    let mut errors = 0usize;
     let (mut probes, mut verdicts, mut state) = (0usize, 0usize, 0usize);
+    let progress = crate::progress::Progress::new(files.len() as u64, "scenarios");
+    let mut cases = Vec::new();
     for f in &files {
+        progress.message(&f.display().to_string());
+        let t = std::time::Instant::now();
         let d = match scenario::load(f) {
             Ok(loaded) => diff_scenario(&loaded, &names, &contender),
             Err(e) => ScenarioDiff {
@@ -768,7 +852,20 @@ pub fn run(args: DiffArgs) -> Result<bool> {
         if d.clean() {
             clean += 1;
         }
-        print!("{}", render(&d));
+        if d.error.is_some() {
+            errors += 1;
+        }
+        let text = render(&d);
+        progress.inc(&d.name);
+        if args.junit.is_some() {
+            cases.extend(junit_cases(&d, &text, t.elapsed().as_secs_f64()));
+        }
+        print!("{text}");
+    }
+    progress.finish();
+    if let Some(path) = &args.junit {
+        let props = vec![("backends".to_string(), names.join(","))];
+        crate::junit::write(path, "verdict diff", &crate::junit::group(cases, &props))?;
     }
     println!(
         "{} scenarios, {probes} probes on {}: {verdicts} verdict disagreements, {state} state differences; {clean} clean, {} not",
@@ -776,5 +873,11 @@ pub fn run(args: DiffArgs) -> Result<bool> {
         names.join(","),
         files.len() - clean
     );
-    Ok(clean == files.len())
+    Ok(if errors > 0 {
+        2
+    } else if clean == files.len() {
+        0
+    } else {
+        1
+    })
 }

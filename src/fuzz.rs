@@ -503,6 +503,20 @@ pub struct FuzzSummary {
     pub verdicts: VerdictMix,
     /// Reproducers written.
     pub reproducers: Vec<PathBuf>,
+    /// One record per case, in order (the JUnit report's test cases).
+    pub records: Vec<CaseRecord>,
+}
+
+/// What became of one case.
+#[derive(Clone, Debug, Default)]
+pub struct CaseRecord {
+    pub case: u64,
+    pub case_seed: u64,
+    pub probes: usize,
+    /// The failure's summary, and the shrunk reproducer's path and replay command.
+    pub failure: Option<(Failure, String)>,
+    /// Real seconds, shrinking included.
+    pub seconds: f64,
 }
 
 impl FuzzSummary {
@@ -550,13 +564,23 @@ pub fn run_with_factory(
         )?;
     }
     let mut sum = FuzzSummary::default();
+    let progress = crate::progress::Progress::new(args.cases, "cases");
     for case in 0..args.cases {
+        progress.inc(&format!("{} failing", sum.disagreements + sum.errors));
+        let t = std::time::Instant::now();
         let r = check_case(args.seed, case, config, &args.backends, factory);
         sum.cases += 1;
         sum.probes += r.evaluation.probes as u64;
         sum.coverage.merge(&r.coverage);
         sum.verdicts.merge(&r.evaluation.verdicts);
         let Some(failure) = &r.evaluation.failure else {
+            sum.records.push(CaseRecord {
+                case,
+                case_seed: r.case_seed,
+                probes: r.evaluation.probes,
+                failure: None,
+                seconds: t.elapsed().as_secs_f64(),
+            });
             if args.verbose {
                 writeln!(
                     out,
@@ -597,8 +621,24 @@ pub fn run_with_factory(
         writeln!(out, "  now: {}", shrunk.failure.summary())?;
         writeln!(out, "  reproducer: {}", path.display())?;
         writeln!(out, "  replay: {}", replay_command(&args.backends, &path))?;
+        sum.records.push(CaseRecord {
+            case,
+            case_seed: r.case_seed,
+            probes: r.evaluation.probes,
+            failure: Some((
+                failure.clone(),
+                format!(
+                    "shrunk: {}\nreproducer: {}\nreplay: {}",
+                    shrunk.failure.summary(),
+                    path.display(),
+                    replay_command(&args.backends, &path)
+                ),
+            )),
+            seconds: t.elapsed().as_secs_f64(),
+        });
         sum.reproducers.push(path);
     }
+    progress.finish();
     writeln!(
         out,
         "summary: {} cases, {} probes compared on {} backend(s), {} disagreement(s), {} error(s)",
@@ -646,9 +686,48 @@ fn write_reproducer(
 /// `verdict fuzz`: runs `args.cases` generated cases ([`GenConfig::fuzz`]) on the backends,
 /// prints every failure with its shrunk reproducer and a summary; `Ok(true)` when the
 /// backends agreed everywhere and nothing errored.
-pub fn run(args: FuzzArgs) -> anyhow::Result<bool> {
+pub fn run(args: FuzzArgs, junit: Option<&Path>) -> anyhow::Result<bool> {
     let stdout = std::io::stdout();
     let mut lock = stdout.lock();
     let sum = run_with(&args, &GenConfig::fuzz(), &mut lock)?;
+    if let Some(path) = junit {
+        crate::junit::write(path, "verdict fuzz", &[junit_suite(&args, &sum)])?;
+    }
     Ok(sum.clean())
+}
+
+/// The JUnit suite of a fuzz run: one test case per generated case.
+pub fn junit_suite(args: &FuzzArgs, sum: &FuzzSummary) -> crate::junit::TestSuite {
+    use crate::junit::{Outcome, TestCase, TestSuite};
+    let class = format!("verdict.fuzz.seed{}", args.seed);
+    let cases = sum
+        .records
+        .iter()
+        .map(|c| {
+            let name = format!("case {} (seed {:#018x})", c.case, c.case_seed);
+            let outcome = match &c.failure {
+                None => Outcome::Passed,
+                Some((f @ Failure::Disagreement { .. }, detail)) => Outcome::Failure {
+                    message: f.summary(),
+                    kind: "disagreement".into(),
+                    text: detail.clone(),
+                },
+                Some((f @ Failure::Error { .. }, detail)) => Outcome::Error {
+                    message: f.summary(),
+                    kind: "error".into(),
+                    text: detail.clone(),
+                },
+            };
+            TestCase::new(&class, &name, c.seconds, outcome)
+        })
+        .collect();
+    TestSuite {
+        name: format!("verdict fuzz --seed {} --cases {}", args.seed, args.cases),
+        cases,
+        properties: vec![
+            ("backends".into(), args.backends.join(",")),
+            ("seed".into(), args.seed.to_string()),
+            ("cases".into(), args.cases.to_string()),
+        ],
+    }
 }

@@ -7,7 +7,9 @@ pub mod diff;
 pub mod dpbackend;
 pub mod fuzz;
 pub mod hubble;
+pub mod junit;
 pub mod pcap;
+pub mod progress;
 
 use std::path::{Path, PathBuf};
 

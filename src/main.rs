@@ -1,12 +1,17 @@
 //! `verdict`: run network-policy scenarios on the oracle, the model and the BPF datapaths,
 //! and compare them.
 
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use verdict::backends;
+use verdict::progress::Progress;
 use verdict_sim::cluster::{PodName, Protocol};
 use verdict_sim::engine::{self, ScenarioReport};
 use verdict_sim::mapstate::MapStateRow;
@@ -41,24 +46,39 @@ enum FlowFormat {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run scenario files (or every scenario under a directory) and check their expectations.
+    ///
+    /// Exit status: 0 when every expectation holds and no two backends disagree, 1 when one
+    /// fails or backends disagree, 2 on a usage error or a scenario that cannot be loaded.
     Run {
-        /// Backends to run, comma-separated (default: every backend that needs no privileges).
-        #[arg(long, value_delimiter = ',')]
+        /// Backends, comma-separated: oracle, model, rbpf, rbpf-jit, kernel (default:
+        /// oracle,model,rbpf, the backends that need no privileges).
+        #[arg(
+            long,
+            visible_alias = "backends",
+            value_delimiter = ',',
+            value_name = "LIST"
+        )]
         backend: Option<Vec<String>>,
+        /// Report format on stdout (or on stderr with --flows).
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
         /// Compare each scenario's full output with DIR/<scenario name>.txt.
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         golden: Option<PathBuf>,
-        /// With --golden: write the golden files instead of comparing.
+        /// With --golden: write the golden files instead of comparing, and say which changed.
         #[arg(long, requires = "golden")]
         bless: bool,
-        /// Print the flow events of the first datapath backend (rbpf, rbpf-jit or kernel) as
-        /// `hubble observe` does: `json` lines or `compact` lines.
-        #[arg(long, value_enum)]
+        /// Print the flow events of the first datapath backend (rbpf, rbpf-jit or kernel) on
+        /// stdout as `hubble observe` does (`json`: one GetFlowsResponse per line, as `-o
+        /// json`; `compact`: its default lines); the report then goes to stderr.
+        #[arg(long, value_enum, value_name = "FORMAT")]
         flows: Option<FlowFormat>,
-        /// Scenario files or directories.
-        #[arg(required = true)]
+        /// Also write a JUnit XML report: one test case per scenario, and one per step whose
+        /// probes fail or disagree.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Scenario files or directories (every *.yaml below, except `policies` directories).
+        #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
     /// Replay scenarios (or a packet capture, with --pcap) on several backends and print
@@ -67,33 +87,51 @@ enum Cmd {
     /// Generate random clusters, policies and probes from a seed, run them on several backends
     /// and shrink any disagreement to a reproducer scenario.
     Fuzz {
+        /// The run's seed: case i uses a seed derived from it and i.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Number of generated cases.
         #[arg(long, default_value_t = 100)]
         cases: u64,
-        /// Backends to compare, comma-separated (default: every backend that needs no privileges).
-        #[arg(long, value_delimiter = ',')]
+        /// Backends, comma-separated: oracle, model, rbpf, rbpf-jit, kernel (default:
+        /// oracle,model,rbpf).
+        #[arg(
+            long,
+            visible_alias = "backends",
+            value_delimiter = ',',
+            value_name = "LIST"
+        )]
         backend: Option<Vec<String>>,
         /// Where reproducers are written.
-        #[arg(long, default_value = "scenarios/regressions")]
+        #[arg(long, default_value = "scenarios/regressions", value_name = "DIR")]
         out_dir: PathBuf,
+        /// One line per case, not only per failure.
         #[arg(long)]
         verbose: bool,
+        /// Also write a JUnit XML report: one test case per generated case.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
     },
     /// Control-plane churn at scale with propagation delays: generate a cluster, policies and
     /// a churn timeline from a seed, replay it, and report totals, delay percentiles, transient
     /// windows (security findings first) and real compute time per event.
     Churn {
+        /// The seed everything is generated from.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Nodes in the cluster.
         #[arg(long, default_value_t = 3)]
         nodes: usize,
+        /// Pods at the start.
         #[arg(long, default_value_t = 20)]
         pods: usize,
+        /// Namespaces.
         #[arg(long, default_value_t = 4)]
         namespaces: usize,
+        /// Policies at the start.
         #[arg(long, default_value_t = 5)]
         policies: usize,
+        /// Control-plane events in the timeline.
         #[arg(long, default_value_t = 100)]
         events: usize,
         /// Mean control-plane events per virtual second.
@@ -107,14 +145,21 @@ enum Cmd {
         delay_max: u64,
         /// Backends, comma-separated (default oracle,model; add rbpf for the transient
         /// analysis, at small sizes).
-        #[arg(long, value_delimiter = ',', default_value = "oracle,model")]
-        backends: Vec<String>,
+        #[arg(
+            long,
+            visible_alias = "backends",
+            value_delimiter = ',',
+            default_value = "oracle,model",
+            value_name = "LIST"
+        )]
+        backend: Vec<String>,
         /// Generate the fuzzer's broad, every-feature policies instead of targeted ones
         /// (their map state grows fast: small sizes only).
         #[arg(long)]
         fuzz_policies: bool,
-        /// Also write the run as a scenario file that `verdict run` replays.
-        #[arg(long)]
+        /// Also write the run as a scenario file that `verdict run` replays, with the observed
+        /// eventual verdicts as its expectations.
+        #[arg(long, value_name = "FILE")]
         write_scenario: Option<PathBuf>,
         /// Leave out the real-time section, so the output is byte-identical across runs.
         #[arg(long)]
@@ -128,28 +173,37 @@ enum Cmd {
     /// Why a connection attempt gets its verdict: identities, the oracle's deciding rules, and
     /// the model's policy-map lookups per direction.
     Explain {
+        /// The scenario whose cluster and policies are used.
         scenario: PathBuf,
-        #[arg(long)]
+        /// The source: ns/pod, host:<node>, the name of an `externals` entry, or an IP
+        /// address (a pod's, a node's, or any other, which is the world).
+        #[arg(long, value_name = "ENDPOINT")]
         from: String,
-        #[arg(long)]
+        /// The destination, in the same forms as --from.
+        #[arg(long, value_name = "ENDPOINT")]
         to: String,
+        /// Destination port (TCP, UDP, SCTP).
         #[arg(long)]
         port: Option<u16>,
+        /// TCP, UDP, SCTP, ICMP or ICMPv6.
         #[arg(long, default_value = "TCP")]
         protocol: String,
         /// ICMP type for ICMP probes (default echo request).
         #[arg(long)]
         icmp_type: Option<u8>,
         /// Explain the state after this step (1-based; 0 is the initial state; default: the end).
-        #[arg(long)]
+        #[arg(long, value_name = "N")]
         after_step: Option<usize>,
     },
-    /// Validate policy manifests; with --scenario, show which endpoints each rule selects.
+    /// Validate policy manifests and scenarios. A scenario file is checked with its own
+    /// policies, and each rule shows which of the scenario's endpoints it selects.
     Check {
-        /// A scenario whose cluster (at time 0) the rules are matched against.
+        /// A scenario whose cluster (at time 0) the rules of the manifest files are matched
+        /// against.
         #[arg(long)]
         scenario: Option<PathBuf>,
-        #[arg(required = true)]
+        /// Manifest files, scenario files, or directories of them.
+        #[arg(required = true, value_name = "PATH")]
         files: Vec<PathBuf>,
     },
 }
@@ -158,11 +212,12 @@ enum Cmd {
 enum PolicyCmd {
     /// An endpoint's realized policy map.
     Get {
+        /// The scenario whose cluster and policies are used.
         scenario: PathBuf,
-        /// The pod, as ns/name.
+        /// The endpoint: ns/name, or its endpoint ID (as `policy get` prints it).
         pod: String,
         /// The state after this step (1-based; 0 is the initial state; default: the end).
-        #[arg(long)]
+        #[arg(long, value_name = "N")]
         after_step: Option<usize>,
     },
 }
@@ -192,136 +247,513 @@ fn diff_lines(expected: &str, actual: &str) -> String {
     out
 }
 
-/// Prints the flows one backend observed during a scenario.
-fn print_flows(r: &ScenarioReport, how: FlowFormat) -> Result<()> {
+/// How a scenario's output compared with its golden file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Golden {
+    /// No --golden, or not compared (a duplicate name).
+    NotChecked,
+    Matches,
+    Differs {
+        diff: String,
+    },
+    Missing {
+        why: String,
+    },
+    /// --bless: what was written.
+    Written {
+        before: Blessed,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Blessed {
+    New,
+    Updated,
+    Unchanged,
+}
+
+impl Golden {
+    fn ok(&self) -> bool {
+        !matches!(self, Golden::Differs { .. } | Golden::Missing { .. })
+    }
+    fn status(&self) -> &'static str {
+        match self {
+            Golden::NotChecked => "not-checked",
+            Golden::Matches => "matches",
+            Golden::Differs { .. } => "differs",
+            Golden::Missing { .. } => "missing",
+            Golden::Written {
+                before: Blessed::New,
+            } => "written-new",
+            Golden::Written {
+                before: Blessed::Updated,
+            } => "written-updated",
+            Golden::Written {
+                before: Blessed::Unchanged,
+            } => "unchanged",
+        }
+    }
+}
+
+/// Compares (or with `bless` writes) one scenario's golden file.
+fn golden_check(dir: &Path, r: &ScenarioReport, bless: bool) -> Result<Golden> {
+    let path = golden_path(dir, r);
+    let text = report::golden(r);
+    let old = std::fs::read_to_string(&path);
+    if bless {
+        let before = match &old {
+            Ok(t) if *t == text => {
+                return Ok(Golden::Written {
+                    before: Blessed::Unchanged,
+                })
+            }
+            Ok(_) => Blessed::Updated,
+            Err(_) => Blessed::New,
+        };
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+        return Ok(Golden::Written { before });
+    }
+    Ok(match old {
+        Ok(want) if want == text => Golden::Matches,
+        Ok(want) => Golden::Differs {
+            diff: diff_lines(&want, &text),
+        },
+        Err(e) => Golden::Missing { why: e.to_string() },
+    })
+}
+
+/// The command that blesses one scenario's golden file.
+fn bless_command(dir: &Path, backends: &[String], file: &Path) -> String {
+    format!(
+        "verdict run --backend {} --golden {} --bless {}",
+        backends.join(","),
+        dir.display(),
+        file.display()
+    )
+}
+
+/// The flows of the first datapath backend that observed any during a scenario.
+fn flow_lines(r: &ScenarioReport, how: FlowFormat) -> Result<Vec<String>> {
     let Some(backend) = r
         .steps
         .iter()
         .flat_map(|s| s.flows.iter().map(|(b, _)| b.clone()))
         .next()
     else {
-        return Ok(());
+        return Ok(Vec::new());
     };
+    let mut out = Vec::new();
     for s in &r.steps {
         for (b, flows) in &s.flows {
             if *b != backend {
                 continue;
             }
             for f in flows {
-                match how {
-                    FlowFormat::Json => println!("{}", serde_json::to_string(&f.json)?),
-                    FlowFormat::Compact => println!("{}", f.compact),
-                }
+                out.push(match how {
+                    FlowFormat::Json => serde_json::to_string(&f.json)?,
+                    FlowFormat::Compact => f.compact.clone(),
+                });
             }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
-fn run(
-    backend: Vec<String>,
+/// Everything `verdict run` decided about one scenario.
+struct RunResult {
+    report: ScenarioReport,
+    golden: Golden,
+    /// Set when the scenario's name is already another file's.
+    duplicate_of: Option<PathBuf>,
+    /// Real time the replay took (JUnit's `time`).
+    seconds: f64,
+}
+
+impl RunResult {
+    fn passed(&self) -> bool {
+        self.report.passed() && self.golden.ok() && self.duplicate_of.is_none()
+    }
+    /// Whether the scenario could not be checked at all (exit status 2).
+    fn input_error(&self) -> bool {
+        self.report.error.is_some()
+    }
+}
+
+struct RunArgs {
+    backends: Vec<String>,
     format: Format,
     golden: Option<PathBuf>,
     bless: bool,
     flows: Option<FlowFormat>,
+    junit: Option<PathBuf>,
     paths: Vec<PathBuf>,
-) -> Result<bool> {
-    let files = verdict::scenario_files(&paths)?;
-    if files.is_empty() {
-        bail!("no scenario files found under {:?}", paths);
+}
+
+/// `verdict run`: exit 0 when everything passed, 1 on failures, 2 when a scenario could not
+/// be loaded or replayed.
+fn run(a: RunArgs) -> Result<u8> {
+    let backend = backends::validate(&a.backends).map_err(anyhow::Error::msg)?;
+    if a.flows.is_some() && !backend.iter().any(|b| verdict::diff::is_datapath(b)) {
+        bail!(
+            "--flows needs a datapath backend (rbpf, rbpf-jit or kernel) in --backend {}: \
+             the oracle and the model emit no flow events",
+            backend.join(",")
+        );
     }
+    let files = verdict::scenario_files(&a.paths)?;
+    if files.is_empty() {
+        bail!(
+            "no scenario files (*.yaml, *.yml) found under {}",
+            a.paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    // With --flows, stdout carries only the flow lines (so `| jq` reads every line); the
+    // report goes to stderr.
+    let mut out: Box<dyn Write> = if a.flows.is_some() {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let stdout = std::io::stdout();
+    let progress = Progress::new(files.len() as u64, "scenarios");
     let factory = verdict::backends::factory;
-    let mut passed = 0usize;
-    let mut failed = 0usize;
-    let mut probes = 0usize;
-    let mut disagreements = 0usize;
-    let mut json_out = Vec::new();
+    let mut results: Vec<RunResult> = Vec::new();
     // The scenario format requires names unique within a suite; the name also names the
     // golden file, so a duplicate would overwrite (or be compared with) another's golden.
-    let mut seen: std::collections::BTreeMap<String, PathBuf> = Default::default();
+    let mut seen: BTreeMap<String, PathBuf> = Default::default();
     for f in &files {
+        progress.message(&f.display().to_string());
+        let t = Instant::now();
         let r = engine::run_file(f, &backend, &factory);
-        let mut ok = r.passed();
-        probes += r.probe_count();
-        disagreements += r.disagreement_count();
-        let mut golden_note = String::new();
-        let duplicate = r.error.is_none() && seen.contains_key(&r.name);
-        if duplicate {
-            ok = false;
-            golden_note = format!(
-                "  duplicate scenario name {:?}: {} has it too (names are unique within a suite)\n",
-                r.name,
-                seen[&r.name].display()
-            );
-        } else {
-            seen.insert(r.name.clone(), f.clone());
-        }
-        if let (Some(dir), false) = (&golden, duplicate) {
-            let path = golden_path(dir, &r);
-            let text = report::golden(&r);
-            if bless {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-                std::fs::write(&path, &text)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            } else {
-                match std::fs::read_to_string(&path) {
-                    Ok(want) if want == text => {}
-                    Ok(want) => {
-                        ok = false;
-                        golden_note = format!(
-                            "  golden {} differs:\n{}",
-                            path.display(),
-                            diff_lines(&want, &text)
-                        );
-                    }
-                    Err(e) => {
-                        ok = false;
-                        golden_note = format!(
-                            "  golden {}: {e} (run with --bless to create it)\n",
-                            path.display()
-                        );
-                    }
+        let seconds = t.elapsed().as_secs_f64();
+        let duplicate_of = if r.error.is_none() {
+            match seen.get(&r.name) {
+                Some(p) => Some(p.clone()),
+                None => {
+                    seen.insert(r.name.clone(), f.clone());
+                    None
                 }
             }
-        }
-        if ok {
-            passed += 1;
         } else {
-            failed += 1;
-        }
-        match format {
-            Format::Text => {
-                let mut t = report::text(&r);
-                if !ok && r.passed() {
-                    t = t.replacen("PASS", "FAIL", 1);
-                }
-                print!("{t}{golden_note}");
-                if let Some(how) = flows {
-                    print_flows(&r, how)?;
-                }
+            None
+        };
+        let golden = match (&a.golden, &duplicate_of) {
+            (Some(dir), None) => golden_check(dir, &r, a.bless)?,
+            _ => Golden::NotChecked,
+        };
+        let res = RunResult {
+            report: r,
+            golden,
+            duplicate_of,
+            seconds,
+        };
+        if let Some(how) = a.flows {
+            let mut lock = stdout.lock();
+            for l in flow_lines(&res.report, how)? {
+                writeln!(lock, "{l}")?;
             }
-            Format::Json => json_out.push(report::json(&r)),
         }
+        if a.format == Format::Text {
+            write!(out, "{}", text_of(&res, &a, &backend))?;
+        }
+        progress.inc(&res.report.name);
+        results.push(res);
     }
-    match format {
+    progress.finish();
+    let passed = results.iter().filter(|r| r.passed()).count();
+    let failed = results.len() - passed;
+    let probes: usize = results.iter().map(|r| r.report.probe_count()).sum();
+    let disagreements: usize = results.iter().map(|r| r.report.disagreement_count()).sum();
+    let errors = results.iter().filter(|r| r.input_error()).count();
+    match a.format {
         Format::Text => {
-            println!(
+            if let (Some(dir), true) = (&a.golden, a.bless) {
+                let count = |b: Blessed| {
+                    results
+                        .iter()
+                        .filter(|r| r.golden == Golden::Written { before: b })
+                        .count()
+                };
+                writeln!(
+                    out,
+                    "blessed {} golden files in {}: {} new, {} updated, {} unchanged",
+                    count(Blessed::New) + count(Blessed::Updated) + count(Blessed::Unchanged),
+                    dir.display(),
+                    count(Blessed::New),
+                    count(Blessed::Updated),
+                    count(Blessed::Unchanged)
+                )?;
+            }
+            writeln!(
+                out,
                 "{} scenarios, {probes} probes checked on {}, {disagreements} disagreements",
                 files.len(),
                 backend.join(",")
-            );
-            println!("{passed} passed, {failed} failed");
+            )?;
+            if errors > 0 {
+                writeln!(out, "{errors} could not be loaded or replayed")?;
+            }
+            writeln!(out, "{passed} passed, {failed} failed")?;
         }
         Format::Json => {
-            let all = serde_json::json!({"scenarios": json_out, "passed": passed, "failed": failed, "probes": probes, "disagreements": disagreements});
-            println!("{}", serde_json::to_string_pretty(&all)?);
+            let scenarios: Vec<serde_json::Value> = results
+                .iter()
+                .map(|r| {
+                    let mut v = report::json(&r.report);
+                    if let serde_json::Value::Object(o) = &mut v {
+                        o.insert("passed".into(), r.passed().into());
+                        if let Some(dir) = &a.golden {
+                            let mut g = serde_json::Map::new();
+                            g.insert(
+                                "path".into(),
+                                golden_path(dir, &r.report).display().to_string().into(),
+                            );
+                            g.insert("status".into(), r.golden.status().into());
+                            match &r.golden {
+                                Golden::Differs { diff } => {
+                                    g.insert("diff".into(), diff.clone().into());
+                                    g.insert(
+                                        "bless".into(),
+                                        bless_command(dir, &backend, &r.report.file).into(),
+                                    );
+                                }
+                                Golden::Missing { why } => {
+                                    g.insert("error".into(), why.clone().into());
+                                    g.insert(
+                                        "bless".into(),
+                                        bless_command(dir, &backend, &r.report.file).into(),
+                                    );
+                                }
+                                _ => {}
+                            }
+                            o.insert("golden".into(), g.into());
+                        }
+                        if let Some(p) = &r.duplicate_of {
+                            o.insert("duplicate_of".into(), p.display().to_string().into());
+                        }
+                    }
+                    v
+                })
+                .collect();
+            let all = serde_json::json!({
+                "scenarios": scenarios,
+                "passed": passed,
+                "failed": failed,
+                "errors": errors,
+                "probes": probes,
+                "disagreements": disagreements,
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
         }
     }
-    Ok(failed == 0)
+    out.flush()?;
+    if let Some(path) = &a.junit {
+        write_run_junit(path, &results, &a, &backend)?;
+    }
+    Ok(if errors > 0 {
+        2
+    } else if failed > 0 {
+        1
+    } else {
+        0
+    })
 }
 
-fn check(scenario_path: Option<PathBuf>, files: Vec<PathBuf>) -> Result<bool> {
+/// `verdict run --junit`: a suite per scenario directory; a case per scenario (its text report
+/// as system-out) and one per failing step.
+fn write_run_junit(
+    path: &Path,
+    results: &[RunResult],
+    a: &RunArgs,
+    backend: &[String],
+) -> Result<()> {
+    use verdict::junit::{self, Outcome, TestCase};
+    let mut cases = Vec::new();
+    for res in results {
+        let r = &res.report;
+        let class = junit::classname(&r.file);
+        let suite = junit::suite_of(&r.file);
+        let text = text_of(res, a, backend);
+        let outcome = if let Some(e) = &r.error {
+            Outcome::Error {
+                message: report::clip_values(e),
+                kind: "input".into(),
+                text: String::new(),
+            }
+        } else if res.passed() {
+            Outcome::Passed
+        } else {
+            let mut why = Vec::new();
+            if r.failure_count() > 0 {
+                why.push(format!("{} failed probes", r.failure_count()));
+            }
+            if r.disagreement_count() > 0 {
+                why.push(format!("{} disagreements", r.disagreement_count()));
+            }
+            match &res.golden {
+                Golden::Differs { .. } => why.push("golden file differs".into()),
+                Golden::Missing { .. } => why.push("golden file missing".into()),
+                _ => {}
+            }
+            if res.duplicate_of.is_some() {
+                why.push("duplicate scenario name".into());
+            }
+            let kind = if r.failure_count() > 0 {
+                "expectation"
+            } else if r.disagreement_count() > 0 {
+                "disagreement"
+            } else {
+                "golden"
+            };
+            Outcome::Failure {
+                message: why.join(", "),
+                kind: kind.into(),
+                text: String::new(),
+            }
+        };
+        cases.push((
+            suite.clone(),
+            TestCase {
+                system_out: Some(text),
+                ..TestCase::new(&class, &r.name, res.seconds, outcome)
+            },
+        ));
+        for (title, detail) in report::failing_groups(r) {
+            let n = detail.lines().count();
+            let kind = if detail.lines().all(|l| l.starts_with("DISAGREEMENT")) {
+                "disagreement"
+            } else {
+                "expectation"
+            };
+            cases.push((
+                suite.clone(),
+                TestCase::new(
+                    &class,
+                    &format!("{}: {title}", r.name),
+                    0.0,
+                    Outcome::Failure {
+                        message: format!("{n} probes failed or disagree"),
+                        kind: kind.into(),
+                        text: detail,
+                    },
+                ),
+            ));
+        }
+    }
+    let props = vec![("backends".to_string(), backend.join(","))];
+    junit::write(path, "verdict run", &junit::group(cases, &props))
+}
+
+/// The text report of one scenario, with what the golden comparison and the name check found.
+fn text_of(res: &RunResult, a: &RunArgs, backend: &[String]) -> String {
+    let r = &res.report;
+    let mut t = report::text(r);
+    if !res.passed() && r.passed() {
+        t = t.replacen("PASS", "FAIL", 1);
+    }
+    if let Some(p) = &res.duplicate_of {
+        t.push_str(&format!(
+            "  duplicate scenario name {:?}: {} has it too (names are unique within a suite)\n",
+            r.name,
+            p.display()
+        ));
+    }
+    let Some(dir) = &a.golden else {
+        return t;
+    };
+    let path = golden_path(dir, r).display().to_string();
+    match &res.golden {
+        Golden::NotChecked | Golden::Matches => {}
+        Golden::Differs { diff } => t.push_str(&format!(
+            "  golden {path} differs (- golden, + now):\n{diff}  if the new output is right, bless it after reading the diff: {}\n",
+            bless_command(dir, backend, &r.file)
+        )),
+        Golden::Missing { why } => t.push_str(&format!(
+            "  golden {path}: {why}; create it with: {}\n",
+            bless_command(dir, backend, &r.file)
+        )),
+        Golden::Written { before } => t.push_str(&match before {
+            Blessed::New => format!("  wrote {path} (new)\n"),
+            Blessed::Updated => format!("  wrote {path} (updated)\n"),
+            Blessed::Unchanged => format!("  {path} unchanged\n"),
+        }),
+    }
+    t
+}
+
+/// What a file given to `verdict check` holds, from its top-level keys (read as text, so a
+/// file with a YAML syntax error is still sent to the loader that reports it best).
+#[derive(Debug, PartialEq, Eq)]
+enum FileKind {
+    /// Nothing but blanks, comments and document markers.
+    Empty,
+    Scenario,
+    Manifests,
+}
+
+fn file_kind(text: &str) -> FileKind {
+    let top: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with([' ', '\t', '#', '-']) && !l.trim().is_empty())
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    let content = text
+        .lines()
+        .map(str::trim)
+        .any(|l| !l.is_empty() && !l.starts_with('#') && l != "---" && l != "...");
+    if !content {
+        FileKind::Empty
+    } else if top.iter().any(|k| matches!(*k, "apiVersion" | "kind")) {
+        FileKind::Manifests
+    } else if top
+        .iter()
+        .any(|k| matches!(*k, "steps" | "cluster" | "policies"))
+    {
+        FileKind::Scenario
+    } else {
+        FileKind::Manifests
+    }
+}
+
+/// Every file `verdict check` looks at: files as given, directories walked for *.yaml/*.yml
+/// (including `policies` directories: they hold manifests).
+fn check_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading directory {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut out)?;
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            bail!("{}: no such file or directory", p.display());
+        }
+    }
+    Ok(out)
+}
+
+/// `verdict check`: 0 when every file is valid, 1 when one is not (the error says where), 2
+/// on a usage error.
+fn check(scenario_path: Option<PathBuf>, paths: Vec<PathBuf>) -> Result<u8> {
     let world = match &scenario_path {
         Some(p) => {
             let loaded = scenario::load(p).map_err(anyhow::Error::msg)?;
@@ -329,109 +761,161 @@ fn check(scenario_path: Option<PathBuf>, files: Vec<PathBuf>) -> Result<bool> {
         }
         None => None,
     };
+    let files = check_files(&paths)?;
+    if files.is_empty() {
+        bail!("no *.yaml or *.yml files found");
+    }
     let mut ok = true;
+    let mut fail = |msg: String| {
+        println!("error: {}", report::clip_values(&msg));
+        ok = false;
+    };
     for f in &files {
-        let loaded = match api::load_manifest_file(f) {
-            Ok(m) => m,
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
             Err(e) => {
-                println!("error: {e}");
-                ok = false;
+                fail(format!("{}: {e}", f.display()));
                 continue;
             }
         };
-        let manifests = loaded.manifests;
-        println!("ok {}: {} manifest(s)", f.display(), manifests.len());
-        if !loaded.skipped.is_empty() {
-            println!("  skipped {}", loaded.skipped);
-        }
-        for m in &manifests {
-            let r = translate::policy_ref(m);
-            println!("  {r}");
-            for e in translate::translate(m) {
-                let peers = match &e.peers {
-                    Peers::Nothing => "nothing (empty peer list)".to_string(),
-                    Peers::Unrestricted if e.ports.is_empty() => {
-                        "no filter (only sets default deny)".to_string()
+        match file_kind(&text) {
+            FileKind::Empty => fail(format!(
+                "{}:1:1: empty file: no manifest or scenario in it",
+                f.display()
+            )),
+            FileKind::Manifests => match api::parse_manifest_file(f, &text) {
+                Ok(loaded) => {
+                    println!("ok {}: {} manifest(s)", f.display(), loaded.manifests.len());
+                    if !loaded.skipped.is_empty() {
+                        println!("  skipped {}", loaded.skipped);
                     }
-                    Peers::Unrestricted => "any peer".to_string(),
-                    Peers::Selectors(s) => s
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect::<Vec<_>>()
-                        .join(" | "),
-                };
-                let ports = if e.ports.is_empty() {
-                    "all ports".to_string()
-                } else {
-                    e.ports
-                        .iter()
-                        .map(|p| p.to_string())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                };
-                println!(
-                    "    {}[{}] {} {:?}: subject {} peers {} ports {}{}",
-                    e.origin.section,
-                    e.origin.item,
-                    e.direction,
-                    e.verdict,
-                    e.subject,
-                    peers,
-                    ports,
-                    if e.default_deny {
-                        " (default deny)"
-                    } else {
-                        ""
+                    for m in &loaded.manifests {
+                        print_rules(m, world.as_ref());
                     }
-                );
-                if let Some(w) = &world {
-                    let selected: Vec<String> = w
-                        .cluster
-                        .pods
-                        .values()
-                        .filter(|p| {
-                            w.cluster
-                                .identities
-                                .labels(p.identity)
-                                .is_some_and(|l| e.subject.matches_labels(l))
-                        })
-                        .map(|p| p.name.to_string())
-                        .collect();
-                    println!(
-                        "      selects: {}",
-                        if selected.is_empty() {
-                            "no endpoints".to_string()
-                        } else {
-                            selected.join(" ")
+                }
+                Err(e) => fail(e.to_string()),
+            },
+            FileKind::Scenario => {
+                let loaded = match scenario::parse(f, &text) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        fail(e.to_string());
+                        continue;
+                    }
+                };
+                // The scenario's own cluster and policies: every `file:` reference loads, and
+                // each rule is matched against the scenario's endpoints at time 0.
+                let own = match engine::build_world(&loaded) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        fail(e.to_string());
+                        continue;
+                    }
+                };
+                let mut manifests = Vec::new();
+                let mut bad = None;
+                for src in &loaded.scenario.policies {
+                    match engine::manifests_of(f, src) {
+                        Ok(ms) => manifests.extend(ms),
+                        Err(e) => {
+                            bad = Some(e.to_string());
+                            break;
                         }
-                    );
-                    if let Peers::Selectors(sels) = &e.peers {
-                        let peers: Vec<String> = w
-                            .cluster
-                            .pods
-                            .values()
-                            .filter(|p| {
-                                w.cluster
-                                    .identities
-                                    .labels(p.identity)
-                                    .is_some_and(|l| sels.iter().any(|s| s.matches_labels(l)))
-                            })
-                            .map(|p| p.name.to_string())
-                            .collect();
-                        println!(
-                            "      peer pods: {}",
-                            if peers.is_empty() {
-                                "none".to_string()
-                            } else {
-                                peers.join(" ")
-                            }
-                        );
                     }
+                }
+                if let Some(e) = bad {
+                    fail(e);
+                    continue;
+                }
+                println!(
+                    "ok {}: scenario {}: {} pods, {} policy manifest(s), {} steps",
+                    f.display(),
+                    loaded.scenario.name,
+                    own.cluster.pods.len(),
+                    manifests.len(),
+                    loaded.scenario.steps.len()
+                );
+                for m in &manifests {
+                    print_rules(m, Some(&own));
                 }
             }
         }
     }
-    Ok(ok)
+    Ok(if ok { 0 } else { 1 })
+}
+
+/// One manifest's rules as `verdict check` prints them; with a world, which endpoints each
+/// selects and which pods its peers select.
+fn print_rules(m: &api::Manifest, world: Option<&engine::World>) {
+    let r = translate::policy_ref(m);
+    println!("  {r}");
+    for e in translate::translate(m) {
+        let peers = match &e.peers {
+            Peers::Nothing => "nothing (empty peer list)".to_string(),
+            Peers::Unrestricted if e.ports.is_empty() => {
+                "no filter (only sets default deny)".to_string()
+            }
+            Peers::Unrestricted => "any peer".to_string(),
+            Peers::Selectors(s) => s
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(" | "),
+        };
+        let ports = if e.ports.is_empty() {
+            "all ports".to_string()
+        } else {
+            e.ports
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        println!(
+            "    {}[{}] {} {:?}: subject {} peers {} ports {}{}",
+            e.origin.section,
+            e.origin.item,
+            e.direction,
+            e.verdict,
+            e.subject,
+            peers,
+            ports,
+            if e.default_deny {
+                " (default deny)"
+            } else {
+                ""
+            }
+        );
+        let Some(w) = world else { continue };
+        let matching = |sel: &dyn Fn(&verdict_sim::labels::LabelSet) -> bool| -> Vec<String> {
+            w.cluster
+                .pods
+                .values()
+                .filter(|p| w.cluster.identities.labels(p.identity).is_some_and(sel))
+                .map(|p| p.name.to_string())
+                .collect()
+        };
+        let selected = matching(&|l| e.subject.matches_labels(l));
+        println!(
+            "      selects: {}",
+            if selected.is_empty() {
+                "no endpoints".to_string()
+            } else {
+                selected.join(" ")
+            }
+        );
+        if let Peers::Selectors(sels) = &e.peers {
+            let peers = matching(&|l| sels.iter().any(|s| s.matches_labels(l)));
+            println!(
+                "      peer pods: {}",
+                if peers.is_empty() {
+                    "none".to_string()
+                } else {
+                    peers.join(" ")
+                }
+            );
+        }
+    }
 }
 
 fn default_backends() -> Vec<String> {
@@ -451,7 +935,8 @@ const POLICY_MAP_LIMIT: usize = 16_384;
 
 fn policy_get(path: &Path, pod: &str, after_step: Option<usize>) -> Result<bool> {
     let world = load_world(path, after_step)?;
-    let name = PodName::parse(pod).with_context(|| format!("{pod:?} is not <namespace>/<name>"))?;
+    let name = PodName::parse(pod)
+        .with_context(|| format!("{:?} is not <namespace>/<name>", report::clip(pod)))?;
     let model = Model::new(&world.cluster, &world.repo);
     let ep = model
         .endpoint(&name)
@@ -500,6 +985,13 @@ fn policy_get(path: &Path, pod: &str, after_step: Option<usize>) -> Result<bool>
     Ok(true)
 }
 
+fn unknown_endpoint(name: &str) -> String {
+    format!(
+        "unknown endpoint {:?}: expected ns/pod, host:<node>, the name of an externals entry, or an IP address",
+        report::clip(name)
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 fn explain(
     path: &Path,
@@ -512,14 +1004,14 @@ fn explain(
 ) -> Result<bool> {
     let world = load_world(path, after_step)?;
     let c = &world.cluster;
-    let src = c
-        .resolve(from)
-        .with_context(|| format!("unknown endpoint {from:?}"))?;
-    let dst = c
-        .resolve(to)
-        .with_context(|| format!("unknown endpoint {to:?}"))?;
-    let protocol =
-        Protocol::parse(protocol).with_context(|| format!("unknown protocol {protocol:?}"))?;
+    let src = c.resolve(from).with_context(|| unknown_endpoint(from))?;
+    let dst = c.resolve(to).with_context(|| unknown_endpoint(to))?;
+    let protocol = Protocol::parse(protocol).with_context(|| {
+        format!(
+            "--protocol: unknown protocol {:?}: expected TCP, UDP, SCTP, ICMP or ICMPv6",
+            report::clip(protocol)
+        )
+    })?;
     let dport = match protocol {
         Protocol::Icmp => icmp_type.unwrap_or(8) as u16,
         Protocol::Icmpv6 => icmp_type.unwrap_or(128) as u16,
@@ -605,22 +1097,25 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    let result = match cli.cmd {
+    let status = |r: Result<bool>| r.map(|ok| if ok { 0 } else { 1 });
+    let result: Result<u8> = match cli.cmd {
         Cmd::Run {
             backend,
             format,
             golden,
             bless,
             flows,
+            junit,
             paths,
-        } => run(
-            backend.unwrap_or_else(default_backends),
+        } => run(RunArgs {
+            backends: backend.unwrap_or_else(default_backends),
             format,
             golden,
             bless,
             flows,
+            junit,
             paths,
-        ),
+        }),
         Cmd::Check { scenario, files } => check(scenario, files),
         Cmd::Policy {
             cmd:
@@ -629,7 +1124,7 @@ fn main() -> ExitCode {
                     pod,
                     after_step,
                 },
-        } => policy_get(&scenario, &pod, after_step),
+        } => status(policy_get(&scenario, &pod, after_step)),
         Cmd::Explain {
             scenario,
             from,
@@ -638,9 +1133,9 @@ fn main() -> ExitCode {
             protocol,
             icmp_type,
             after_step,
-        } => explain(
+        } => status(explain(
             &scenario, &from, &to, port, &protocol, icmp_type, after_step,
-        ),
+        )),
         Cmd::Diff(args) => verdict::diff::run(args),
         Cmd::Churn {
             seed,
@@ -652,44 +1147,56 @@ fn main() -> ExitCode {
             rate,
             delay_min,
             delay_max,
-            backends,
+            backend,
             fuzz_policies,
             write_scenario,
             no_timings,
-        } => verdict::churn::run(verdict::churn::ChurnArgs {
-            seed,
-            nodes,
-            pods,
-            namespaces,
-            policies,
-            events,
-            rate,
-            delay_min,
-            delay_max,
-            backends,
-            fuzz_policies,
-            write_scenario,
-            no_timings,
-        }),
+        } => backends::validate(&backend)
+            .map_err(anyhow::Error::msg)
+            .and_then(|backends| {
+                status(verdict::churn::run(verdict::churn::ChurnArgs {
+                    seed,
+                    nodes,
+                    pods,
+                    namespaces,
+                    policies,
+                    events,
+                    rate,
+                    delay_min,
+                    delay_max,
+                    backends,
+                    fuzz_policies,
+                    write_scenario,
+                    no_timings,
+                }))
+            }),
         Cmd::Fuzz {
             seed,
             cases,
             backend,
             out_dir,
             verbose,
-        } => verdict::fuzz::run(verdict::fuzz::FuzzArgs {
-            seed,
-            cases,
-            backends: backend.unwrap_or_else(default_backends),
-            out_dir,
-            verbose,
-        }),
+            junit,
+        } => backends::validate(&backend.unwrap_or_else(default_backends))
+            .map_err(anyhow::Error::msg)
+            .and_then(|backends| {
+                status(verdict::fuzz::run(
+                    verdict::fuzz::FuzzArgs {
+                        seed,
+                        cases,
+                        backends,
+                        out_dir,
+                        verbose,
+                    },
+                    junit.as_deref(),
+                ))
+            }),
     };
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("verdict: {e:#}");
+            // As clap prints usage errors: `error: ...`, exit status 2.
+            eprintln!("error: {}", report::clip_values(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
@@ -698,4 +1205,73 @@ fn main() -> ExitCode {
 /// A `--delay-min`/`--delay-max` value: `2s`, `500ms`, ...
 fn parse_duration_arg(s: &str) -> Result<u64, String> {
     scenario::parse_duration(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument and flag of every command says what it is for (`verdict CMD --help`).
+    #[test]
+    fn every_argument_has_a_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "verdict", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+        Cli::command().debug_assert();
+    }
+
+    /// `--backend` everywhere, `--backends` its alias.
+    #[test]
+    fn backend_flag_is_one_name_everywhere() {
+        for cmd in ["run", "diff", "fuzz", "churn"] {
+            let c = Cli::command();
+            let sub = c.find_subcommand(cmd).expect(cmd);
+            let a = sub
+                .get_arguments()
+                .find(|a| a.get_id() == "backend")
+                .unwrap_or_else(|| panic!("{cmd} has no --backend"));
+            assert_eq!(a.get_long(), Some("backend"), "{cmd}");
+            assert!(
+                a.get_visible_aliases()
+                    .is_some_and(|v| v.contains(&"backends")),
+                "{cmd}: --backends alias"
+            );
+        }
+    }
+
+    #[test]
+    fn check_tells_scenarios_from_manifests() {
+        assert_eq!(file_kind(""), FileKind::Empty);
+        assert_eq!(file_kind("# nothing\n---\n"), FileKind::Empty);
+        assert_eq!(
+            file_kind("name: s\ncluster:\n  pods: []\n"),
+            FileKind::Scenario
+        );
+        assert_eq!(
+            file_kind("apiVersion: v1\nkind: NetworkPolicy\n"),
+            FileKind::Manifests
+        );
+        assert_eq!(
+            file_kind("spec: {}\nkind: CiliumNetworkPolicy\n"),
+            FileKind::Manifests
+        );
+    }
 }

@@ -660,7 +660,9 @@ pub fn replay(
     let first_ts = trace.first().map_or(0, |p| p.ts_ns);
     let base_clock = world.clock_ns;
     let mut seen = BTreeSet::new();
+    let progress = crate::progress::Progress::new(trace.len() as u64, "packets");
     for pkt in trace {
+        progress.inc("");
         let frame = match pkt.ethernet() {
             Ok(f) => f,
             Err(why) => {
@@ -881,6 +883,8 @@ pub struct PcapArgs {
     pub write_pcap: Option<PathBuf>,
     pub only_disagreements: bool,
     pub backends: Vec<String>,
+    /// A JUnit report to write.
+    pub junit: Option<PathBuf>,
 }
 
 /// Runs the pcap mode; `Ok(false)` when anything disagrees.
@@ -894,12 +898,77 @@ pub fn run(a: &PcapArgs) -> Result<bool> {
         &diff::contender,
     )?;
     report.pcap = a.pcap.clone();
-    print!("{}", render(&report));
+    let text = render(&report);
+    print!("{text}");
+    if let Some(path) = &a.junit {
+        write_junit(path, &a.scenario, &report, &text)?;
+    }
     if let Some(out) = &a.write_pcap {
         let n = write_annotated(out, &trace, &report, a.only_disagreements)?;
         println!("wrote {n} packets with their verdicts to {}", out.display());
     }
     Ok(report.clean())
+}
+
+/// `verdict diff --pcap --junit`: one case for the capture, one for its disagreeing packets,
+/// one per datapath pair with state differences.
+fn write_junit(path: &Path, scenario: &Path, r: &PcapReport, text: &str) -> Result<()> {
+    use crate::junit::{classname, Outcome, TestCase, TestSuite};
+    let class = classname(&r.pcap);
+    let name = format!("{} against {}", r.pcap.display(), scenario.display());
+    let outcome = if r.clean() {
+        Outcome::Passed
+    } else {
+        Outcome::Failure {
+            message: format!(
+                "{} packets disagree, {} state differences",
+                r.disagreements(),
+                r.state_differences()
+            ),
+            kind: "disagreement".into(),
+            text: String::new(),
+        }
+    };
+    let mut cases = vec![TestCase {
+        system_out: Some(text.to_string()),
+        ..TestCase::new(&class, &name, 0.0, outcome)
+    }];
+    let bad: Vec<String> = r
+        .packets
+        .iter()
+        .filter(|p| p.disagree)
+        .map(|p| p.comment())
+        .collect();
+    if !bad.is_empty() {
+        cases.push(TestCase::new(
+            &class,
+            &format!("{name}: packets"),
+            0.0,
+            Outcome::Failure {
+                message: format!("backends disagree on {} packets", bad.len()),
+                kind: "disagreement".into(),
+                text: bad.join("\n"),
+            },
+        ));
+    }
+    for p in r.pairs.iter().filter(|p| !p.rows.is_empty()) {
+        cases.push(TestCase::new(
+            &class,
+            &format!("{name}: {} vs {} state", p.reference, p.other),
+            0.0,
+            Outcome::Failure {
+                message: format!("{} map or flow-record differences", p.rows.len()),
+                kind: "state".into(),
+                text: diff::state_table("packet", p),
+            },
+        ));
+    }
+    let suite = TestSuite {
+        name: "verdict diff --pcap".into(),
+        cases,
+        properties: vec![("backends".into(), r.backends.join(","))],
+    };
+    crate::junit::write(path, "verdict diff", &[suite])
 }
 
 /// Writes the trace with each packet's verdicts as its comment; returns the packet count.

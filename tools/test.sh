@@ -3,8 +3,8 @@
 #
 # Run as root on a fresh machine, it first installs what the image lacks, with apt-get: clang
 # to rebuild and check the committed BPF objects, libelf-dev and libbpf-dev for the kernel
-# backend, and tshark to check written packet captures. Without root it runs with what is there, and the tests
-# that need a missing tool say so loudly.
+# backend, tshark to check written packet captures, xmllint and jq to check reports. Without
+# root it runs with what is there, and the tests that need a missing tool say so loudly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,10 @@ command -v clang >/dev/null 2>&1 || need+=(clang)
 [ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 # tshark checks that written pcapng files show verdict comments (tests/pcap.rs).
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
+# xmllint validates the JUnit reports against tests/data/junit.xsd (tests/cli.rs); jq reads
+# `--flows json` output as users do (tests/cli.rs).
+command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
+command -v jq >/dev/null 2>&1 || need+=(jq)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "tools/test.sh: installing ${need[*]}"

@@ -15,7 +15,7 @@ use crate::verdict::Outcome;
 fn outcome_text(r: &Result<Outcome, String>) -> String {
     match r {
         Ok(o) => o.to_string(),
-        Err(e) => format!("error: {e}"),
+        Err(e) => format!("error: {}", clip_values(e)),
     }
 }
 
@@ -168,7 +168,7 @@ pub fn text(r: &ScenarioReport) -> String {
         r.backends.join(",")
     );
     if let Some(e) = &r.error {
-        let _ = writeln!(out, "  error: {e}");
+        let _ = writeln!(out, "  error: {}", clip_values(e));
     }
     for n in &r.notes {
         let _ = writeln!(out, "  note: {n}");
@@ -238,7 +238,7 @@ pub fn golden(r: &ScenarioReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "scenario: {}", r.name);
     if let Some(e) = &r.error {
-        let _ = writeln!(out, "error: {e}");
+        let _ = writeln!(out, "error: {}", clip_values(e));
     }
     for n in &r.notes {
         let _ = writeln!(out, "note: {n}");
@@ -324,6 +324,16 @@ fn outcome_json(o: &Outcome) -> Value {
     })
 }
 
+fn expectation_json(e: &crate::engine::Expectation) -> Value {
+    json!({
+        "verdict": if e.allow { "allow" } else { "deny" },
+        "reason": e.reason.map(|r| r.hubble_name()),
+        "drop_code": e.reason.map(|r| r.code()),
+        "direction": e.direction.map(|d| d.to_string()),
+        "match": e.match_type.map(|m| m.to_string()),
+    })
+}
+
 fn probe_json(p: &ProbeCheck) -> Value {
     let results: serde_json::Map<String, Value> = p
         .results
@@ -333,21 +343,32 @@ fn probe_json(p: &ProbeCheck) -> Value {
                 b.clone(),
                 match r {
                     Ok(o) => outcome_json(o),
-                    Err(e) => json!({"error": e}),
+                    Err(e) => json!({"error": clip_values(e)}),
                 },
             )
         })
         .collect();
-    let mut v = json!({
-        "from": p.from,
-        "to": p.to,
-        "protocol": p.protocol.to_string(),
-        "port": p.port,
-        "expected": p.expected.as_ref().map(|e| e.to_string()),
-        "ok": p.failures().is_empty(),
-        "disagreement": p.disagreement(),
-        "results": results,
-    });
+    let mut o = serde_json::Map::new();
+    if let Some(c) = &p.context {
+        o.insert("connection".into(), json!(c));
+    }
+    o.insert("from".into(), json!(p.from));
+    o.insert("to".into(), json!(p.to));
+    o.insert("protocol".into(), json!(p.protocol.to_string()));
+    // An ICMP probe's number is its type, not a port.
+    if p.protocol.is_icmp() {
+        o.insert("icmp_type".into(), json!(p.port));
+    } else {
+        o.insert("port".into(), json!(p.port));
+    }
+    o.insert(
+        "expected".into(),
+        p.expected.as_ref().map_or(Value::Null, expectation_json),
+    );
+    o.insert("ok".into(), json!(p.failures().is_empty()));
+    o.insert("disagreement".into(), json!(p.disagreement()));
+    o.insert("results".into(), Value::Object(results));
+    let mut v = Value::Object(o);
     if let (Some(t), Value::Object(o)) = (&p.transient, &mut v) {
         let pending: Vec<Value> = t
             .pending
@@ -394,8 +415,96 @@ pub fn json(r: &ScenarioReport) -> Value {
         "probes": r.probe_count(),
         "failures": r.failure_count(),
         "disagreements": r.disagreement_count(),
-        "error": r.error,
+        "error": r.error.as_deref().map(clip_values),
         "notes": r.notes,
         "steps": steps,
     })
+}
+
+/// Longest part of a user-supplied value an error message echoes.
+pub const CLIP: usize = 200;
+
+/// `s`, cut to [`CLIP`] characters with a note of how much was left out.
+pub fn clip(s: &str) -> String {
+    let n = s.chars().count();
+    if n <= CLIP {
+        return s.to_string();
+    }
+    let head: String = s.chars().take(CLIP).collect();
+    format!("{head}… ({} more characters)", n - CLIP)
+}
+
+/// A message with every overlong value in it clipped ([`clip`]): a quoted value (`"..."`,
+/// `` `...` ``, `'...'`) or a run of non-blank characters longer than [`CLIP`]. Error texts
+/// come from many layers (serde_yaml, the manifest checks, the engine), and any of them may
+/// echo a bad value in full; this is applied where they are printed.
+pub fn clip_values(msg: &str) -> String {
+    let chars: Vec<char> = msg.chars().collect();
+    let mut out = String::with_capacity(msg.len().min(4096));
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if matches!(c, '"' | '`' | '\'') {
+            if let Some(len) = chars[i + 1..].iter().position(|&d| d == c) {
+                if len > CLIP {
+                    let inner: String = chars[i + 1..i + 1 + len].iter().collect();
+                    out.push(c);
+                    out.push_str(&clip(&inner));
+                    out.push(c);
+                    i += len + 2;
+                    continue;
+                }
+            }
+        }
+        if !c.is_whitespace() {
+            let len = chars[i..]
+                .iter()
+                .position(|d| d.is_whitespace())
+                .unwrap_or(chars.len() - i);
+            if len > CLIP {
+                let run: String = chars[i..i + len].iter().collect();
+                out.push_str(&clip(&run));
+                i += len;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+/// The failing probe groups of a report, for one test case each in a JUnit report: every
+/// step with a failed expectation or a disagreement, as `(title, detail)` (`step 3
+/// expect-matrix 80/TCP`, then the failing cells or probes, one per line).
+pub fn failing_groups(r: &ScenarioReport) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for s in &r.steps {
+        let (title, checks): (String, Vec<&ProbeCheck>) = match &s.outcome {
+            StepOutcome::Probes(ps) => {
+                (format!("step {} {}", s.index, s.kind), ps.iter().collect())
+            }
+            StepOutcome::Matrix(m) => (
+                format!("step {} expect-matrix {}/{}", s.index, m.port, m.protocol),
+                m.checks().collect(),
+            ),
+            StepOutcome::Change(_) => continue,
+        };
+        let bad: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.failures().is_empty() || c.disagreement())
+            .map(|c| {
+                let what = if c.failures().is_empty() {
+                    "DISAGREEMENT"
+                } else {
+                    "FAILED"
+                };
+                format!("{what} {}", probe_detail(c))
+            })
+            .collect();
+        if !bad.is_empty() {
+            out.push((title, bad.join("\n")));
+        }
+    }
+    out
 }

@@ -675,6 +675,19 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedScenario, ScenarioError> {
             message: format!("scenario is larger than the limit of {MAX_SCENARIO_BYTES} bytes"),
         });
     }
+    let content = text
+        .lines()
+        .map(str::trim)
+        .any(|l| !l.is_empty() && !l.starts_with('#') && l != "---" && l != "...");
+    if !content {
+        return Err(ScenarioError::Parse {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            field: String::new(),
+            message: "empty file: a scenario needs at least a name".into(),
+        });
+    }
     let source = crate::yaml::parse_one(text)
         .map_err(|e| ScenarioError::Parse {
             file: path.to_path_buf(),
