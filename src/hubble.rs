@@ -1,22 +1,166 @@
-//! Hubble-style flows from datapath events: the `hubble observe -o json` line (a
-//! GetFlowsResponse, protojson with proto field names, zero values omitted, spec §6.1) and the
-//! compact one-line form.
+//! Hubble flows from datapath events: the `hubble observe -o json` line (a GetFlowsResponse
+//! encoded by protojson with `UseProtoNames`, as `api/v1/flow/flow.pb.json.go` does) and the
+//! compact line (`hubble/pkg/printer/printer.go`, `CompactOutput`).
 //!
-//! Derivation as `pkg/hubble/parser/threefour/parser.go` does it: a drop is DROPPED with its
-//! reason; a trace is FORWARDED; a policy verdict is DROPPED when its verdict is negative,
-//! REDIRECTED when positive, AUDIT when audited, else FORWARDED. Endpoint names and labels come
-//! from the cluster and the identities of the moment.
+//! protojson rules followed here: fields in flow.proto's declaration order, zero values
+//! omitted (0, false, "", empty lists; a set message prints even when empty, `{}`), enums by
+//! name (a number the enum does not name prints as the number), uint64 as strings, wrapper
+//! types (`is_reply`) as their bare value whenever set, and Timestamps with 0, 3, 6 or 9
+//! fractional digits.
+//!
+//! Derivation as `pkg/hubble/parser/threefour/parser.go` does it:
+//! - verdict (`decodeVerdict`): a drop is DROPPED; a trace FORWARDED; a policy verdict DROPPED
+//!   when negative, REDIRECTED when positive, AUDIT when audited, else FORWARDED;
+//! - `is_reply` (`decodeIsReply`): a trace with a known reason says whether it is a reply; an
+//!   allowed policy verdict is never one (`false`); a denied one and a drop are unknown
+//!   (absent, so the compact line shows `<>`);
+//! - `traffic_direction` (`decodeTrafficDirection`): a drop is EGRESS when the dropping
+//!   endpoint is the source; a trace is EGRESS when "the local endpoint is the source" differs
+//!   from "it is a reply", so a reply keeps its connection's original direction (the server's
+//!   reply to an ingress connection is INGRESS, `trace_reason: REPLY`); a policy verdict
+//!   carries its own;
+//! - `ingress_allowed_by`/`egress_allowed_by`/`*_denied_by` and `policy_log`
+//!   (`pkg/policy/correlation` `CorrelatePolicy`): on policy verdicts that were allowed or
+//!   denied by policy, the rules of the map-state entry that decided, looked up in the
+//!   endpoint's current policy (as Hubble does it after the fact), one `Policy` per object with
+//!   the labels `utils.GetPolicyLabels` gives it (derived-from, name, namespace) and the
+//!   repository revision; `policy_log` the deciding rules' `log.value`s.
+//!
+//! Fields verdict knows and prints: `uuid` (see [`flow_uuid`]), `emitter` (`Verdict` and its
+//! version), `ethernet` (the harness's probe frames carry fixed MACs,
+//! `verdict_datapath::packet::{SRC_MAC, DST_MAC}`), `node_labels` (the labels the kubelet
+//! always sets: `kubernetes.io/hostname` and `kubernetes.io/os=linux`). Fields it leaves
+//! out, because nothing in a scenario determines them: `interface` (the lxc device's index and
+//! name come from the CNI's container ID), `workloads` (scenario pods have no owner
+//! references), `file` (the programs' drop notifications carry no source line), policy
+//! `uid` labels (manifests are applied without one), DNS names and services (no L7 yet).
+//!
+//! The JSON is built with [`FlowJson`], which orders and prunes fields by [`FLOW_FIELDS`], so
+//! another record kind (an `l7` record: `Type: L7`, `l7: {type, latency_ns, http|dns}`) only
+//! sets its fields.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use serde_json::{json, Map, Value};
 use verdict_datapath::abi;
 use verdict_datapath::events::{self, CtStatus, Event};
-use verdict_sim::cluster::Peer;
+use verdict_datapath::packet::{DST_MAC, SRC_MAC};
+use verdict_sim::cluster::{Peer, Protocol};
 use verdict_sim::engine::{FlowRecord, World};
 use verdict_sim::identity::Identity;
 use verdict_sim::model::Model;
-use verdict_sim::verdict::DropReason;
+use verdict_sim::oracle::Flow;
+use verdict_sim::policy::PolicyKind;
+use verdict_sim::verdict::{hubble_drop_name, Direction, DropReason};
+
+/// flow.proto's `Flow` fields in declaration order, which is protojson's output order.
+pub const FLOW_FIELDS: &[&str] = &[
+    "time",
+    "uuid",
+    "emitter",
+    "verdict",
+    "drop_reason",
+    "auth_type",
+    "ethernet",
+    "IP",
+    "l4",
+    "tunnel",
+    "source",
+    "destination",
+    "Type",
+    "node_name",
+    "node_labels",
+    "source_names",
+    "destination_names",
+    "l7",
+    "reply",
+    "event_type",
+    "source_service",
+    "destination_service",
+    "traffic_direction",
+    "policy_match_type",
+    "trace_observation_point",
+    "trace_reason",
+    "file",
+    "ip_trace_id",
+    "drop_reason_desc",
+    "is_reply",
+    "debug_capture_point",
+    "interface",
+    "proxy_port",
+    "trace_context",
+    "sock_xlate_point",
+    "socket_cookie",
+    "cgroup_id",
+    "Summary",
+    "extensions",
+    "egress_allowed_by",
+    "ingress_allowed_by",
+    "egress_denied_by",
+    "ingress_denied_by",
+    "policy_log",
+    "aggregate",
+];
+
+/// Fields whose type is a wrapper (`google.protobuf.BoolValue`): printed whenever set, even
+/// when false.
+const WRAPPER_FIELDS: &[&str] = &["is_reply"];
+
+/// Removes what protojson omits: zero numbers, false, empty strings and empty lists, at
+/// every level (a nested message that ends up empty stays, as `{}`).
+fn prune(v: Value) -> Option<Value> {
+    match v {
+        Value::Null => None,
+        Value::Bool(false) => None,
+        Value::Number(n) if n.as_f64() == Some(0.0) => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::Array(a) => {
+            let a: Vec<Value> = a.into_iter().filter_map(prune).collect();
+            (!a.is_empty()).then_some(Value::Array(a))
+        }
+        Value::Object(o) => Some(Value::Object(
+            o.into_iter()
+                .filter_map(|(k, v)| prune(v).map(|v| (k, v)))
+                .collect(),
+        )),
+        other => Some(other),
+    }
+}
+
+/// A `Flow` message under construction: fields in any order, printed in flow.proto's.
+#[derive(Debug, Default, Clone)]
+pub struct FlowJson {
+    fields: BTreeMap<usize, (&'static str, Value)>,
+}
+
+impl FlowJson {
+    /// Sets a field of `Flow`; zero values are omitted when rendered. An unknown name is a
+    /// bug in verdict (tests compare every printed name with flow.proto).
+    pub fn set(&mut self, name: &'static str, value: Value) {
+        let Some(i) = FLOW_FIELDS.iter().position(|f| *f == name) else {
+            debug_assert!(false, "{name} is not a field of flow.Flow");
+            return;
+        };
+        self.fields.insert(i, (name, value));
+    }
+
+    /// The message as protojson prints it.
+    pub fn into_value(self) -> Value {
+        let mut m = Map::new();
+        for (_, (name, v)) in self.fields {
+            let v = if WRAPPER_FIELDS.contains(&name) {
+                Some(v).filter(|v| !v.is_null())
+            } else {
+                prune(v)
+            };
+            if let Some(v) = v {
+                m.insert(name.to_string(), v);
+            }
+        }
+        Value::Object(m)
+    }
+}
 
 /// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's civil_from_days).
 fn civil(days: i64) -> (i64, u32, u32) {
@@ -32,21 +176,32 @@ fn civil(days: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Virtual time as RFC 3339 with nanoseconds (the simulated world starts at the epoch).
+/// Virtual time as a protojson Timestamp (the simulated world starts at the epoch): RFC 3339
+/// in UTC with no fraction, or 3, 6 or 9 fractional digits, the fewest that hold the value.
 pub fn rfc3339(ns: u64) -> String {
     let secs = ns / 1_000_000_000;
     let (y, mo, d) = civil((secs / 86_400) as i64);
     let rem = secs % 86_400;
+    let nanos = ns % 1_000_000_000;
+    let frac = if nanos == 0 {
+        String::new()
+    } else if nanos.is_multiple_of(1_000_000) {
+        format!(".{:03}", nanos / 1_000_000)
+    } else if nanos.is_multiple_of(1_000) {
+        format!(".{:06}", nanos / 1_000)
+    } else {
+        format!(".{nanos:09}")
+    };
     format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
-        ns % 1_000_000_000
     )
 }
 
-fn compact_time(ns: u64) -> String {
+/// Go's `time.StampMilli` (`Jan _2 15:04:05.000`), the compact form's default.
+pub fn compact_time(ns: u64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
@@ -64,6 +219,64 @@ fn compact_time(ns: u64) -> String {
     )
 }
 
+/// A flow's `uuid`: deterministic, so the same run prints the same flows. It is an RFC 9562
+/// version-8 (custom) UUID whose 122 free bits are two FNV-1a-64 hashes of
+/// `<scenario name>/<index of the flow in the scenario's output>`.
+pub fn flow_uuid(scenario: &str, index: usize) -> String {
+    let fnv = |seed: u64| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+        for b in scenario
+            .bytes()
+            .chain(*b"/")
+            .chain(index.to_string().into_bytes())
+        {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    };
+    let (hi, lo) = (fnv(0), fnv(0x9e37_79b9_7f4a_7c15));
+    let hi = (hi & !0xf000) | 0x8000; // version 8
+    let lo = (lo & !(0b11 << 62)) | (0b10 << 62); // variant 10
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        hi >> 32,
+        (hi >> 16) & 0xffff,
+        hi & 0xffff,
+        lo >> 48,
+        lo & 0xffff_ffff_ffff
+    )
+}
+
+/// A rendered GetFlowsResponse with its flow's `uuid` set (see [`flow_uuid`]).
+pub fn with_uuid(response: &Value, scenario: &str, index: usize) -> Value {
+    let mut out = response.clone();
+    if let Some(Value::Object(flow)) = out.get_mut("flow") {
+        let mut m = Map::new();
+        for (k, v) in std::mem::take(flow) {
+            let time = k == "time";
+            m.insert(k, v);
+            if time {
+                m.insert("uuid".into(), json!(flow_uuid(scenario, index)));
+            }
+        }
+        if !m.contains_key("uuid") {
+            // No time field: uuid still comes first.
+            let mut first = Map::new();
+            first.insert("uuid".into(), json!(flow_uuid(scenario, index)));
+            first.extend(m);
+            m = first;
+        }
+        *flow = m;
+    }
+    out
+}
+
+/// The GetFlowsResponse around a flow (observer.proto: `flow`, `node_name`, `time`).
+pub fn response(flow: Value, node: &str, time_ns: u64) -> Value {
+    json!({"flow": flow, "node_name": node, "time": rfc3339(time_ns)})
+}
+
 fn labels_of(world: &World, model: Option<&Model>, id: u32) -> Vec<String> {
     let id = Identity(id);
     let set = model
@@ -74,8 +287,8 @@ fn labels_of(world: &World, model: Option<&Model>, id: u32) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Hubble's Endpoint message for one side of a flow.
-fn endpoint(world: &World, model: Option<&Model>, ip: IpAddr, identity: u32) -> Value {
+/// Hubble's `Endpoint` message for one side of a flow.
+pub fn endpoint_json(world: &World, model: Option<&Model>, ip: IpAddr, identity: u32) -> Value {
     let mut m = Map::new();
     if let Peer::Pod(p) = world.cluster.peer_of_ip(ip) {
         if let Some(pod) = world.cluster.pods.get(&p) {
@@ -87,57 +300,229 @@ fn endpoint(world: &World, model: Option<&Model>, ip: IpAddr, identity: u32) -> 
         m.insert("labels".into(), json!(labels_of(world, model, identity)));
         m.insert("pod_name".into(), json!(p.name));
     } else {
-        if identity != 0 {
-            m.insert("identity".into(), json!(identity));
-        }
+        m.insert("identity".into(), json!(identity));
         m.insert("labels".into(), json!(labels_of(world, model, identity)));
     }
     Value::Object(m)
 }
 
-fn name_of(world: &World, ip: IpAddr, port: Option<u16>) -> String {
+/// The endpoint ID of the pod that owns `ip`, if any.
+fn endpoint_id_of(world: &World, ip: IpAddr) -> Option<u32> {
+    match world.cluster.peer_of_ip(ip) {
+        Peer::Pod(p) => world.cluster.pods.get(&p).map(|p| p.endpoint_id),
+        _ => None,
+    }
+}
+
+/// `ns/pod:port`, or the address (`[v6]:port`), as `Printer.Hostname` joins them; a port of
+/// 0 or none is left off.
+pub fn host_port(world: &World, ip: IpAddr, port: Option<u16>) -> String {
     let base = match world.cluster.peer_of_ip(ip) {
         Peer::Pod(p) => p.to_string(),
         _ => ip.to_string(),
     };
     match port {
-        Some(p) => format!("{base}:{p}"),
-        None => base,
+        Some(p) if p != 0 => {
+            if base.contains(':') {
+                format!("[{base}]:{p}")
+            } else {
+                format!("{base}:{p}")
+            }
+        }
+        _ => base,
     }
 }
 
-fn icmp_name(v6: bool, t: u8) -> String {
-    let name = match (v6, t) {
-        (false, 0) => "EchoReply",
-        (false, 3) => "DestinationUnreachable",
-        (false, 8) => "EchoRequest",
-        (false, 11) => "TimeExceeded",
-        (true, 1) => "DestinationUnreachable",
-        (true, 128) => "EchoRequest",
-        (true, 129) => "EchoReply",
-        _ => return format!("{}({t})", if v6 { "ICMPv6" } else { "ICMPv4" }),
+/// `(host)`, `(world)`, ... for reserved identities, `(ID:N)` otherwise (`fmtIdentity`, with
+/// `pkg/identity` `reservedIdentityNames`).
+pub fn identity_text(id: u32) -> String {
+    let name = match id {
+        0 => "unknown",
+        1 => "host",
+        2 => "world",
+        3 => "unmanaged",
+        4 => "health",
+        5 => "init",
+        6 => "remote-node",
+        7 => "kube-apiserver",
+        8 => "ingress",
+        9 => "world-ipv4",
+        10 => "world-ipv6",
+        _ => return format!("(ID:{id})"),
     };
-    format!("{} {name}", if v6 { "ICMPv6" } else { "ICMPv4" })
+    format!("({name})")
 }
 
+/// One compact line (`CompactOutput`): `TIME: SRC (ID) ARROW DST (ID) TYPE VERDICT
+/// (SUMMARY)`. An unknown `is_reply` prints `<>`; a reply swaps the sides and prints `<-`.
+#[allow(clippy::too_many_arguments)]
+pub fn compact_line(
+    time_ns: u64,
+    src: &str,
+    src_identity: u32,
+    dst: &str,
+    dst_identity: u32,
+    is_reply: Option<bool>,
+    flow_type: &str,
+    verdict: &str,
+    summary: &str,
+) -> String {
+    let (mut s, mut si, mut d, mut di) = (
+        src.to_string(),
+        identity_text(src_identity),
+        dst.to_string(),
+        identity_text(dst_identity),
+    );
+    let arrow = match is_reply {
+        None => "<>",
+        Some(false) => "->",
+        Some(true) => {
+            std::mem::swap(&mut s, &mut d);
+            std::mem::swap(&mut si, &mut di);
+            "<-"
+        }
+    };
+    format!(
+        "{}: {s} {si} {arrow} {d} {di} {flow_type} {verdict} ({summary})",
+        compact_time(time_ns)
+    )
+}
+
+fn icmp_name(v6: bool, t: u8, code: u8) -> String {
+    // gopacket's ICMPv4TypeCode / ICMPv6TypeCode String(): the type's name, with the code's
+    // name in parentheses for types that have codes.
+    let fam = if v6 { "ICMPv6" } else { "ICMPv4" };
+    let name = match (v6, t, code) {
+        (false, 0, _) => "EchoReply".to_string(),
+        (false, 8, _) => "EchoRequest".to_string(),
+        (false, 3, 3) => "DestinationUnreachable(Port)".to_string(),
+        (false, 3, _) => "DestinationUnreachable".to_string(),
+        (false, 11, _) => "TimeExceeded".to_string(),
+        (true, 1, 4) => "DestinationUnreachable(PortUnreachable)".to_string(),
+        (true, 1, _) => "DestinationUnreachable".to_string(),
+        (true, 128, _) => "EchoRequest".to_string(),
+        (true, 129, _) => "EchoReply".to_string(),
+        _ => format!("{t}({code})"),
+    };
+    format!("{fam} {name}")
+}
+
+/// TCP flags as `TCPFlags` and as the summary (`getTCPFlags`: SYN, ACK, RST, FIN, PSH, URG).
 fn tcp_flags(bits: u8) -> (Value, String) {
-    let names = [
+    let json_order = [
+        (0x01, "FIN"),
+        (0x02, "SYN"),
+        (0x04, "RST"),
+        (0x08, "PSH"),
+        (0x10, "ACK"),
+        (0x20, "URG"),
+    ];
+    let summary_order = [
         (0x02, "SYN"),
         (0x10, "ACK"),
-        (0x01, "FIN"),
         (0x04, "RST"),
+        (0x01, "FIN"),
         (0x08, "PSH"),
         (0x20, "URG"),
     ];
     let mut m = Map::new();
-    let mut set = Vec::new();
-    for (b, n) in names {
+    for (b, n) in json_order {
         if bits & b != 0 {
             m.insert(n.into(), json!(true));
-            set.push(n);
         }
     }
+    let set: Vec<&str> = summary_order
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
     (Value::Object(m), format!("TCP Flags: {}", set.join(", ")))
+}
+
+/// The labels `utils.GetPolicyLabels` gives a policy object (sorted by key; no `uid`, which a
+/// scenario's manifests do not carry).
+fn policy_json(kind: PolicyKind, namespace: Option<&str>, name: &str, revision: u64) -> Value {
+    let mut labels = vec![
+        format!("k8s:io.cilium.k8s.policy.derived-from={}", kind.as_str()),
+        format!("k8s:io.cilium.k8s.policy.name={name}"),
+    ];
+    if let Some(ns) = namespace {
+        labels.push(format!("k8s:io.cilium.k8s.policy.namespace={ns}"));
+    }
+    json!({
+        "name": name,
+        "namespace": namespace.unwrap_or(""),
+        "labels": labels,
+        // uint64: a string in protojson.
+        "revision": revision.to_string(),
+        "kind": kind.as_str(),
+    })
+}
+
+/// The deciding rules of a policy verdict, as `CorrelatePolicy` reports them: `(policies,
+/// log values)`, or nothing when no entry decided (default deny).
+fn correlate(
+    world: &World,
+    model: &Model,
+    f: &events::Flow,
+    direction: Direction,
+) -> Option<(Vec<Value>, Vec<String>)> {
+    let protocol = Protocol::from_number(f.proto)?;
+    let dport = if protocol.is_icmp() {
+        f.icmp_type as u16
+    } else {
+        f.dport
+    };
+    if dport == 0 {
+        return None;
+    }
+    let c = &world.cluster;
+    let flow = Flow {
+        src: c.peer_of_ip(f.src),
+        dst: c.peer_of_ip(f.dst),
+        protocol,
+        dport,
+    };
+    let e = model.explain(c, &flow);
+    let side = match direction {
+        Direction::Ingress => &e.ingress,
+        Direction::Egress => &e.egress,
+    };
+    let (_, _, entry) = side.chosen.as_ref()?;
+    // Cilium's repository revision starts at 1 and every change bumps it.
+    let revision = world.repo.revision() + 1;
+    let mut seen = BTreeSet::new();
+    let mut policies = Vec::new();
+    let mut logs = BTreeSet::new();
+    for o in &entry.origins {
+        if seen.insert(o.policy.clone()) {
+            policies.push(policy_json(
+                o.policy.kind,
+                o.policy.namespace.as_deref(),
+                &o.policy.name,
+                revision,
+            ));
+        }
+        if let Some(l) = o.log.as_ref().filter(|l| !l.is_empty()) {
+            logs.insert(l.clone());
+        }
+    }
+    Some((policies, logs.into_iter().collect()))
+}
+
+/// The labels the kubelet always sets on a node, as `node_labels` lists them.
+fn node_labels(node: &str) -> Vec<String> {
+    vec![
+        format!("kubernetes.io/hostname={node}"),
+        "kubernetes.io/os=linux".to_string(),
+    ]
+}
+
+fn mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Renders one event observed on `node`.
@@ -145,25 +530,41 @@ pub fn flow_record(world: &World, model: Option<&Model>, node: &str, ev: &Event)
     let c = ev.common();
     let f = &c.flow;
     let v6 = f.src.is_ipv6();
-    let mut flow = Map::new();
-    let time = rfc3339(c.timestamp);
-    flow.insert("time".into(), json!(time));
-    let (verdict, reason): (&str, Option<DropReason>) = match ev {
-        Event::Drop(d) => ("DROPPED", Some(DropReason::from_code(d.reason.0))),
+    let mut flow = FlowJson::default();
+    flow.set("time", json!(rfc3339(c.timestamp)));
+    flow.set(
+        "emitter",
+        json!({"name": "Verdict", "version": env!("CARGO_PKG_VERSION")}),
+    );
+    let (verdict, reason): (&str, Option<u8>) = match ev {
+        Event::Drop(d) => ("DROPPED", Some(d.reason.0)),
         Event::Trace(_) => ("FORWARDED", None),
         Event::PolicyVerdict(pv) if pv.verdict < 0 => {
-            ("DROPPED", Some(DropReason::from_code((-pv.verdict) as u8)))
+            ("DROPPED", Some((-pv.verdict).clamp(0, 255) as u8))
         }
-        Event::PolicyVerdict(pv) if pv.audited => ("AUDIT", None),
         Event::PolicyVerdict(pv) if pv.verdict > 0 => ("REDIRECTED", None),
+        Event::PolicyVerdict(pv) if pv.audited => ("AUDIT", None),
         Event::PolicyVerdict(_) => ("FORWARDED", None),
     };
-    flow.insert("verdict".into(), json!(verdict));
+    flow.set("verdict", json!(verdict));
     if let Some(r) = reason {
-        flow.insert("drop_reason".into(), json!(r.code()));
+        flow.set("drop_reason", json!(r));
     }
-    flow.insert(
-        "IP".into(),
+    if let Event::PolicyVerdict(pv) = ev {
+        let auth = match pv.auth_type {
+            0 => json!(null),
+            1 => json!("SPIRE"),
+            2 => json!("TEST_ALWAYS_FAIL"),
+            n => json!(n),
+        };
+        flow.set("auth_type", auth);
+    }
+    flow.set(
+        "ethernet",
+        json!({"source": mac(SRC_MAC), "destination": mac(DST_MAC)}),
+    );
+    flow.set(
+        "IP",
         json!({"source": f.src.to_string(), "destination": f.dst.to_string(), "ipVersion": if v6 { "IPv6" } else { "IPv4" }}),
     );
     let (l4, summary, ports) = match f.proto {
@@ -187,54 +588,79 @@ pub fn flow_record(world: &World, model: Option<&Model>, node: &str, ev: &Event)
         ),
         1 => (
             json!({"ICMPv4": {"type": f.icmp_type, "code": f.icmp_code}}),
-            icmp_name(false, f.icmp_type),
+            icmp_name(false, f.icmp_type, f.icmp_code),
             false,
         ),
         58 => (
             json!({"ICMPv6": {"type": f.icmp_type, "code": f.icmp_code}}),
-            icmp_name(true, f.icmp_type),
+            icmp_name(true, f.icmp_type, f.icmp_code),
             false,
         ),
-        p => (json!({}), format!("IP protocol {p}"), false),
+        p => (json!(null), format!("IP protocol {p}"), false),
     };
-    flow.insert("l4".into(), l4);
-    flow.insert(
-        "source".into(),
-        endpoint(world, model, f.src, c.src_identity),
+    flow.set("l4", l4);
+    flow.set("source", endpoint_json(world, model, f.src, c.src_identity));
+    flow.set(
+        "destination",
+        endpoint_json(world, model, f.dst, c.dst_identity),
     );
-    flow.insert(
-        "destination".into(),
-        endpoint(world, model, f.dst, c.dst_identity),
-    );
-    flow.insert("Type".into(), json!("L3_L4"));
-    flow.insert("node_name".into(), json!(node));
-    let direction = match c.direction {
-        events::Direction::Ingress => Some("INGRESS"),
-        events::Direction::Egress => Some("EGRESS"),
-        events::Direction::Unknown(_) => None,
+    flow.set("Type", json!("L3_L4"));
+    flow.set("node_name", json!(node));
+    flow.set("node_labels", json!(node_labels(node)));
+
+    // decodeIsReply.
+    let reason_known = !matches!(f.ct_status, CtStatus::Unknown(_));
+    let is_reply: Option<bool> = match ev {
+        Event::Trace(_) if reason_known => Some(f.ct_status == CtStatus::Reply),
+        Event::PolicyVerdict(pv) if pv.verdict >= 0 => Some(false),
+        _ => None,
     };
-    match ev {
-        Event::Drop(d) => {
-            flow.insert(
-                "event_type".into(),
-                json!({"type": abi::CILIUM_NOTIFY_DROP, "sub_type": d.reason.0}),
-            );
+    flow.set("reply", json!(is_reply == Some(true)));
+    let sub_type = match ev {
+        Event::Drop(d) => d.reason.0,
+        Event::Trace(t) => t.obs_point,
+        Event::PolicyVerdict(_) => 0,
+    };
+    let event_type = match ev {
+        Event::Drop(_) => abi::CILIUM_NOTIFY_DROP,
+        Event::Trace(_) => abi::CILIUM_NOTIFY_TRACE,
+        Event::PolicyVerdict(_) => abi::CILIUM_NOTIFY_POLICY_VERDICT,
+    };
+    flow.set(
+        "event_type",
+        json!({"type": event_type, "sub_type": sub_type}),
+    );
+
+    // decodeTrafficDirection.
+    let src_ep = endpoint_id_of(world, f.src);
+    let local_is_source = c.endpoint != 0 && src_ep == Some(c.endpoint as u32);
+    let direction: Option<Direction> = match ev {
+        Event::Drop(_) if c.endpoint != 0 => Some(if local_is_source {
+            Direction::Egress
+        } else {
+            Direction::Ingress
+        }),
+        Event::Trace(_) if c.endpoint != 0 && reason_known => {
+            Some(if local_is_source != (is_reply == Some(true)) {
+                Direction::Egress
+            } else {
+                Direction::Ingress
+            })
         }
-        Event::Trace(t) => {
-            flow.insert(
-                "event_type".into(),
-                json!({"type": abi::CILIUM_NOTIFY_TRACE, "sub_type": t.obs_point}),
-            );
-        }
-        Event::PolicyVerdict(_) => {
-            flow.insert(
-                "event_type".into(),
-                json!({"type": abi::CILIUM_NOTIFY_POLICY_VERDICT}),
-            );
-        }
-    }
-    if let Some(d) = direction {
-        flow.insert("traffic_direction".into(), json!(d));
+        Event::PolicyVerdict(_) => match c.direction {
+            events::Direction::Ingress => Some(Direction::Ingress),
+            events::Direction::Egress => Some(Direction::Egress),
+            events::Direction::Unknown(_) => None,
+        },
+        _ => None,
+    };
+    let direction_name = match direction {
+        Some(Direction::Ingress) => "INGRESS",
+        Some(Direction::Egress) => "EGRESS",
+        None => "TRAFFIC_DIRECTION_UNKNOWN",
+    };
+    if direction.is_some() {
+        flow.set("traffic_direction", json!(direction_name));
     }
     if let Event::PolicyVerdict(pv) = ev {
         let mt = match pv.match_type {
@@ -247,80 +673,90 @@ pub fn flow_record(world: &World, model: Option<&Model>, node: &str, ev: &Event)
             events::MatchType::ProtoOnly => 6,
             events::MatchType::Unknown(v) => v as u32,
         };
-        if mt != 0 {
-            flow.insert("policy_match_type".into(), json!(mt));
-        }
+        flow.set("policy_match_type", json!(mt));
     }
     if let Event::Trace(t) = ev {
         let point = match t.obs_point {
-            abi::TRACE_TO_LXC => "TO_ENDPOINT",
-            abi::TRACE_FROM_LXC => "FROM_ENDPOINT",
-            _ => "UNKNOWN_POINT",
+            abi::TRACE_TO_LXC => json!("TO_ENDPOINT"),
+            abi::TRACE_FROM_LXC => json!("FROM_ENDPOINT"),
+            n => json!(n),
         };
-        flow.insert("trace_observation_point".into(), json!(point));
+        flow.set("trace_observation_point", point);
         let reason = match f.ct_status {
             CtStatus::New => "NEW",
             CtStatus::Established => "ESTABLISHED",
             CtStatus::Reply => "REPLY",
             CtStatus::Related => "RELATED",
             CtStatus::Reopened => "REOPENED",
-            CtStatus::Unknown(_) => "TRACE_REASON_UNKNOWN",
+            CtStatus::Unknown(_) => "",
         };
-        flow.insert("trace_reason".into(), json!(reason));
+        flow.set("trace_reason", json!(reason));
     }
-    // flow.proto field order: drop_reason_desc (25) comes after the trace fields.
     if let Some(r) = reason {
-        flow.insert("drop_reason_desc".into(), json!(r.hubble_name()));
+        flow.set(
+            "drop_reason_desc",
+            hubble_drop_name(r).map_or(json!(r), |n| json!(n)),
+        );
     }
-    // is_reply: false on policy verdicts, from conntrack on traces, absent on drops.
-    match ev {
-        Event::PolicyVerdict(_) => {
-            flow.insert("is_reply".into(), json!(false));
+    flow.set("is_reply", is_reply.map_or(Value::Null, |b| json!(b)));
+    flow.set("Summary", json!(summary));
+
+    // CorrelatePolicy: policy verdicts allowed, audited, or denied by policy.
+    if let (Event::PolicyVerdict(_), Some(m), Some(d)) = (ev, model, direction) {
+        let by_policy = matches!(reason, None | Some(133) | Some(181));
+        if by_policy {
+            if let Some((policies, logs)) = correlate(world, m, f, d) {
+                let field = match (d, verdict) {
+                    (Direction::Egress, "FORWARDED" | "REDIRECTED") => "egress_allowed_by",
+                    (Direction::Ingress, "FORWARDED" | "REDIRECTED") => "ingress_allowed_by",
+                    (Direction::Egress, _) => "egress_denied_by",
+                    (Direction::Ingress, _) => "ingress_denied_by",
+                };
+                flow.set(field, json!(policies));
+                flow.set("policy_log", json!(logs));
+            }
         }
-        Event::Trace(_) => {
-            flow.insert("is_reply".into(), json!(f.is_reply));
-        }
-        Event::Drop(_) => {}
     }
-    flow.insert("Summary".into(), json!(summary));
-    let json = json!({"flow": Value::Object(flow), "node_name": node, "time": time});
+    let json = response(flow.into_value(), node, c.timestamp);
 
     let (sp, dp) = if ports {
         (Some(f.sport), Some(f.dport))
     } else {
         (None, None)
     };
-    let src = format!("{} (ID:{})", name_of(world, f.src, sp), c.src_identity);
-    let dst = format!("{} (ID:{})", name_of(world, f.dst, dp), c.dst_identity);
-    let what = match ev {
+    // GetFlowType.
+    let flow_type = match ev {
         Event::PolicyVerdict(pv) => format!(
-            "policy-verdict:{} {} {}",
-            pv.match_type,
-            direction.unwrap_or("UNKNOWN"),
-            match verdict {
-                "DROPPED" => "DENIED",
-                "FORWARDED" => "ALLOWED",
-                v => v,
+            "policy-verdict:{} {direction_name}",
+            match pv.match_type {
+                events::MatchType::Unknown(_) => "unknown".to_string(),
+                m => m.to_string(),
             }
         ),
-        Event::Drop(d) => format!("{} DROPPED", DropReason::from_code(d.reason.0).text()),
-        Event::Trace(t) => format!(
-            "{} FORWARDED",
-            if t.obs_point == abi::TRACE_TO_LXC {
-                "to-endpoint"
-            } else {
-                "from-endpoint"
-            }
-        ),
+        Event::Drop(d) => DropReason::from_code(d.reason.0).text(),
+        Event::Trace(t) => match t.obs_point {
+            abi::TRACE_TO_LXC => "to-endpoint".to_string(),
+            abi::TRACE_FROM_LXC => "from-endpoint".to_string(),
+            n => format!("{n}"),
+        },
     };
-    let arrow = if matches!(ev, Event::Drop(_)) {
-        "<>"
-    } else {
-        "->"
+    // getVerdict: policy verdicts read ALLOWED / DENIED / AUDITED.
+    let verdict_text = match (ev, verdict) {
+        (Event::PolicyVerdict(_), "FORWARDED" | "REDIRECTED") => "ALLOWED",
+        (Event::PolicyVerdict(_), "DROPPED") => "DENIED",
+        (Event::PolicyVerdict(_), "AUDIT") => "AUDITED",
+        (_, v) => v,
     };
-    let compact = format!(
-        "{}: {src} {arrow} {dst} {what} ({summary})",
-        compact_time(c.timestamp)
+    let compact = compact_line(
+        c.timestamp,
+        &host_port(world, f.src, sp),
+        c.src_identity,
+        &host_port(world, f.dst, dp),
+        c.dst_identity,
+        is_reply,
+        &flow_type,
+        verdict_text,
+        &summary,
     );
     FlowRecord { json, compact }
 }
@@ -330,13 +766,69 @@ mod tests {
     use super::*;
 
     #[test]
-    fn virtual_time_renders_as_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(rfc3339(1_234_567_800_000), "1970-01-01T00:20:34.567800000Z");
-        assert_eq!(
-            rfc3339(86_400 * 1_000_000_000 * 59),
-            "1970-03-01T00:00:00.000000000Z"
-        );
+    fn virtual_time_renders_as_protojson_timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_234_567_000_000), "1970-01-01T00:20:34.567Z");
+        assert_eq!(rfc3339(1_234_567_800_000), "1970-01-01T00:20:34.567800Z");
+        assert_eq!(rfc3339(1_000_000_001), "1970-01-01T00:00:01.000000001Z");
+        assert_eq!(rfc3339(86_400 * 1_000_000_000 * 59), "1970-03-01T00:00:00Z");
         assert_eq!(compact_time(1_234_567_800_000), "Jan  1 00:20:34.567");
+    }
+
+    #[test]
+    fn zero_values_are_omitted_but_wrappers_and_messages_stay() {
+        let mut f = FlowJson::default();
+        f.set("Summary", json!("x"));
+        f.set("verdict", json!("FORWARDED"));
+        f.set("is_reply", json!(false));
+        f.set("reply", json!(false));
+        f.set("event_type", json!({"type": 5, "sub_type": 0}));
+        f.set("l4", json!({"ICMPv4": {"type": 0, "code": 0}}));
+        f.set("node_labels", json!([]));
+        assert_eq!(
+            serde_json::to_string(&f.into_value()).unwrap(),
+            r#"{"verdict":"FORWARDED","l4":{"ICMPv4":{}},"event_type":{"type":5},"is_reply":false,"Summary":"x"}"#
+        );
+    }
+
+    #[test]
+    fn reserved_identities_are_named_and_replies_flipped() {
+        assert_eq!(identity_text(1), "(host)");
+        assert_eq!(identity_text(2), "(world)");
+        assert_eq!(identity_text(6), "(remote-node)");
+        assert_eq!(identity_text(257), "(ID:257)");
+        let l = compact_line(
+            0,
+            "a:1",
+            257,
+            "b:2",
+            258,
+            Some(true),
+            "to-endpoint",
+            "FORWARDED",
+            "s",
+        );
+        assert_eq!(
+            l,
+            "Jan  1 00:00:00.000: b:2 (ID:258) <- a:1 (ID:257) to-endpoint FORWARDED (s)"
+        );
+        let l = compact_line(0, "a:1", 257, "b:2", 258, None, "t", "DROPPED", "s");
+        assert!(l.contains("a:1 (ID:257) <> b:2 (ID:258)"), "{l}");
+    }
+
+    #[test]
+    fn uuids_are_deterministic_version_8() {
+        let a = flow_uuid("s", 0);
+        assert_eq!(a, flow_uuid("s", 0));
+        assert_ne!(a, flow_uuid("s", 1));
+        assert_ne!(a, flow_uuid("t", 0));
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "8", "{a}");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "{a}");
+        let r = with_uuid(&json!({"flow": {"time": "t", "verdict": "X"}}), "s", 0);
+        assert_eq!(
+            r["flow"].as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["time", "uuid", "verdict"]
+        );
     }
 }

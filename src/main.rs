@@ -351,7 +351,11 @@ fn flow_lines(r: &ScenarioReport, how: FlowFormat) -> Result<Vec<String>> {
             }
             for f in flows {
                 out.push(match how {
-                    FlowFormat::Json => serde_json::to_string(&f.json)?,
+                    FlowFormat::Json => serde_json::to_string(&verdict::hubble::with_uuid(
+                        &f.json,
+                        &r.name,
+                        out.len(),
+                    ))?,
                     FlowFormat::Compact => f.compact.clone(),
                 });
             }

@@ -223,6 +223,96 @@ fn run_output_is_byte_identical_across_runs() {
     assert!(a.stdout.len() > 1000 && a.stderr.len() > 1000);
     assert!(a.stdout == b.stdout, "flow records differ between runs");
     assert!(a.stderr == b.stderr, "JSON reports differ between runs");
+    check_flows_against_flow_proto(&String::from_utf8_lossy(&a.stdout));
+}
+
+/// Every flow line of every scenario: each field name is flow.proto's JSON name, of its
+/// type's JSON form, non-zero, in declaration order; and `jq -c .flow.verdict` reads them all
+/// (as users pipe `hubble observe -o json`).
+fn check_flows_against_flow_proto(out: &str) {
+    let p = common::flowproto::proto();
+    let mut problems = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    let mut lines = 0;
+    for l in out.lines() {
+        lines += 1;
+        for pr in common::flowproto::check_line(&p, l) {
+            if problems.len() < 20 {
+                problems.push(format!("{pr}\n  in {l}"));
+            }
+        }
+        if let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(l) {
+            if let Some(serde_json::Value::Object(f)) = o.get("flow") {
+                names.extend(f.keys().cloned());
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // The fields verdict promises (README): every one of them shows up somewhere.
+    for f in [
+        "time",
+        "uuid",
+        "emitter",
+        "verdict",
+        "drop_reason",
+        "ethernet",
+        "IP",
+        "l4",
+        "source",
+        "destination",
+        "Type",
+        "node_name",
+        "node_labels",
+        "reply",
+        "event_type",
+        "traffic_direction",
+        "policy_match_type",
+        "trace_observation_point",
+        "trace_reason",
+        "drop_reason_desc",
+        "is_reply",
+        "Summary",
+        "ingress_allowed_by",
+        "egress_allowed_by",
+        "ingress_denied_by",
+        "egress_denied_by",
+    ] {
+        assert!(names.contains(f), "no flow prints {f}; printed: {names:?}");
+    }
+    match std::process::Command::new("jq")
+        .args(["-c", ".flow.verdict"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(mut child) => {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            let input = out.to_string();
+            let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+            let o = child.wait_with_output().unwrap();
+            writer.join().unwrap().unwrap();
+            assert!(
+                o.status.success(),
+                "jq failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let verdicts = String::from_utf8_lossy(&o.stdout).to_string();
+            assert_eq!(verdicts.lines().count(), lines);
+            assert!(
+                verdicts.lines().all(|v| matches!(
+                    v,
+                    "\"FORWARDED\"" | "\"DROPPED\"" | "\"REDIRECTED\"" | "\"AUDIT\""
+                )),
+                "{}",
+                &verdicts[..verdicts.len().min(500)]
+            );
+        }
+        Err(e) => {
+            println!("SKIP the jq check of --flows json (jq: {e}; tools/test.sh installs it)");
+            eprintln!("SKIP the jq check of --flows json (jq: {e}; tools/test.sh installs it)");
+        }
+    }
 }
 
 // spec §6.1: a denied new TCP connection gives a policy-verdict (type 5, DROPPED, the drop
@@ -260,6 +350,92 @@ fn flows_read_like_hubble_json() {
         .expect("a drop event");
     assert_eq!(drop["flow"]["event_type"]["sub_type"], 181);
     assert!(drop["flow"].get("is_reply").is_none());
+    // parser.go decodeIsReply: a denied policy verdict's is_reply is unknown (absent); an
+    // allowed one is false. CorrelatePolicy names the denying policy.
+    assert!(verdict_ev["flow"].get("is_reply").is_none(), "{verdict_ev}");
+    assert_eq!(
+        verdict_ev["flow"]["ingress_denied_by"][0]["name"],
+        "client-l3-allow-deny-80"
+    );
+    assert_eq!(
+        verdict_ev["flow"]["ingress_denied_by"][0]["kind"],
+        "CiliumNetworkPolicy"
+    );
+    let allowed = flows
+        .iter()
+        .find(|f| f["flow"]["event_type"]["type"] == 5 && f["flow"]["verdict"] == "FORWARDED")
+        .expect("an allowed policy verdict");
+    assert_eq!(allowed["flow"]["is_reply"], false);
+    // protojson: zero values omitted, Timestamps without a zero fraction.
+    assert_eq!(
+        verdict_ev["flow"]["event_type"],
+        serde_json::json!({"type": 5})
+    );
+    assert_eq!(verdict_ev["flow"]["time"], "1970-01-01T00:00:00Z");
+    // The compact form (printer.go): `<>` where is_reply is unknown.
+    let out = verdict(&[
+        "run",
+        "--backend",
+        "rbpf",
+        "--flows",
+        "compact",
+        "scenarios/cilium/deny-l4-beats-l3-allow.yaml",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.lines().any(|l| l.ends_with(
+            "x/b:33000 (ID:257) <> x/a:80 (ID:256) policy-verdict:L3-L4 INGRESS DENIED (TCP Flags: SYN)"
+        )),
+        "{text}"
+    );
+}
+
+/// Replies (parser.go decodeTrafficDirection, printer.go): a reply keeps its connection's
+/// direction with `trace_reason: REPLY` and `is_reply: true`, and the compact line swaps the
+/// sides with `<-`; traffic from outside the cluster shows reserved identities by name.
+#[test]
+fn reply_flows_and_reserved_identities_read_as_hubble_prints_them() {
+    let out = verdict(&[
+        "run",
+        "--backend",
+        "rbpf",
+        "--flows",
+        "json",
+        "scenarios/conntrack/replies-skip-egress-default-deny.yaml",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let reply = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|f| f["flow"]["trace_reason"] == "REPLY")
+        .expect("a reply trace");
+    assert_eq!(reply["flow"]["is_reply"], true, "{reply}");
+    assert_eq!(reply["flow"]["reply"], true, "{reply}");
+    assert_eq!(reply["flow"]["traffic_direction"], "INGRESS", "{reply}");
+    let out = verdict(&[
+        "run",
+        "--backend",
+        "rbpf",
+        "--flows",
+        "compact",
+        "scenarios/conntrack/replies-skip-egress-default-deny.yaml",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.lines().any(|l| l.contains(" <- ")), "{text}");
+    let out = verdict(&[
+        "run",
+        "--backend",
+        "rbpf",
+        "--flows",
+        "compact",
+        "scenarios/cilium/",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("(world)"), "no world identity by name");
+    assert!(
+        !text.contains("(ID:2)") && !text.contains("(ID:1)"),
+        "reserved identities by number"
+    );
 }
 
 // spec §7 #10: the deny key (client, TCP/80) next to the L3-only allow; 80/TCP is 181 with

@@ -852,6 +852,7 @@ mod tests {
             rule: 0,
             section: "ingress",
             item: n,
+            log: None,
         }
     }
     const IN: Direction = Direction::Ingress;

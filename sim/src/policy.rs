@@ -137,6 +137,9 @@ pub struct RuleOrigin {
     pub rule: usize,
     pub section: &'static str,
     pub item: usize,
+    /// The rule's `log.value` (CNP/CCNP), which Hubble reports as `policy_log` on the flows
+    /// the rule decides (`pkg/policy/correlation`).
+    pub log: Option<String>,
 }
 
 impl fmt::Display for RuleOrigin {

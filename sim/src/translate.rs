@@ -322,6 +322,11 @@ fn translate_rule(
     // spec §4.1: enableDefaultDeny.<dir> if set, else true when the rule has entries there.
     let dd_ingress = r.enable_default_deny.ingress.unwrap_or(has_ingress);
     let dd_egress = r.enable_default_deny.egress.unwrap_or(has_egress);
+    let log = r
+        .log
+        .as_ref()
+        .map(|l| l.value.clone())
+        .filter(|v| !v.is_empty());
     let mut out = Vec::new();
     let mut push = |direction, verdict, section, item, peers, ports| {
         out.push(PolicyEntry {
@@ -340,6 +345,7 @@ fn translate_rule(
                 rule: rule_index,
                 section,
                 item,
+                log: log.clone(),
             },
         });
     };
@@ -447,6 +453,7 @@ fn translate_knp(pref: &PolicyRef, knp: &api::NetworkPolicy) -> Vec<PolicyEntry>
                 rule: 0,
                 section,
                 item,
+                log: None,
             },
         });
     };

@@ -57,6 +57,202 @@ pub enum DropReason {
     Other(u8),
 }
 
+/// Every `DropReason` of Hubble's flow.proto (`api/v1/flow/flow.proto`, cilium main
+/// 0abb991080ee), as `(code, name)`: protojson prints `drop_reason_desc` as this name, and as
+/// the bare number for a code the enum does not name.
+pub const HUBBLE_DROP_REASONS: &[(u8, &str)] = &[
+    (0, "DROP_REASON_UNKNOWN"),
+    (130, "INVALID_SOURCE_MAC"),
+    (131, "INVALID_DESTINATION_MAC"),
+    (132, "INVALID_SOURCE_IP"),
+    (133, "POLICY_DENIED"),
+    (134, "INVALID_PACKET_DROPPED"),
+    (135, "CT_TRUNCATED_OR_INVALID_HEADER"),
+    (136, "CT_MISSING_TCP_ACK_FLAG"),
+    (137, "CT_UNKNOWN_L4_PROTOCOL"),
+    (138, "CT_CANNOT_CREATE_ENTRY_FROM_PACKET"),
+    (139, "UNSUPPORTED_L3_PROTOCOL"),
+    (140, "MISSED_TAIL_CALL"),
+    (141, "ERROR_WRITING_TO_PACKET"),
+    (142, "UNKNOWN_L4_PROTOCOL"),
+    (143, "UNKNOWN_ICMPV4_CODE"),
+    (144, "UNKNOWN_ICMPV4_TYPE"),
+    (145, "UNKNOWN_ICMPV6_CODE"),
+    (146, "UNKNOWN_ICMPV6_TYPE"),
+    (147, "ERROR_RETRIEVING_TUNNEL_KEY"),
+    (148, "ERROR_RETRIEVING_TUNNEL_OPTIONS"),
+    (149, "INVALID_GENEVE_OPTION"),
+    (150, "UNKNOWN_L3_TARGET_ADDRESS"),
+    (151, "STALE_OR_UNROUTABLE_IP"),
+    (152, "NO_MATCHING_LOCAL_CONTAINER_FOUND"),
+    (153, "ERROR_WHILE_CORRECTING_L3_CHECKSUM"),
+    (154, "ERROR_WHILE_CORRECTING_L4_CHECKSUM"),
+    (155, "CT_MAP_INSERTION_FAILED"),
+    (156, "INVALID_IPV6_EXTENSION_HEADER"),
+    (157, "IP_FRAGMENTATION_NOT_SUPPORTED"),
+    (158, "SERVICE_BACKEND_NOT_FOUND"),
+    (160, "NO_TUNNEL_OR_ENCAPSULATION_ENDPOINT"),
+    (161, "FAILED_TO_INSERT_INTO_PROXYMAP"),
+    (162, "REACHED_EDT_RATE_LIMITING_DROP_HORIZON"),
+    (163, "UNKNOWN_CONNECTION_TRACKING_STATE"),
+    (164, "LOCAL_HOST_IS_UNREACHABLE"),
+    (165, "NO_CONFIGURATION_AVAILABLE_TO_PERFORM_POLICY_DECISION"),
+    (166, "UNSUPPORTED_L2_PROTOCOL"),
+    (167, "NO_MAPPING_FOR_NAT_MASQUERADE"),
+    (168, "UNSUPPORTED_PROTOCOL_FOR_NAT_MASQUERADE"),
+    (169, "FIB_LOOKUP_FAILED"),
+    (170, "ENCAPSULATION_TRAFFIC_IS_PROHIBITED"),
+    (171, "INVALID_IDENTITY"),
+    (172, "UNKNOWN_SENDER"),
+    (173, "NAT_NOT_NEEDED"),
+    (174, "IS_A_CLUSTERIP"),
+    (175, "FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND"),
+    (176, "FORBIDDEN_ICMPV6_MESSAGE"),
+    (177, "DENIED_BY_LB_SRC_RANGE_CHECK"),
+    (178, "SOCKET_LOOKUP_FAILED"),
+    (179, "SOCKET_ASSIGN_FAILED"),
+    (180, "PROXY_REDIRECTION_NOT_SUPPORTED_FOR_PROTOCOL"),
+    (181, "POLICY_DENY"),
+    (182, "VLAN_FILTERED"),
+    (183, "INVALID_VNI"),
+    (184, "INVALID_TC_BUFFER"),
+    (185, "NO_SID"),
+    (186, "MISSING_SRV6_STATE"),
+    (187, "NAT46"),
+    (188, "NAT64"),
+    (189, "AUTH_REQUIRED"),
+    (190, "CT_NO_MAP_FOUND"),
+    (191, "SNAT_NO_MAP_FOUND"),
+    (192, "INVALID_CLUSTER_ID"),
+    (193, "UNSUPPORTED_PROTOCOL_FOR_DSR_ENCAP"),
+    (194, "NO_EGRESS_GATEWAY"),
+    (195, "UNENCRYPTED_TRAFFIC"),
+    (196, "TTL_EXCEEDED"),
+    (197, "NO_NODE_ID"),
+    (198, "DROP_RATE_LIMITED"),
+    (199, "IGMP_HANDLED"),
+    (200, "IGMP_SUBSCRIBED"),
+    (201, "MULTICAST_HANDLED"),
+    (202, "DROP_HOST_NOT_READY"),
+    (203, "DROP_EP_NOT_READY"),
+    (204, "DROP_NO_EGRESS_IP"),
+    (205, "DROP_PUNT_PROXY"),
+];
+
+/// Cilium's monitor text of each drop code (`pkg/monitor/api/drop.go`, `errors`), as Hubble's
+/// compact output prints it; a code it does not know prints as `<code>, 0`
+/// (`DropReasonExt`).
+pub const MONITOR_DROP_TEXT: &[(u8, &str)] = &[
+    (0, "Success"),
+    (2, "Invalid packet"),
+    (3, "Interface"),
+    (4, "Interface Decrypted"),
+    (5, "LB, sock cgroup: No backend slot entry found"),
+    (6, "LB, sock cgroup: No backend entry found"),
+    (7, "LB, sock cgroup: Reverse entry update failed"),
+    (8, "LB, sock cgroup: Reverse entry stale"),
+    (9, "Fragmented packet"),
+    (10, "Fragmented packet entry update failed"),
+    (11, "Missed tail call to custom program"),
+    (12, "Interface Decrypting"),
+    (13, "Interface Encrypting"),
+    (14, "LB: sock cgroup: Reverse entry delete succeeded"),
+    (15, "MTU error message"),
+    (130, "Invalid source mac"),
+    (131, "Invalid destination mac"),
+    (132, "Invalid source ip"),
+    (133, "Policy denied"),
+    (134, "Invalid packet"),
+    (135, "CT: Truncated or invalid header"),
+    (136, "Fragmentation needed"),
+    (137, "CT: Unknown L4 protocol"),
+    (138, "CT: Can't create entry from packet"),
+    (139, "Unsupported L3 protocol"),
+    (140, "Missed tail call"),
+    (141, "Error writing to packet"),
+    (142, "Unknown L4 protocol"),
+    (143, "Unknown ICMPv4 code"),
+    (144, "Unknown ICMPv4 type"),
+    (145, "Unknown ICMPv6 code"),
+    (146, "Unknown ICMPv6 type"),
+    (147, "Error retrieving tunnel key"),
+    (148, "Error retrieving tunnel options"),
+    (149, "Invalid Geneve option"),
+    (150, "Unknown L3 target address"),
+    (151, "Stale or unroutable IP"),
+    (152, "No matching local container found"),
+    (153, "Error while correcting L3 checksum"),
+    (154, "Error while correcting L4 checksum"),
+    (155, "CT: Map insertion failed"),
+    (156, "Invalid IPv6 extension header"),
+    (157, "IP fragmentation not supported"),
+    (158, "Service backend not found"),
+    (160, "No tunnel/encapsulation endpoint (datapath BUG!)"),
+    (161, "NAT 46/64 not enabled"),
+    (162, "Reached EDT rate-limiting drop horizon"),
+    (163, "Unknown connection tracking state"),
+    (164, "Local host is unreachable"),
+    (165, "No configuration available to perform policy decision"),
+    (166, "Unsupported L2 protocol"),
+    (167, "No mapping for NAT masquerade"),
+    (168, "Unsupported protocol for NAT masquerade"),
+    (169, "FIB lookup failed"),
+    (170, "Encapsulation traffic is prohibited"),
+    (171, "Invalid identity"),
+    (172, "Unknown sender"),
+    (173, "NAT not needed"),
+    (174, "Is a ClusterIP"),
+    (175, "First logical datagram fragment not found"),
+    (176, "Forbidden ICMPv6 message"),
+    (177, "Denied by LB src range check"),
+    (178, "Socket lookup failed"),
+    (179, "Socket assign failed"),
+    (180, "Proxy redirection not supported for protocol"),
+    (181, "Policy denied by denylist"),
+    (182, "VLAN traffic disallowed by VLAN filter"),
+    (183, "Incorrect VNI from VTEP"),
+    (184, "Failed to update or lookup TC buffer"),
+    (185, "No SID was found for the IP address"),
+    (186, "SRv6 state was removed during tail call"),
+    (187, "L3 translation from IPv4 to IPv6 failed (NAT46)"),
+    (188, "L3 translation from IPv6 to IPv4 failed (NAT64)"),
+    (189, "Authentication required"),
+    (190, "No conntrack map found"),
+    (191, "No nat map found"),
+    (192, "Invalid ClusterID"),
+    (193, "Unsupported packet protocol for DSR encapsulation"),
+    (194, "No egress gateway found"),
+    (195, "Traffic is unencrypted"),
+    (196, "TTL exceeded"),
+    (197, "No node ID found"),
+    (198, "Rate limited"),
+    (199, "IGMP handled"),
+    (200, "IGMP subscribed"),
+    (201, "Multicast handled"),
+    (202, "Host datapath not ready"),
+    (203, "Endpoint policy program not available"),
+    (204, "No Egress IP configured"),
+    (205, "Punt to proxy"),
+    (206, "No device"),
+];
+
+/// flow.proto's name of a drop code, if it has one.
+pub fn hubble_drop_name(code: u8) -> Option<&'static str> {
+    HUBBLE_DROP_REASONS
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, n)| *n)
+}
+
+/// Cilium's monitor text of a drop code (`pkg/monitor/api/drop.go` `DropReason`).
+pub fn monitor_drop_text(code: u8) -> String {
+    MONITOR_DROP_TEXT
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, t)| t.to_string())
+        .unwrap_or_else(|| format!("{code}, 0"))
+}
+
 impl DropReason {
     pub fn code(self) -> u8 {
         match self {
@@ -92,11 +288,14 @@ impl DropReason {
             DropReason::Invalid => "INVALID_PACKET_DROPPED".into(),
             DropReason::EncapProhibited => "ENCAPSULATION_TRAFFIC_IS_PROHIBITED".into(),
             DropReason::UnknownCt => "UNKNOWN_CONNECTION_TRACKING_STATE".into(),
-            DropReason::Other(c) => format!("DROP_REASON_{c}"),
+            DropReason::Other(c) => match hubble_drop_name(c) {
+                Some(n) => n.to_string(),
+                None => format!("DROP_REASON_{c}"),
+            },
         }
     }
     /// Cilium's monitor text ("Policy denied", ...).
-    pub fn text(self) -> &'static str {
+    pub fn text(self) -> String {
         match self {
             DropReason::PolicyDenied => "Policy denied",
             DropReason::PolicyDeny => "Policy denied by denylist",
@@ -105,8 +304,9 @@ impl DropReason {
             DropReason::Invalid => "Invalid packet",
             DropReason::EncapProhibited => "Encapsulation traffic is prohibited",
             DropReason::UnknownCt => "Unknown connection tracking state",
-            DropReason::Other(_) => "Unknown drop reason",
+            DropReason::Other(c) => return monitor_drop_text(c),
         }
+        .to_string()
     }
     pub fn parse(s: &str) -> Option<DropReason> {
         Some(match s {
@@ -117,8 +317,41 @@ impl DropReason {
             "INVALID_PACKET_DROPPED" => DropReason::Invalid,
             "ENCAPSULATION_TRAFFIC_IS_PROHIBITED" => DropReason::EncapProhibited,
             "UNKNOWN_CONNECTION_TRACKING_STATE" => DropReason::UnknownCt,
-            _ => return None,
+            other => {
+                let (code, _) = HUBBLE_DROP_REASONS
+                    .iter()
+                    .find(|(c, n)| *n == other && *c != 0)?;
+                DropReason::from_code(*code)
+            }
         })
+    }
+}
+
+#[cfg(test)]
+mod drop_tests {
+    use super::*;
+
+    #[test]
+    fn every_hubble_drop_name_round_trips() {
+        for (code, name) in HUBBLE_DROP_REASONS.iter().filter(|(c, _)| *c != 0) {
+            let r = DropReason::from_code(*code);
+            assert_eq!(r.hubble_name(), *name, "code {code}");
+            assert_eq!(DropReason::parse(name), Some(r), "{name}");
+        }
+        assert_eq!(
+            DropReason::from_code(132).hubble_name(),
+            "INVALID_SOURCE_IP"
+        );
+        assert_eq!(
+            DropReason::from_code(139).hubble_name(),
+            "UNSUPPORTED_L3_PROTOCOL"
+        );
+        assert_eq!(
+            DropReason::from_code(155).text(),
+            "CT: Map insertion failed"
+        );
+        assert_eq!(DropReason::from_code(250).text(), "250, 0");
+        assert_eq!(hubble_drop_name(206), None);
     }
 }
 

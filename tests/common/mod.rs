@@ -2,6 +2,8 @@
 //! with the kernel added when it is built in and usable.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod flowproto;
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -1641,6 +1641,7 @@ mod differential {
                         rule: 0,
                         section: "ingress",
                         item: 0,
+                        log: None,
                     },
                 },
             )
