@@ -6,6 +6,7 @@ pub mod churn;
 pub mod diff;
 pub mod dpbackend;
 pub mod fuzz;
+pub mod htmlreport;
 pub mod hubble;
 pub mod junit;
 pub mod pcap;

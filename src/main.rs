@@ -77,6 +77,14 @@ enum Cmd {
         /// probes fail or disagree.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Print failing truth tables in full however large they are (by default a table of
+        /// more than 900 cells prints as a summary: the counts and the failing cells).
+        #[arg(long)]
+        full_tables: bool,
+        /// Print failing truth tables as expected, actual and diff side by side, instead of
+        /// the Kubernetes e2e suite's expected / observed / comparison blocks.
+        #[arg(long)]
+        side_by_side: bool,
         /// Scenario files or directories (every *.yaml below, except `policies` directories).
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
@@ -195,6 +203,34 @@ enum Cmd {
         #[arg(long, value_name = "N")]
         after_step: Option<usize>,
     },
+    /// Run scenarios and write one self-contained HTML page: per scenario the truth tables
+    /// (expected and each backend's actual, coloured), the probes, the disagreements, the
+    /// flows, and for scenarios with propagation delays plots of the delays and compute time.
+    ///
+    /// Exit status as `run`: 0 pass, 1 failures or disagreements, 2 input errors.
+    Report {
+        /// The page to write.
+        #[arg(long, value_name = "OUT")]
+        html: PathBuf,
+        /// Backends, comma-separated: oracle, model, rbpf, rbpf-jit, kernel (default:
+        /// oracle,model,rbpf).
+        #[arg(
+            long,
+            visible_alias = "backends",
+            value_delimiter = ',',
+            value_name = "LIST"
+        )]
+        backend: Option<Vec<String>>,
+        /// Leave out the real compute time plot, so the page is byte-identical across runs.
+        #[arg(long)]
+        no_timings: bool,
+        /// Flow lines shown per scenario (the rest are counted).
+        #[arg(long, default_value_t = 2000, value_name = "N")]
+        max_flows: usize,
+        /// Scenario files or directories.
+        #[arg(required = true, value_name = "SCENARIO")]
+        paths: Vec<PathBuf>,
+    },
     /// Validate policy manifests and scenarios. A scenario file is checked with its own
     /// policies, and each rule shows which of the scenario's endpoints it selects.
     Check {
@@ -219,7 +255,18 @@ enum PolicyCmd {
         /// The state after this step (1-based; 0 is the initial state; default: the end).
         #[arg(long, value_name = "N")]
         after_step: Option<usize>,
+        /// Do not resolve identities to labels (the IDENTITY column), as `cilium-dbg -n`.
+        #[arg(short = 'n', long)]
+        numeric: bool,
+        /// Output format: `json` prints the map dump as `cilium-dbg ... -o json` does.
+        #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
+        output: Option<PolicyOutput>,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum PolicyOutput {
+    Json,
 }
 
 fn golden_path(dir: &Path, r: &ScenarioReport) -> PathBuf {
@@ -391,6 +438,7 @@ struct RunArgs {
     bless: bool,
     flows: Option<FlowFormat>,
     junit: Option<PathBuf>,
+    tables: report::TextOptions,
     paths: Vec<PathBuf>,
 }
 
@@ -466,6 +514,12 @@ fn run(a: RunArgs) -> Result<u8> {
             write!(out, "{}", text_of(&res, &a, &backend))?;
         }
         progress.inc(&res.report.name);
+        // The flows are printed; what is kept for the summary, JSON and JUnit needs none of
+        // them (they are most of a report's memory).
+        let mut res = res;
+        for s in &mut res.report.steps {
+            s.flows.clear();
+        }
         results.push(res);
     }
     progress.finish();
@@ -656,7 +710,7 @@ fn write_run_junit(
 /// The text report of one scenario, with what the golden comparison and the name check found.
 fn text_of(res: &RunResult, a: &RunArgs, backend: &[String]) -> String {
     let r = &res.report;
-    let mut t = report::text(r);
+    let mut t = report::text_with(r, &a.tables);
     if !res.passed() && r.passed() {
         t = t.replacen("PASS", "FAIL", 1);
     }
@@ -937,26 +991,49 @@ fn load_world(path: &Path, after_step: Option<usize>) -> Result<engine::World> {
 /// Cilium's default per-endpoint policy map size (`--bpf-policy-map-max`).
 const POLICY_MAP_LIMIT: usize = 16_384;
 
-fn policy_get(path: &Path, pod: &str, after_step: Option<usize>) -> Result<bool> {
+/// `verdict policy get`: stdout is exactly what `cilium-dbg bpf policy get [-n] [-o json]
+/// EP` prints for the endpoint; the endpoint line and the entry count against the map size
+/// go to stderr.
+fn policy_get(
+    path: &Path,
+    pod: &str,
+    after_step: Option<usize>,
+    numeric: bool,
+    output: Option<PolicyOutput>,
+) -> Result<bool> {
     let world = load_world(path, after_step)?;
-    let name = PodName::parse(pod)
-        .with_context(|| format!("{:?} is not <namespace>/<name>", report::clip(pod)))?;
+    // The endpoint: ns/name, or its endpoint ID as cilium-dbg takes it.
+    let name = match pod.parse::<u32>() {
+        Ok(id) => world
+            .cluster
+            .pods
+            .values()
+            .find(|p| p.endpoint_id == id)
+            .map(|p| p.name.clone())
+            .with_context(|| {
+                format!(
+                    "no endpoint with ID {id} in {} at that step",
+                    path.display()
+                )
+            })?,
+        Err(_) => PodName::parse(pod).with_context(|| {
+            format!(
+                "{:?} is neither an endpoint ID nor <namespace>/<name>",
+                report::clip(pod)
+            )
+        })?,
+    };
     let model = Model::new(&world.cluster, &world.repo);
-    let ep = model
-        .endpoint(&name)
-        .with_context(|| format!("no pod {pod} in {} at that step", path.display()))?;
-    // One label per line, as cilium-dbg prints the LABELS column.
-    let rows: Vec<MapStateRow> = model
-        .rows(&name)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|mut r| {
-            r.labels = r.labels.split(' ').collect::<Vec<_>>().join("\n");
-            r
-        })
-        .collect();
-    println!(
-        "endpoint {} ({pod}) identity {} on {}: ingress policy {}, egress policy {}",
+    let ep = model.endpoint(&name).with_context(|| {
+        format!(
+            "no pod {} in {} at that step",
+            report::clip(pod),
+            path.display()
+        )
+    })?;
+    let rows: Vec<MapStateRow> = model.rows(&name).unwrap_or_default();
+    eprintln!(
+        "endpoint {} ({name}) identity {} on {}: ingress policy {}, egress policy {}; {} entries of {POLICY_MAP_LIMIT} (Cilium's default per-endpoint limit)",
         ep.id,
         ep.identity,
         ep.node,
@@ -970,21 +1047,18 @@ fn policy_get(path: &Path, pod: &str, after_step: Option<usize>) -> Result<bool>
         } else {
             "disabled"
         },
-    );
-    let mut table = tabled::builder::Builder::default();
-    table.push_record(MapStateRow::HEADER);
-    for r in &rows {
-        table.push_record(r.columns());
-    }
-    let mut table = table.build();
-    table.with(tabled::settings::Style::blank());
-    println!("{table}");
-    println!(
-        "{} entries of {POLICY_MAP_LIMIT} (Cilium's default per-endpoint limit)",
         rows.len()
     );
     if rows.len() > POLICY_MAP_LIMIT {
-        println!("WARNING: {} entries exceed the default policy map size: Cilium would fail to regenerate this endpoint", rows.len());
+        eprintln!("WARNING: {} entries exceed the default policy map size: Cilium would fail to regenerate this endpoint", rows.len());
+    }
+    match output {
+        // command.PrintOutput: json.MarshalIndent(data, "", "  ").
+        Some(PolicyOutput::Json) => {
+            let all: Vec<serde_json::Value> = rows.iter().map(MapStateRow::json).collect();
+            println!("{}", serde_json::to_string_pretty(&all)?);
+        }
+        None => print!("{}", MapStateRow::table(&rows, numeric)),
     }
     Ok(true)
 }
@@ -1110,6 +1184,8 @@ fn main() -> ExitCode {
             bless,
             flows,
             junit,
+            full_tables,
+            side_by_side,
             paths,
         } => run(RunArgs {
             backends: backend.unwrap_or_else(default_backends),
@@ -1118,17 +1194,40 @@ fn main() -> ExitCode {
             bless,
             flows,
             junit,
+            tables: report::TextOptions {
+                full_tables,
+                side_by_side,
+            },
             paths,
         }),
         Cmd::Check { scenario, files } => check(scenario, files),
+        Cmd::Report {
+            html,
+            backend,
+            no_timings,
+            max_flows,
+            paths,
+        } => backends::validate(&backend.unwrap_or_else(default_backends))
+            .map_err(anyhow::Error::msg)
+            .and_then(|backends| {
+                verdict::htmlreport::run(&verdict::htmlreport::ReportArgs {
+                    html,
+                    backends,
+                    paths,
+                    no_timings,
+                    max_flows,
+                })
+            }),
         Cmd::Policy {
             cmd:
                 PolicyCmd::Get {
                     scenario,
                     pod,
                     after_step,
+                    numeric,
+                    output,
                 },
-        } => status(policy_get(&scenario, &pod, after_step)),
+        } => status(policy_get(&scenario, &pod, after_step, numeric, output)),
         Cmd::Explain {
             scenario,
             from,

@@ -154,6 +154,9 @@ fn written_scenario_replays_under_verdict_run() {
     let dir = tmp_dir();
     let file = dir.join("churn-5.yaml");
     let mut args = small(5, &["oracle", "model"]);
+    // Short delays, so that some probes land outside propagation windows (a window's cells
+    // stay unchecked when no datapath backend ran).
+    args.delay_max = 50_000_000;
     args.write_scenario = Some(file.clone());
     let o = churn::churn(&args).unwrap();
     assert!(o.passed, "{}", o.report);
@@ -178,6 +181,50 @@ fn written_scenario_replays_under_verdict_run() {
     args.write_scenario = Some(again.clone());
     churn::churn(&args).unwrap();
     assert_eq!(std::fs::read_to_string(&again).unwrap(), text);
+    // Without a datapath backend every probe of this timeline lands in a propagation window
+    // (each matrix follows a change), whose expectation is what a lagging datapath does:
+    // those cells stay '?', the description says so, and `verdict run` counts them as
+    // compared across backends.
+    assert!(o.report.contains("0 cells with the observed verdicts as expectations, 100 unchecked in propagation windows"), "{}", o.report);
+    assert!(
+        text.contains("100 left unchecked ('?') in propagation"),
+        "{text}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(
+            "0 probes checked, 100 unchecked compared across backends on oracle,model,rbpf"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// With a datapath backend in the run, cells in propagation windows get what the lagging
+/// datapaths did as their expectation, and the written scenario replays on rbpf.
+#[test]
+fn written_scenario_with_rbpf_checks_window_cells() {
+    let dir = tmp_dir();
+    let file = dir.join("churn-7-rbpf.yaml");
+    let mut args = small(7, &["oracle", "model", "rbpf"]);
+    args.write_scenario = Some(file.clone());
+    let o = churn::churn(&args).unwrap();
+    assert!(o.passed, "{}", o.report);
+    assert!(
+        o.report.contains(", 0 unchecked in propagation windows"),
+        "{}",
+        o.report
+    );
+    let out = verdict(&[
+        "run",
+        "--backend",
+        "oracle,model,rbpf",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]

@@ -446,23 +446,71 @@ fn policy_get_and_explain_show_the_deny_example() {
     let out = verdict(&["policy", "get", s, "x/a"]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let deny = text
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("Deny"))
-        .expect("a deny row");
-    assert!(
-        deny.contains("Ingress") && deny.contains("80/TCP") && deny.trim_end().ends_with("24"),
+    // cilium-dbg/cmd/bpf_policy_get.go formatMap through tabwriter(5, 0, 3, ' '): no leading
+    // space, ten columns, denies first (PolicyEntriesDump.Less), one label per line.
+    let header = text.lines().next().unwrap();
+    assert_eq!(
+        header,
+        "POLICY   DIRECTION   LABELS (source:key[=value])                                        PORT/PROTO   PROXY PORT   AUTH TYPE   BYTES   PACKETS   PREFIX   COOKIE"
+    );
+    let deny = text.lines().nth(1).expect("a first row");
+    let cells: Vec<&str> = deny.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        [
+            "Deny",
+            "Ingress",
+            "k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=x",
+            "80/TCP",
+            "NONE",
+            "disabled",
+            "-",
+            "-",
+            "24",
+            "0"
+        ],
         "{text}"
     );
     assert!(
-        text.lines().map(str::trim).any(|l| l.starts_with("Allow")
-            && l.contains("Ingress")
-            && l.contains(" 257 ")
-            && l.contains("ANY")),
+        text.lines()
+            .nth(2)
+            .unwrap()
+            .trim_start()
+            .starts_with("k8s:io.cilium.k8s.namespace.labels.ns=x"),
         "{text}"
     );
-    assert!(text.contains("entries of 16384"), "{text}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("entries of 16384"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // -n: the IDENTITY column; the endpoint by its ID (x/a is endpoint 1).
+    let out = verdict(&["policy", "get", s, "1", "-n"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.starts_with("POLICY   DIRECTION   IDENTITY   PORT/PROTO   PROXY PORT"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["Allow", "Ingress", "257", "ANY", "NONE", "disabled", "-", "-", "0", "0"]),
+        "{text}"
+    );
+    // -o json: the PolicyEntriesDump fields, ports in network byte order.
+    let out = verdict(&["policy", "get", s, "x/a", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let deny = &v[0];
+    assert_eq!(deny["Key"]["Identity"], 257);
+    assert_eq!(deny["Key"]["Nexthdr"], 6);
+    assert_eq!(deny["Key"]["Prefixlen"], 64);
+    assert_eq!(
+        deny["Key"]["DestPortNetwork"],
+        u16::from_ne_bytes(80u16.to_be_bytes())
+    );
+    assert_eq!(deny["Flags"], 1 | (24 << 3));
+    assert_eq!(deny["Packets"], u64::MAX);
     let out = verdict(&["explain", s, "--from", "x/b", "--to", "x/a", "--port", "80"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("the L3 lookup found a deny"), "{text}");

@@ -496,8 +496,9 @@ impl MapState {
         MapState { entries }
     }
 
-    /// The rows `cilium-dbg bpf policy get` would print; `labels` names an identity.
-    pub fn rows(&self, labels: impl Fn(Identity) -> String) -> Vec<MapStateRow> {
+    /// The rows `cilium-dbg bpf policy get` would print, in its order; `labels` gives an
+    /// identity's labels (`None` when it cannot be resolved: the row shows the number).
+    pub fn rows(&self, labels: impl Fn(Identity) -> Option<Vec<String>>) -> Vec<MapStateRow> {
         let mut rows: Vec<MapStateRow> = self
             .entries
             .iter()
@@ -505,8 +506,9 @@ impl MapState {
                 deny: e.deny,
                 direction: k.direction,
                 identity: k.identity,
+                // IdentityGet(0) is reserved:unknown, which formatMap prints as ANY.
                 labels: if k.identity == Identity::ANY {
-                    "ANY".to_string()
+                    Some(vec!["ANY".to_string()])
                 } else {
                     labels(k.identity)
                 },
@@ -514,104 +516,197 @@ impl MapState {
                 proxy_port: e.proxy_port,
                 auth_type: e.auth & 0x7f,
                 prefix: k.lpm_prefix_length(),
+                precedence: e.precedence,
+                nexthdr: k.nexthdr,
+                dport: k.port.port,
             })
             .collect();
-        // Cilium prints allows before denies, then by direction, identity and port.
+        // PolicyEntriesDump.Less: denies first, then by direction (ingress first) and
+        // identity; the key's protocol and port break the ties Less leaves to sort.Slice.
         rows.sort_by(|a, b| {
-            (a.deny, a.direction, a.identity, &a.port_proto).cmp(&(
-                b.deny,
-                b.direction,
-                b.identity,
-                &b.port_proto,
-            ))
+            (
+                !a.deny,
+                a.direction.bit(),
+                a.identity,
+                a.nexthdr,
+                a.dport,
+                a.prefix,
+            )
+                .cmp(&(
+                    !b.deny,
+                    b.direction.bit(),
+                    b.identity,
+                    b.nexthdr,
+                    b.dport,
+                    b.prefix,
+                ))
         });
         rows
     }
 }
 
-/// One row of `cilium-dbg bpf policy get` (`cilium-dbg/cmd/bpf_policy_get.go`).
+/// One entry as `cilium-dbg bpf policy get` prints it (`cilium-dbg/cmd/bpf_policy_get.go`,
+/// `formatMap`; Cilium 1.19 and main, which added the COOKIE column).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MapStateRow {
     pub deny: bool,
     pub direction: Direction,
     pub identity: Identity,
-    pub labels: String,
+    /// The remote identity's labels, one per line (`Labels.GetPrintableModel`); `None` when
+    /// they cannot be resolved.
+    pub labels: Option<Vec<String>>,
     pub port_proto: String,
     pub proxy_port: u16,
     pub auth_type: u8,
+    /// The entry's protocol + port prefix length (`Key.GetPrefixLen`, 0..=24).
     pub prefix: u8,
+    pub precedence: u32,
+    /// Raw key fields, for the JSON dump.
+    pub nexthdr: u8,
+    pub dport: u16,
+}
+
+/// `pkg/policy/trafficdirection` `String`.
+fn direction_text(d: Direction) -> &'static str {
+    match d {
+        Direction::Ingress => "Ingress",
+        Direction::Egress => "Egress",
+    }
+}
+
+/// `policyTypes.AuthType.String`.
+fn auth_text(a: u8) -> String {
+    match a {
+        0 => "disabled".to_string(),
+        1 => "spire".to_string(),
+        2 => "test-always-fail".to_string(),
+        n => format!("Unknown-auth-type-{n}"),
+    }
+}
+
+/// Go's `text/tabwriter` as `cilium-dbg` configures it (`NewWriter(w, 5, 0, 3, ' ', 0)`):
+/// every tab-terminated cell is padded to its column's width (widest cell + 3, at least 5),
+/// empty cells included; the cell after the last tab is printed as it is.
+pub fn tabwriter(lines: &[Vec<String>], minwidth: usize, padding: usize) -> String {
+    let cols = lines
+        .iter()
+        .map(|l| l.len().saturating_sub(1))
+        .max()
+        .unwrap_or(0);
+    let mut widths = vec![0usize; cols];
+    for l in lines {
+        for (i, c) in l.iter().enumerate().take(l.len().saturating_sub(1)) {
+            widths[i] = widths[i].max((c.chars().count() + padding).max(minwidth));
+        }
+    }
+    let mut out = String::new();
+    for l in lines {
+        let n = l.len();
+        for (i, c) in l.iter().enumerate() {
+            out.push_str(c);
+            if i + 1 < n {
+                out.push_str(&" ".repeat(widths[i] - c.chars().count()));
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 impl MapStateRow {
-    pub const HEADER: [&'static str; 8] = [
-        "POLICY",
-        "DIRECTION",
-        "IDENTITY",
-        "LABELS (source:key[=value])",
-        "PORT/PROTO",
-        "PROXY PORT",
-        "AUTH TYPE",
-        "PREFIX",
-    ];
-
-    /// The columns as text, in [`MapStateRow::HEADER`] order.
-    pub fn columns(&self) -> [String; 8] {
+    /// The header, with `IDENTITY` (`-n`) or `LABELS (source:key[=value])`.
+    pub fn header(numeric: bool) -> [&'static str; 10] {
         [
-            if self.deny { "Deny" } else { "Allow" }.to_string(),
-            match self.direction {
-                Direction::Ingress => "Ingress",
-                Direction::Egress => "Egress",
-            }
-            .to_string(),
-            if self.identity == Identity::ANY {
-                "ANY".to_string()
+            "POLICY",
+            "DIRECTION",
+            if numeric {
+                "IDENTITY"
             } else {
-                self.identity.to_string()
+                "LABELS (source:key[=value])"
             },
-            self.labels.clone(),
+            "PORT/PROTO",
+            "PROXY PORT",
+            "AUTH TYPE",
+            "BYTES",
+            "PACKETS",
+            "PREFIX",
+            "COOKIE",
+        ]
+    }
+
+    /// The row's lines as cells: one line, or with labels one line per label, the later ones
+    /// holding only the label. verdict keeps no per-entry traffic counters and allocates no
+    /// policy-log cookies: BYTES and PACKETS are `-` (not available), COOKIE 0.
+    pub fn lines(&self, numeric: bool) -> Vec<Vec<String>> {
+        let id = self.identity.0.to_string();
+        let first_label = match (&self.labels, numeric) {
+            (Some(l), false) if !l.is_empty() => l[0].clone(),
+            _ => id,
+        };
+        let mut out = vec![vec![
+            if self.deny { "Deny" } else { "Allow" }.to_string(),
+            direction_text(self.direction).to_string(),
+            first_label,
             self.port_proto.clone(),
             if self.proxy_port == 0 {
                 "NONE".to_string()
             } else {
                 self.proxy_port.to_string()
             },
-            match self.auth_type {
-                0 => "disabled".to_string(),
-                1 => "spire".to_string(),
-                2 => "test-always-fail".to_string(),
-                n => n.to_string(),
-            },
+            auth_text(self.auth_type),
+            "-".to_string(),
+            "-".to_string(),
             self.prefix.to_string(),
-        ]
-    }
-
-    /// Formats rows as an aligned table with the header.
-    pub fn table(rows: &[MapStateRow]) -> String {
-        let mut cells: Vec<[String; 8]> = vec![MapStateRow::HEADER.map(str::to_string)];
-        cells.extend(rows.iter().map(MapStateRow::columns));
-        let mut widths = [0usize; 8];
-        for r in &cells {
-            for (w, c) in widths.iter_mut().zip(r.iter()) {
-                *w = (*w).max(c.len());
+            "0".to_string(),
+        ]];
+        if let (Some(l), false) = (&self.labels, numeric) {
+            for lbl in l.iter().skip(1) {
+                let mut line = vec![String::new(); 10];
+                line[2] = lbl.clone();
+                out.push(line);
             }
-        }
-        let mut out = String::new();
-        for r in &cells {
-            let line: Vec<String> = r
-                .iter()
-                .zip(widths.iter())
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            out.push_str(line.join("   ").trim_end());
-            out.push('\n');
         }
         out
     }
-}
 
-impl fmt::Display for MapStateRow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.columns().join("\t"))
+    /// The table as `cilium-dbg bpf policy get [-n]` prints it.
+    pub fn table(rows: &[MapStateRow], numeric: bool) -> String {
+        let mut lines = vec![MapStateRow::header(numeric)
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()];
+        for r in rows {
+            lines.extend(r.lines(numeric));
+        }
+        let mut s = tabwriter(&lines, 5, 3);
+        if rows.is_empty() {
+            s.push_str("Policy stats empty. Perhaps the policy enforcement is disabled?\n");
+        }
+        s
+    }
+
+    /// One entry as `cilium-dbg bpf policy get -o json` prints it: Go's encoding/json of
+    /// `PolicyEntryDump` (the embedded `PolicyEntry` and `StatsValue` fields, then `Key`), raw
+    /// map fields with ports in network byte order and `StatNotAvailable` counters.
+    pub fn json(&self) -> serde_json::Value {
+        let net = |p: u16| u16::from_ne_bytes(p.to_be_bytes());
+        let flags = u8::from(self.deny) | (self.prefix << 3);
+        serde_json::json!({
+            "ProxyPortNetwork": net(self.proxy_port),
+            "Flags": flags,
+            "AuthRequirement": self.auth_type,
+            "Precedence": self.precedence,
+            "Cookie": 0,
+            "Packets": u64::MAX,
+            "Bytes": u64::MAX,
+            "Key": {
+                "Prefixlen": POLICY_STATIC_PREFIX_BITS + u32::from(self.prefix),
+                "Identity": self.identity.0,
+                "TrafficDirection": self.direction.bit(),
+                "Nexthdr": self.nexthdr,
+                "DestPortNetwork": net(self.dport),
+            }
+        })
     }
 }
 
@@ -985,19 +1080,36 @@ mod tests {
             MapEntry::allow(PRECEDENCE_ALLOW),
         );
         ms.insert(Key::l3_only(Identity(301), IN), MapEntry::deny());
-        let rows = ms.rows(|id| format!("id{id}"));
-        let cols: Vec<[String; 8]> = rows.iter().map(MapStateRow::columns).collect();
-        assert_eq!(cols[0][2], "ANY");
-        assert_eq!(cols[0][4], "TCP");
-        assert_eq!(cols[0][7], "8");
-        assert_eq!(cols[1][4], "443/TCP");
-        assert_eq!(cols[2][4], "80-83/TCP");
-        assert_eq!(cols[2][7], "22");
-        assert_eq!(cols[2][5], "NONE");
-        assert_eq!(cols[2][6], "disabled");
-        assert_eq!(cols[3][0], "Deny");
-        assert_eq!(cols[3][4], "ANY");
-        assert!(MapStateRow::table(&rows).starts_with("POLICY"));
+        let rows = ms.rows(|id| Some(vec![format!("k8s:id={id}"), "k8s:x=y".into()]));
+        // PolicyEntriesDump.Less: denies first, then direction and identity.
+        let first: Vec<Vec<String>> = rows.iter().map(|r| r.lines(true)[0].clone()).collect();
+        assert_eq!(first[0][0], "Deny");
+        assert_eq!(first[0][2], "301");
+        assert_eq!(first[0][3], "ANY");
+        assert_eq!(first[1][2], "0");
+        assert_eq!(first[1][3], "TCP");
+        assert_eq!(first[1][8], "8");
+        assert_eq!(first[2][3], "80-83/TCP");
+        assert_eq!(first[2][8], "22");
+        assert_eq!(first[2][4], "NONE");
+        assert_eq!(first[2][5], "disabled");
+        assert_eq!(first[2][6], "-");
+        assert_eq!(first[2][9], "0");
+        assert_eq!(first[3][3], "443/TCP");
+        // Labels one per line; the ANY identity as ANY (reserved:unknown).
+        assert_eq!(rows[0].lines(false).len(), 2);
+        assert_eq!(rows[1].lines(false)[0][2], "ANY");
+        let t = MapStateRow::table(&rows, true);
+        assert_eq!(
+            t.lines().next().unwrap(),
+            "POLICY   DIRECTION   IDENTITY   PORT/PROTO   PROXY PORT   AUTH TYPE   BYTES   PACKETS   PREFIX   COOKIE"
+        );
+        assert_eq!(
+            t.lines().nth(3).unwrap(),
+            "Allow    Ingress     300        80-83/TCP    NONE         disabled    -       -         22       0"
+        );
+        assert!(MapStateRow::table(&[], false)
+            .ends_with("Policy stats empty. Perhaps the policy enforcement is disabled?\n"));
         assert_eq!(
             tcp(300, 80, 14).to_string(),
             "Identity=300,DestPort=80-83,Nexthdr=6,TrafficDirection=0"

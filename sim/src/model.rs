@@ -872,8 +872,7 @@ impl Model {
         let ep = self.endpoints.get(name)?;
         Some(ep.map.rows(|id| {
             self.identity_labels(id)
-                .map(|l| l.to_string())
-                .unwrap_or_else(|| "(unknown)".to_string())
+                .map(|l| l.iter().map(|l| l.to_string()).collect())
         }))
     }
 

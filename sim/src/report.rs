@@ -154,13 +154,181 @@ fn probe_detail(p: &ProbeCheck) -> String {
     s
 }
 
+/// How failing truth tables are printed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TextOptions {
+    /// Print tables of any size in full (by default a table of more than [`FULL_TABLE_CELLS`]
+    /// cells prints as a summary: the counts and the failing cells).
+    pub full_tables: bool,
+    /// Expected, actual and diff side by side instead of the Kubernetes e2e blocks.
+    pub side_by_side: bool,
+}
+
+/// Tables with more cells than this print as a summary unless asked for in full.
+pub const FULL_TABLE_CELLS: usize = 900;
+
+/// Failing cells listed one per line under a table (the rest are counted).
+pub const MAX_CELL_LINES: usize = 50;
+
+/// A truth table as the Kubernetes e2e suite prints it (`TruthTable.PrettyPrint`,
+/// test/e2e/network/netpol/truthtable.go): tab-separated, a `-` corner, `.` connected, `X`
+/// not, `?` no value.
+pub fn pretty_print(m: &MatrixCheck, cell: impl Fn(usize, usize) -> Option<bool>) -> String {
+    let mut lines = vec![std::iter::once("-".to_string())
+        .chain(m.columns.iter().cloned())
+        .collect::<Vec<_>>()
+        .join("\t")];
+    for (r, row) in m.rows.iter().enumerate() {
+        let mut line = vec![row.clone()];
+        line.extend((0..m.columns.len()).map(|c| {
+            match cell(r, c) {
+                None => "?",
+                Some(true) => ".",
+                Some(false) => "X",
+            }
+            .to_string()
+        }));
+        lines.push(line.join("\t"));
+    }
+    lines.join("\n")
+}
+
+/// What one backend observed in a cell (`None` when it errored).
+fn observed(m: &MatrixCheck, backend: usize, r: usize, c: usize) -> Option<bool> {
+    match m.cells[r][c].results.get(backend).map(|(_, o)| o) {
+        Some(Ok(o)) => Some(o.allowed),
+        _ => None,
+    }
+}
+
+/// `reachability: correct:N, incorrect:M, result=...` for one backend's observations, as
+/// `Reachability.Summary` counts them: unchecked cells (`?` in the scenario, as the e2e suite
+/// treats loopback) are ignored; a cell the backend could not decide is incorrect.
+fn reachability_counts(m: &MatrixCheck, backend: usize) -> (usize, usize, usize) {
+    let (mut right, mut wrong, mut ignored) = (0, 0, 0);
+    for r in 0..m.rows.len() {
+        for c in 0..m.columns.len() {
+            match (m.expected[r][c], observed(m, backend, r, c)) {
+                (None, _) => ignored += 1,
+                (Some(e), Some(o)) if e == o => right += 1,
+                _ => wrong += 1,
+            }
+        }
+    }
+    (right, wrong, ignored)
+}
+
+/// A failing (or disagreeing) truth table: the Kubernetes e2e `PrintSummary` blocks
+/// (`reachability:` line, then `expected`, `observed` and `comparison`), one observed and
+/// comparison per backend when the backends disagree; a summary with only the failing cells
+/// when the table is large; or the side-by-side view.
+pub fn matrix_report(m: &MatrixCheck, backends: &[String], opts: &TextOptions) -> String {
+    let mut out = String::new();
+    let cells = m.rows.len() * m.columns.len();
+    let large = cells > FULL_TABLE_CELLS && !opts.full_tables;
+    let disagree = m.checks().any(|c| c.disagreement());
+    // Backends shown: all of them when they disagree, else the first for all.
+    let shown: Vec<(usize, String)> = if disagree {
+        backends.iter().cloned().enumerate().collect()
+    } else {
+        vec![(0, backends.join(","))]
+    };
+    if opts.side_by_side && !large {
+        out.push_str(&matrix_tables(m, backends));
+    } else {
+        let (_, _, ignored) = reachability_counts(m, 0);
+        if ignored > 0 {
+            let _ = writeln!(
+                out,
+                "warning: the results of {ignored} pod->pod cases have been ignored"
+            );
+        }
+        for (i, name) in &shown {
+            let (right, wrong, _) = reachability_counts(m, *i);
+            let suffix = if disagree {
+                format!(" ({name})")
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "reachability{suffix}: correct:{right}, incorrect:{wrong}, result={}",
+                wrong == 0
+            );
+        }
+        if large {
+            let _ = writeln!(
+                out,
+                "{}x{} table ({cells} cells): only the failing cells are listed (--full-tables prints the tables)",
+                m.rows.len(),
+                m.columns.len()
+            );
+        } else {
+            out.push('\n');
+            let _ = write!(
+                out,
+                "expected:\n\n{}\n\n\n",
+                pretty_print(m, |r, c| m.expected[r][c])
+            );
+            for (i, name) in &shown {
+                let t = if disagree {
+                    format!(" ({name})")
+                } else {
+                    String::new()
+                };
+                let _ = write!(
+                    out,
+                    "observed{t}:\n\n{}\n\n\n",
+                    pretty_print(m, |r, c| observed(m, *i, r, c))
+                );
+                let _ = write!(
+                    out,
+                    "comparison{t}:\n\n{}\n\n\n",
+                    pretty_print(m, |r, c| match (m.expected[r][c], observed(m, *i, r, c)) {
+                        (Some(e), Some(o)) => Some(e == o),
+                        (Some(_), None) => Some(false),
+                        (None, _) => None,
+                    })
+                );
+            }
+        }
+    }
+    let bad: Vec<&ProbeCheck> = m
+        .checks()
+        .filter(|c| !c.failures().is_empty() || c.disagreement())
+        .collect();
+    for c in bad.iter().take(MAX_CELL_LINES) {
+        let _ = writeln!(out, "{}", probe_detail(c));
+    }
+    if bad.len() > MAX_CELL_LINES {
+        let _ = writeln!(
+            out,
+            "... and {} more failing cells",
+            bad.len() - MAX_CELL_LINES
+        );
+    }
+    out
+}
+
 /// The text report of one scenario: one line when it passes, details when it does not.
 pub fn text(r: &ScenarioReport) -> String {
+    text_with(r, &TextOptions::default())
+}
+
+/// [`text`] with the table options.
+pub fn text_with(r: &ScenarioReport, opts: &TextOptions) -> String {
     let mut out = String::new();
     let status = if r.passed() { "PASS" } else { "FAIL" };
+    // Unchecked cells (`?`) are still compared across backends.
+    let unchecked = r.checks().filter(|c| c.expected.is_none()).count();
+    let compared = if unchecked > 0 && r.backends.len() > 1 {
+        format!(", {unchecked} unchecked compared across backends")
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "{status} {} ({}): {} steps, {} probes checked on {}",
+        "{status} {} ({}): {} steps, {} probes checked{compared} on {}",
         r.name,
         r.file.display(),
         r.steps.len(),
@@ -215,14 +383,13 @@ pub fn text(r: &ScenarioReport) -> String {
                         "  step {} expect-matrix {}/{}: {what}",
                         s.index, m.port, m.protocol
                     );
-                    for line in matrix_tables(m, &r.backends).lines() {
-                        let _ = writeln!(out, "    {line}");
-                    }
-                    for c in m
-                        .checks()
-                        .filter(|c| !c.failures().is_empty() || c.disagreement())
-                    {
-                        let _ = writeln!(out, "    {}", probe_detail(c));
+                    let body = matrix_report(m, &r.backends, opts);
+                    for line in body.lines() {
+                        if line.is_empty() {
+                            out.push('\n');
+                        } else {
+                            let _ = writeln!(out, "    {line}");
+                        }
                     }
                 }
             }
