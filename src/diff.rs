@@ -860,7 +860,7 @@ pub fn run(args: DiffArgs) -> Result<u8> {
         if args.junit.is_some() {
             cases.extend(junit_cases(&d, &text, t.elapsed().as_secs_f64()));
         }
-        print!("{text}");
+        progress.suspend(|| print!("{text}"));
     }
     progress.finish();
     if let Some(path) = &args.junit {

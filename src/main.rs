@@ -504,15 +504,18 @@ fn run(a: RunArgs) -> Result<u8> {
             duplicate_of,
             seconds,
         };
-        if let Some(how) = a.flows {
-            let mut lock = stdout.lock();
-            for l in flow_lines(&res.report, how)? {
-                writeln!(lock, "{l}")?;
+        progress.suspend(|| -> Result<()> {
+            if let Some(how) = a.flows {
+                let mut lock = stdout.lock();
+                for l in flow_lines(&res.report, how)? {
+                    writeln!(lock, "{l}")?;
+                }
             }
-        }
-        if a.format == Format::Text {
-            write!(out, "{}", text_of(&res, &a, &backend))?;
-        }
+            if a.format == Format::Text {
+                write!(out, "{}", text_of(&res, &a, &backend))?;
+            }
+            Ok(())
+        })?;
         progress.inc(&res.report.name);
         // The flows are printed; what is kept for the summary, JSON and JUnit needs none of
         // them (they are most of a report's memory).

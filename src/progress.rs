@@ -58,6 +58,14 @@ impl Progress {
         }
     }
 
+    /// Runs `f` with the bar hidden, so what `f` prints to the terminal is not drawn over.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.bar {
+            Some(b) => b.suspend(f),
+            None => f(),
+        }
+    }
+
     /// Removes the bar from the terminal.
     pub fn finish(&self) {
         if let Some(b) = &self.bar {

@@ -3,7 +3,7 @@
 #
 # Run as root on a fresh machine, it first installs what the image lacks, with apt-get: clang
 # to rebuild and check the committed BPF objects, libelf-dev and libbpf-dev for the kernel
-# backend, tshark to check written packet captures, xmllint and jq to check reports. Without
+# backend, tshark to check written packet captures, xmllint, jq and chromium to check reports. Without
 # root it runs with what is there, and the tests that need a missing tool say so loudly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,8 @@ command -v tshark >/dev/null 2>&1 || need+=(tshark)
 # `--flows json` output as users do (tests/cli.rs).
 command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
 command -v jq >/dev/null 2>&1 || need+=(jq)
+# Headless Chromium renders the HTML report (tests/report.rs).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "tools/test.sh: installing ${need[*]}"
