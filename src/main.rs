@@ -231,6 +231,34 @@ enum Cmd {
         #[arg(required = true, value_name = "SCENARIO")]
         paths: Vec<PathBuf>,
     },
+    /// Build a scenario from a real cluster dump: `kubectl get -A -o yaml` (or `-o json`) of
+    /// namespaces, nodes, pods and the policy kinds, in files or directories (`kind: List` or
+    /// multi-document). Pods are synthesized from workload templates when the dump has none.
+    /// The scenario checks no invented expectations: its truth tables are all `?`, which
+    /// `verdict run` compares across backends. What was imported and left out goes to stderr.
+    Import {
+        /// Write the scenario here (default: stdout).
+        #[arg(long, value_name = "SCENARIO")]
+        out: Option<PathBuf>,
+        /// The scenario's name (default: import-<name of the first PATH>).
+        #[arg(long)]
+        name: Option<String>,
+        /// At most this many endpoints (rows and columns) per truth table: one pod per
+        /// distinct identity and named-port set, in name order.
+        #[arg(long, value_name = "N", default_value_t = verdict_sim::import::DEFAULT_PROBE_PODS)]
+        probe_pods: usize,
+        /// Destination ports of the truth tables, comma-separated PORT/PROTOCOL (default: the
+        /// ports the policies name, then the pods' most common container ports; six at most).
+        #[arg(long, value_name = "LIST", value_delimiter = ',')]
+        probe_ports: Option<Vec<String>>,
+        /// Leave out policies using fields verdict does not model yet (listed on stderr and
+        /// in the scenario's description) instead of failing.
+        #[arg(long)]
+        skip_unsupported: bool,
+        /// Dump files or directories.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
     /// Validate policy manifests and scenarios. A scenario file is checked with its own
     /// policies, and each rule shows which of the scenario's endpoints it selects.
     Check {
@@ -1169,6 +1197,59 @@ fn explain(
     Ok(true)
 }
 
+/// `verdict import`: the scenario to `out` (or stdout), the notes to stderr.
+fn import(
+    out: Option<PathBuf>,
+    name: Option<String>,
+    probe_pods: usize,
+    probe_ports: Option<Vec<String>>,
+    skip_unsupported: bool,
+    paths: Vec<PathBuf>,
+) -> Result<()> {
+    use verdict_sim::import;
+    if probe_pods == 0 {
+        bail!("--probe-pods: must be at least 1");
+    }
+    let probe_ports = match probe_ports {
+        None => None,
+        Some(list) => Some(
+            list.iter()
+                .map(|p| {
+                    let (port, proto) = p.split_once('/').unwrap_or((p.as_str(), "TCP"));
+                    let port: u16 = port.parse().ok().filter(|&n| n > 0).with_context(|| {
+                        format!("--probe-ports: {p:?}: the port must be 1-65535 (PORT/PROTOCOL)")
+                    })?;
+                    let proto = Protocol::parse(proto)
+                        .filter(|p| !p.is_icmp())
+                        .with_context(|| {
+                            format!("--probe-ports: {p:?}: the protocol must be TCP, UDP or SCTP")
+                        })?;
+                    Ok((port, proto))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+    };
+    let opts = import::Options {
+        name,
+        probe_pods,
+        probe_ports,
+        skip_unsupported,
+    };
+    let imported = import::import(&paths, &opts)?;
+    for n in &imported.notes {
+        eprintln!("{n}");
+    }
+    match out {
+        Some(p) => {
+            std::fs::write(&p, &imported.scenario)
+                .with_context(|| format!("writing {}", p.display()))?;
+            eprintln!("wrote {}", p.display());
+        }
+        None => print!("{}", imported.scenario),
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     // Rust ignores SIGPIPE, so writing to a closed pipe (`verdict run ... | head`) would panic
     // in println!. A command-line tool should just stop, as other Unix tools do.
@@ -1204,6 +1285,14 @@ fn main() -> ExitCode {
             paths,
         }),
         Cmd::Check { scenario, files } => check(scenario, files),
+        Cmd::Import {
+            out,
+            name,
+            probe_pods,
+            probe_ports,
+            skip_unsupported,
+            paths,
+        } => import(out, name, probe_pods, probe_ports, skip_unsupported, paths).map(|()| 0),
         Cmd::Report {
             html,
             backend,

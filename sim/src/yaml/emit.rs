@@ -36,6 +36,16 @@ impl Node {
         }))
     }
 
+    /// A multi-line string written as a literal block scalar (`|2`) where it is a mapping's
+    /// value and reads back unchanged that way (else double-quoted), so tables stay readable.
+    pub fn block(text: impl Into<String>) -> Node {
+        Node::new(Value::Scalar(Scalar {
+            text: text.into(),
+            style: Style::Block,
+            tag: None,
+        }))
+    }
+
     pub fn seq(items: Vec<Node>) -> Node {
         Node::new(Value::Seq(items))
     }
@@ -84,6 +94,9 @@ pub fn is_safe_plain(text: &str) -> bool {
 }
 
 fn is_flow_safe(s: &Scalar) -> bool {
+    if is_literal_safe(s) {
+        return false;
+    }
     s.style != Style::Plain || !s.text.contains([',', '[', ']', '{', '}'])
 }
 
@@ -148,6 +161,40 @@ fn flow(node: &Node) -> Option<String> {
     }
 }
 
+/// Whether a block scalar can be written as a literal block (`|2` or `|2-`) and read back as
+/// the same text: lines separated by `\n` with no other control character, ending in at most
+/// one newline, and not empty.
+fn is_literal_safe(s: &Scalar) -> bool {
+    s.style == Style::Block
+        && s.tag.is_none()
+        && s.text.contains('\n')
+        && !s.text.ends_with("\n\n")
+        && !s.text.trim().is_empty()
+        && !s.text.chars().any(|c| c.is_control() && c != '\n')
+}
+
+/// A mapping's value at `indent` (the mapping's own indent plus two): a literal block for a
+/// block scalar that allows it, with an explicit indentation indicator (the content sits two
+/// columns right of the mapping's keys, whatever its first line starts with).
+fn write_map_value(out: &mut String, node: &Node, indent: usize) {
+    if let Value::Scalar(s) = &node.value {
+        if is_literal_safe(s) {
+            let body = s.text.strip_suffix('\n');
+            out.push_str(if body.is_some() { " |2\n" } else { " |2-\n" });
+            let pad = " ".repeat(indent);
+            for line in body.unwrap_or(&s.text).split('\n') {
+                if !line.is_empty() {
+                    out.push_str(&pad);
+                    out.push_str(line);
+                }
+                out.push('\n');
+            }
+            return;
+        }
+    }
+    write_value(out, node, indent);
+}
+
 /// Longest flow collection written on one line (after its key).
 const FLOW_WIDTH: usize = 100;
 
@@ -205,7 +252,7 @@ fn write_block(out: &mut String, node: &Node, indent: usize) {
                             first = false;
                             out.push_str(&key_text(k));
                             out.push(':');
-                            write_value(out, v, indent + 4);
+                            write_map_value(out, v, indent + 4);
                         }
                     }
                     _ => write_value(out, item, indent + 2),
@@ -217,7 +264,7 @@ fn write_block(out: &mut String, node: &Node, indent: usize) {
                 out.push_str(&pad);
                 out.push_str(&key_text(k));
                 out.push(':');
-                write_value(out, v, indent + 2);
+                write_map_value(out, v, indent + 2);
             }
         }
     }

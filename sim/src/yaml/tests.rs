@@ -192,3 +192,48 @@ fn emitted_yaml_reads_back_identically() {
         assert_eq!(back.get("k").unwrap().as_str(), Some(s), "{s:?}");
     }
 }
+
+#[test]
+fn block_scalars_are_written_as_literal_blocks_and_read_back() {
+    let table = "      x/a x/b\nx/a   ?   .\n\nx/b   X   ?\n";
+    for text in [table, "no newline at\nthe end", "  lead\n   deeper\n"] {
+        let n = Node::map(vec![
+            (
+                "steps",
+                Node::seq(vec![Node::map(vec![(
+                    "m",
+                    Node::map(vec![
+                        ("port", Node::plain("80")),
+                        ("table", Node::block(text)),
+                    ]),
+                )])]),
+            ),
+            ("top", Node::block(text)),
+            (
+                "item",
+                Node::seq(vec![Node::map(vec![
+                    ("table", Node::block(text)),
+                    ("k", Node::string("v")),
+                ])]),
+            ),
+        ]);
+        let out = emit::to_string(&n);
+        assert!(out.contains("|2"), "{out}");
+        let back = one(&out);
+        for path in ["steps[0].m.table", "top", "item[0].table"] {
+            assert_eq!(
+                back.at_path(path).unwrap().as_str(),
+                Some(text),
+                "{path} in\n{out}"
+            );
+        }
+        assert_eq!(emit::to_string(&back), out);
+    }
+    // Text a literal block cannot carry is double-quoted instead.
+    for text in ["two newlines\n\n", "tab\tand\nnewline", "single line"] {
+        let n = Node::map(vec![("k", Node::block(text))]);
+        let out = emit::to_string(&n);
+        assert!(!out.contains('|'), "{out}");
+        assert_eq!(one(&out).get("k").unwrap().as_str(), Some(text));
+    }
+}
