@@ -111,7 +111,13 @@ pub struct ContainerPort {
 pub struct Node {
     pub name: String,
     pub ip: IpAddr,
+    /// The node's labels: `kubernetes.io/hostname=<name>` (which the kubelet sets on every
+    /// node) and those the scenario declares (`Cluster::set_node_labels`).
+    pub labels: BTreeMap<String, String>,
 }
+
+/// The label the kubelet puts on every node (Kubernetes "Well-Known Labels").
+pub const NODE_HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 
 #[derive(Clone, Debug)]
 pub struct Namespace {
@@ -174,6 +180,16 @@ pub enum ClusterError {
     NamespaceNotEmpty(String),
     #[error("pod {0}: serviceAccount {1:?} is not a valid name: {2}")]
     BadServiceAccount(String, String, String),
+    #[error("service name {0:?} is not <namespace>/<name>")]
+    BadServiceName(String),
+    #[error("service {0} already exists")]
+    DuplicateService(String),
+    #[error("service {0}: clusterIP: {1}")]
+    BadClusterIp(String, String),
+    #[error("service {0}: {1}")]
+    BadServiceEndpoint(String, String),
+    #[error("no node {0}")]
+    NoNode(String),
 }
 
 /// A peer of a probe or a packet, resolved.
@@ -209,6 +225,8 @@ pub struct Cluster {
     pub namespaces: BTreeMap<String, Namespace>,
     pub pods: BTreeMap<PodName, Pod>,
     pub externals: BTreeMap<String, IpAddr>,
+    /// Kubernetes Services (`crate::service`).
+    pub services: BTreeMap<crate::service::ServiceName, crate::service::Service>,
     pub identities: IdentityAllocator,
     next_endpoint_id: u32,
 }
@@ -245,7 +263,26 @@ impl Cluster {
         self.nodes.push(Node {
             name: name.to_string(),
             ip,
+            labels: [(NODE_HOSTNAME_LABEL.to_string(), name.to_string())].into(),
         });
+        Ok(())
+    }
+
+    /// Sets labels on a node (on top of `kubernetes.io/hostname`, which a declared label of
+    /// that key replaces).
+    pub fn set_node_labels(
+        &mut self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), ClusterError> {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .ok_or_else(|| ClusterError::NoNode(name.to_string()))?;
+        for (k, v) in labels {
+            node.labels.insert(k.clone(), v.clone());
+        }
         Ok(())
     }
 
@@ -291,6 +328,9 @@ impl Cluster {
         }
         if let Some(n) = self.nodes.iter().find(|n| n.ip == ip) {
             return Some(format!("node {}", n.name));
+        }
+        if let Some(s) = self.service_by_ip(ip) {
+            return Some(format!("service {} (its cluster IP)", s.name));
         }
         None
     }

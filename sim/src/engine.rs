@@ -28,6 +28,7 @@ use crate::scenario::{
     self, LoadedScenario, PodDecl, PolicySource, Probe, Propagation, ScenarioError, SendDirection,
     Step, VerdictDecl,
 };
+use crate::service::{ClusterIpSpec, ServicePort, ServiceSpec, TargetPort};
 use crate::translate;
 use crate::verdict::{Direction, DropReason, MatchType, Outcome};
 
@@ -532,6 +533,39 @@ fn pod_spec(d: &PodDecl) -> PodSpec {
     }
 }
 
+/// A scenario's service declaration as the cluster takes it (validated on load).
+pub fn service_spec(d: &scenario::ServiceDecl) -> ServiceSpec {
+    ServiceSpec {
+        name: d.name.clone(),
+        selector: d.selector.clone(),
+        endpoints: d.endpoints.clone().unwrap_or_default(),
+        ports: d
+            .ports
+            .iter()
+            .map(|p| ServicePort {
+                name: p.name.clone(),
+                port: p.port,
+                target_port: match &p.target_port {
+                    None => TargetPort::Number(p.port),
+                    Some(scenario::TargetPortDecl::Number(n)) => TargetPort::Number(*n),
+                    Some(scenario::TargetPortDecl::Name(n)) => TargetPort::Name(n.clone()),
+                },
+                protocol: p.protocol.0,
+            })
+            .collect(),
+        cluster_ip: match d.cluster_ip.as_deref() {
+            None => ClusterIpSpec::Auto,
+            Some("None") => ClusterIpSpec::Headless,
+            // validate.rs has refused anything else that is not an address.
+            Some(ip) => ip
+                .parse()
+                .map(ClusterIpSpec::Fixed)
+                .unwrap_or(ClusterIpSpec::Auto),
+        },
+        labels: d.labels.clone(),
+    }
+}
+
 /// Reads the manifests a policy source names (relative paths are relative to the scenario).
 pub fn manifests_of(
     scenario_path: &Path,
@@ -585,6 +619,7 @@ fn build_world_at(loaded: &LoadedScenario) -> Result<World, EngineError> {
     let c = &mut world.cluster;
     for (i, n) in s.cluster.nodes.iter().enumerate() {
         c.add_node(&n.name, n.ip)
+            .and_then(|()| c.set_node_labels(&n.name, &n.labels))
             .map_err(|e| at(file, format!("cluster.nodes[{i}]"), e))?;
     }
     if c.nodes.is_empty() {
@@ -603,6 +638,10 @@ fn build_world_at(loaded: &LoadedScenario) -> Result<World, EngineError> {
         c.add_external(&e.name, e.ip)
             .map_err(|err| at(file, format!("cluster.externals[{i}]"), err))?;
     }
+    for (i, sv) in s.cluster.services.iter().enumerate() {
+        c.add_service(service_spec(sv))
+            .map_err(|e| at(file, format!("cluster.services[{i}] ({})", sv.name), e))?;
+    }
     for (i, src) in s.policies.iter().enumerate() {
         let f = manifest_file_of(file, src).map_err(|e| match e {
             EngineError::At { .. } => e,
@@ -620,14 +659,55 @@ fn build_world_at(loaded: &LoadedScenario) -> Result<World, EngineError> {
     Ok(world)
 }
 
+const ENDPOINT_FORMS: &str =
+    "expected ns/pod, host:<node>, svc:<ns>/<name>, an externals name or an IP address";
+
+/// A connection's source. A service is no source: connections go to services, not from them.
 fn resolve(world: &World, file: &Path, ctx: &str, name: &str) -> Result<Peer, EngineError> {
+    if name.starts_with("svc:") {
+        return Err(at(
+            file,
+            ctx,
+            format!("{name:?} cannot be a source: a service is a destination (its backends are pods or addresses: name one of them)"),
+        ));
+    }
     world.cluster.resolve(name).ok_or_else(|| {
         at(
             file,
             ctx,
-            format!("unknown endpoint {name:?}: expected ns/pod, host:<node>, an externals name or an IP address"),
+            format!("unknown endpoint {name:?}: {ENDPOINT_FORMS}"),
         )
     })
+}
+
+/// A connection's destination and the port it arrives on: `svc:ns/name` and cluster IPs are
+/// translated to a backend and its target port first, as Cilium's service load balancing
+/// does before the egress policy lookup (`crate::service`).
+fn resolve_dst(
+    world: &World,
+    file: &Path,
+    ctx: &str,
+    src: &Peer,
+    name: &str,
+    protocol: Protocol,
+    port: u16,
+) -> Result<(Peer, u16), EngineError> {
+    match world.cluster.resolve_destination(name, protocol, port) {
+        Ok(Some((dst, _))) if &dst == src && world.cluster.resolve(name).as_ref() != Some(src) => {
+            Err(at(
+                file,
+                ctx,
+                format!("{name}: the chosen backend is the client {src} itself: Cilium sends such a connection through its service loopback (hairpin) path, which verdict does not model yet"),
+            ))
+        }
+        Ok(Some(d)) => Ok(d),
+        Ok(None) => Err(at(
+            file,
+            ctx,
+            format!("unknown endpoint {name:?}: {ENDPOINT_FORMS}"),
+        )),
+        Err(e) => Err(at(file, ctx, format!("{name}: {e}"))),
+    }
 }
 
 /// A probe's two ends must have addresses of one family: a packet has one IP header, and
@@ -952,11 +1032,12 @@ fn replay(
                 for (j, p) in probes.iter().enumerate() {
                     let pctx = format!("steps[{i}].expect[{j}]");
                     let src = resolve(&world, file, &pctx, &p.from)?;
-                    let dst = resolve(&world, file, &pctx, &p.to)?;
+                    let port = probe_port(p.protocol.0, p.port, p.icmp_type)
+                        .map_err(|e| at(file, &pctx, e))?;
+                    let (dst, dport) =
+                        resolve_dst(&world, file, &pctx, &src, &p.to, p.protocol.0, port)?;
                     same_family(&world, &src, &dst)
                         .map_err(|e| at(file, format!("{pctx} ({} -> {})", p.from, p.to), e))?;
-                    let dport = probe_port(p.protocol.0, p.port, p.icmp_type)
-                        .map_err(|e| at(file, &pctx, e))?;
                     if p.redirect == Some(true) {
                         return Err(at(
                             file,
@@ -971,7 +1052,7 @@ fn replay(
                         protocol: p.protocol.0,
                         dport,
                     };
-                    checks.push(run_probe(
+                    let mut check = run_probe(
                         backends,
                         &world,
                         &p.from,
@@ -979,7 +1060,10 @@ fn replay(
                         flow,
                         Some(expectation(p)),
                         transient,
-                    ));
+                    );
+                    // Reported as written: a service probe on the service's port.
+                    check.port = port;
+                    checks.push(check);
                 }
                 StepOutcome::Probes(checks)
             }
@@ -993,7 +1077,8 @@ fn replay(
                     let src = resolve(&world, file, &ctx, row)?;
                     let mut line = Vec::new();
                     for (c, col) in table.columns.iter().enumerate() {
-                        let dst = resolve(&world, file, &ctx, col)?;
+                        let (dst, cell_port) =
+                            resolve_dst(&world, file, &ctx, &src, col, protocol, dport)?;
                         same_family(&world, &src, &dst).map_err(|e| {
                             at(
                                 file,
@@ -1012,11 +1097,12 @@ fn replay(
                             src: src.clone(),
                             dst,
                             protocol,
-                            dport,
+                            dport: cell_port,
                         };
-                        line.push(run_probe(
-                            backends, &world, row, col, flow, expected, transient,
-                        ));
+                        let mut check =
+                            run_probe(backends, &world, row, col, flow, expected, transient);
+                        check.port = dport;
+                        line.push(check);
                     }
                     cells.push(line);
                 }
@@ -1138,9 +1224,9 @@ fn replay(
                     ));
                 }
                 let src = resolve(&world, file, &ctx, &cd.from)?;
-                let dst = resolve(&world, file, &ctx, &cd.to)?;
                 let protocol = cd.protocol.0;
-                let dport = probe_port(protocol, cd.port, None).map_err(|e| at(file, &ctx, e))?;
+                let port = probe_port(protocol, cd.port, None).map_err(|e| at(file, &ctx, e))?;
+                let (dst, dport) = resolve_dst(&world, file, &ctx, &src, &cd.to, protocol, port)?;
                 // Connections take source ports (ICMP ids) from their own range, apart from
                 // the probes' ports, so they never meet a probe's conntrack entry.
                 let sport = CONN_FIRST_PORT + conns.len() as u16;

@@ -24,6 +24,7 @@ pub mod report;
 pub mod scenario;
 pub mod selector;
 pub mod selectorcache;
+pub mod service;
 pub mod translate;
 pub mod validate;
 pub mod verdict;

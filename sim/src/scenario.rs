@@ -49,13 +49,18 @@ pub struct ClusterDecl {
     pub pods: Vec<PodDecl>,
     #[serde(default)]
     pub externals: Vec<ExternalDecl>,
+    /// Extension: Kubernetes Services (cluster IPs and their backends; `docs/model.md`).
+    #[serde(default)]
+    pub services: Vec<ServiceDecl>,
 }
 
-/// A node: a bare name, or `{name, ip}`.
+/// A node: a bare name, or `{name, ip, labels}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeDecl {
     pub name: String,
     pub ip: Option<IpAddr>,
+    /// Extension: the node's labels (nodeSelector, fromNodes/toNodes).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl<'de> Deserialize<'de> for NodeDecl {
@@ -66,17 +71,20 @@ impl<'de> Deserialize<'de> for NodeDecl {
             name: String,
             #[serde(default)]
             ip: Option<IpAddr>,
+            #[serde(default)]
+            labels: BTreeMap<String, String>,
         }
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = NodeDecl;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a node name or {name, ip}")
+                f.write_str("a node name or {name, ip, labels}")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<NodeDecl, E> {
                 Ok(NodeDecl {
                     name: v.to_string(),
                     ip: None,
+                    labels: BTreeMap::new(),
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<NodeDecl, A::Error> {
@@ -84,6 +92,7 @@ impl<'de> Deserialize<'de> for NodeDecl {
                 Ok(NodeDecl {
                     name: f.name,
                     ip: f.ip,
+                    labels: f.labels,
                 })
             }
         }
@@ -135,6 +144,87 @@ fn default_tcp() -> ProtocolDecl {
 pub struct ExternalDecl {
     pub name: String,
     pub ip: IpAddr,
+}
+
+/// A Service (format extension): `ns/name`, backends by `selector` or fixed `endpoints`,
+/// its ports, and an optional cluster IP (`None` for a headless service).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceDecl {
+    pub name: String,
+    /// `spec.selector`: the pods of the service's namespace whose labels include all of these.
+    #[serde(default)]
+    pub selector: Option<BTreeMap<String, String>>,
+    /// Fixed backend addresses (a service without a selector and its EndpointSlice).
+    #[serde(default)]
+    pub endpoints: Option<Vec<IpAddr>>,
+    #[serde(default)]
+    pub ports: Vec<ServicePortDecl>,
+    /// `spec.clusterIP`: an address in the service CIDR, or `None` (headless).
+    #[serde(default, rename = "clusterIP")]
+    pub cluster_ip: Option<String>,
+    /// `metadata.labels` of the Service (k8sServiceSelector selects services by them).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicePortDecl {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub port: u16,
+    /// A number or a container port name; default: `port`.
+    #[serde(default, rename = "targetPort")]
+    pub target_port: Option<TargetPortDecl>,
+    #[serde(default = "default_tcp")]
+    pub protocol: ProtocolDecl,
+}
+
+/// A service port's `targetPort`: int-or-string, as in the Service API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetPortDecl {
+    Number(u16),
+    Name(String),
+}
+
+impl<'de> Deserialize<'de> for TargetPortDecl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TargetPortDecl;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a port number (1-65535) or a container port name")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<TargetPortDecl, E> {
+                u16::try_from(v)
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .map(TargetPortDecl::Number)
+                    .ok_or_else(|| {
+                        E::custom(format!(
+                            "targetPort {v} must be between 1 and 65535, inclusive"
+                        ))
+                    })
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<TargetPortDecl, E> {
+                if v < 0 {
+                    return Err(E::custom(format!(
+                        "targetPort {v} must be between 1 and 65535, inclusive"
+                    )));
+                }
+                self.visit_u64(v as u64)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TargetPortDecl, E> {
+                // A numeric string is a number (intstr.Parse); a name is checked later.
+                match v.parse::<u64>() {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Ok(TargetPortDecl::Name(v.to_string())),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A protocol name as probes spell it (TCP, UDP, SCTP, ICMP, ICMPv6; any case).

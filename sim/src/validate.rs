@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use crate::api;
-use crate::scenario::{PodDecl, Scenario, ScenarioError, Step};
+use crate::scenario::{PodDecl, Scenario, ScenarioError, ServiceDecl, Step, TargetPortDecl};
 use crate::yaml::{Mark, Node};
 
 /// Why an address cannot be a pod's or a node's: `ValidateNonSpecialIP` (unspecified,
@@ -192,6 +192,144 @@ impl Checker<'_> {
     }
 }
 
+impl Checker<'_> {
+    /// A Service as `ValidateService` (k8s.io/kubernetes pkg/apis/core/validation) checks it.
+    fn service(&self, at: &str, sv: &ServiceDecl) -> Result<(), ScenarioError> {
+        let field = format!("{at}.name");
+        let Some((ns, name)) = sv.name.split_once('/') else {
+            return Err(self.at(
+                &field,
+                format!("service name {:?} is not <namespace>/<name>", sv.name),
+            ));
+        };
+        api::check_dns_label(ns).map_err(|e| {
+            self.at(
+                &field,
+                format!("invalid namespace {ns:?} in {:?}: {e}", sv.name),
+            )
+        })?;
+        // ValidateServiceName: a DNS-1035 label.
+        api::check_dns1035_label(name).map_err(|e| {
+            self.at(
+                &field,
+                format!("invalid service name {name:?} in {:?}: {e}", sv.name),
+            )
+        })?;
+        self.labels(&format!("{at}.labels"), &sv.labels)?;
+        if let Some(sel) = &sv.selector {
+            if sel.is_empty() {
+                return Err(self.at(
+                    &format!("{at}.selector"),
+                    "an empty selector: leave `selector` out for a service without selector (fixed `endpoints`), or name at least one label",
+                ));
+            }
+            self.labels(&format!("{at}.selector"), sel)?;
+            if sv.endpoints.is_some() {
+                return Err(self.at(
+                    &format!("{at}.endpoints"),
+                    "a service has a selector or fixed endpoints, not both (the EndpointSlice controller manages the endpoints of a service with a selector)",
+                ));
+            }
+        }
+        for (j, ip) in sv.endpoints.iter().flatten().enumerate() {
+            check_endpoint_ip(*ip).map_err(|e| {
+                self.at(
+                    &format!("{at}.endpoints[{j}]"),
+                    format!("{ip} cannot be an endpoint address: {e}"),
+                )
+            })?;
+        }
+        let headless = match sv.cluster_ip.as_deref() {
+            None => false,
+            Some("None") => true,
+            Some(text) => {
+                let f = format!("{at}.clusterIP");
+                let ip: IpAddr = text.parse().map_err(|_| {
+                    self.at(
+                        &f,
+                        format!("{text:?} must be a valid IP address or `None` (headless)"),
+                    )
+                })?;
+                crate::service::check_cluster_ip(ip).map_err(|e| self.at(&f, e))?;
+                false
+            }
+        };
+        if sv.ports.is_empty() && !headless {
+            return Err(self.at(
+                &format!("{at}.ports"),
+                "Required value: a service with a cluster IP needs at least one port",
+            ));
+        }
+        let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut seen: BTreeMap<(u16, crate::cluster::Protocol), usize> = BTreeMap::new();
+        for (j, p) in sv.ports.iter().enumerate() {
+            let f = format!("{at}.ports[{j}]");
+            match p.name.as_deref() {
+                None | Some("") if sv.ports.len() > 1 => {
+                    return Err(self.at(
+                        &f,
+                        "name: Required value: every port of a service with more than one port needs a name",
+                    ))
+                }
+                None | Some("") => {}
+                Some(n) => {
+                    api::check_dns_label(n).map_err(|e| {
+                        self.at(&format!("{f}.name"), format!("invalid port name {n:?}: {e}"))
+                    })?;
+                    if let Some(first) = names.insert(n, j) {
+                        return Err(self.at(
+                            &format!("{f}.name"),
+                            format!("Duplicate value: port name {n:?} (also ports[{first}])"),
+                        ));
+                    }
+                }
+            }
+            if p.port == 0 {
+                return Err(self.at(
+                    &format!("{f}.port"),
+                    "port 0 must be between 1 and 65535, inclusive",
+                ));
+            }
+            if p.protocol.0.is_icmp() {
+                return Err(self.at(
+                    &format!("{f}.protocol"),
+                    format!(
+                        "Unsupported value: {:?}: a service port is TCP, UDP or SCTP",
+                        p.protocol.0.to_string()
+                    ),
+                ));
+            }
+            match &p.target_port {
+                Some(TargetPortDecl::Name(n)) => {
+                    if !api::is_k8s_port_name(n) {
+                        return Err(self.at(
+                            &format!("{f}.targetPort"),
+                            format!("invalid targetPort {n:?}: a number (1-65535) or a container port name of no more than 15 lowercase alphanumeric characters or '-', with at least one letter (IANA_SVC_NAME)"),
+                        ));
+                    }
+                    if sv.selector.is_none() {
+                        return Err(self.at(
+                            &format!("{f}.targetPort"),
+                            format!("named targetPort {n:?} on a service without selector: its fixed endpoints have no container ports to look the name up in; give a number"),
+                        ));
+                    }
+                }
+                Some(TargetPortDecl::Number(_)) | None => {}
+            }
+            if let Some(first) = seen.insert((p.port, p.protocol.0), j) {
+                return Err(self.at(
+                    &f,
+                    format!(
+                        "Duplicate value: port {}/{} (also ports[{first}])",
+                        p.port, p.protocol.0
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The position of a field path in the source, or of its closest enclosing node.
 pub fn locate(source: &Node, field: &str) -> Mark {
     let mut p = field;
@@ -225,6 +363,7 @@ pub fn validate(file: &Path, s: &Scenario, source: &Node) -> Result<(), Scenario
                 )
             })?;
         }
+        c.labels(&format!("{at}.labels"), &n.labels)?;
     }
     for (i, ns) in s.cluster.namespaces.iter().enumerate() {
         let at = format!("cluster.namespaces[{i}]");
@@ -246,6 +385,9 @@ pub fn validate(file: &Path, s: &Scenario, source: &Node) -> Result<(), Scenario
                 format!("{} cannot be an external address: {err}", e.ip),
             )
         })?;
+    }
+    for (i, sv) in s.cluster.services.iter().enumerate() {
+        c.service(&format!("cluster.services[{i}]"), sv)?;
     }
     for (i, step) in s.steps.iter().enumerate() {
         let at = format!("steps[{i}].{}", step.kind());
@@ -449,6 +591,135 @@ mod tests {
                 "t.yaml:4:10: cluster.pods[0] (y/a): pod y/a: namespace y is not declared"
             ),
             "{e}"
+        );
+    }
+
+    // Kubernetes ValidateService (pkg/apis/core/validation): name rules, ports, clusterIP.
+    #[test]
+    fn services_and_node_labels_are_validated() {
+        let svc = |body: &str| format!("{HEAD}  services:\n  - {body}\n");
+        let e = err(&svc("{name: x/Web, ports: [{port: 80}]}"));
+        assert!(
+            e.starts_with("t.yaml:5:12: cluster.services[0].name: invalid service name \"Web\""),
+            "{e}"
+        );
+        // A DNS-1035 label starts with a letter.
+        assert!(err(&svc("{name: x/1web, ports: [{port: 80}]}")).contains("DNS-1035"));
+        let e = err(&svc("{name: x/web, selector: {app: a}}"));
+        assert!(
+            e.contains("cluster.services[0].ports: Required value"),
+            "{e}"
+        );
+        let e = err(&svc(
+            "{name: x/web, selector: {app: a}, ports: [{port: 80}, {port: 81}]}",
+        ));
+        assert!(
+            e.contains("cluster.services[0].ports[0]: name: Required value"),
+            "{e}"
+        );
+        let e = err(&svc(
+            "{name: x/web, ports: [{name: a, port: 80}, {name: b, port: 80}]}",
+        ));
+        assert!(e.contains("ports[1]: Duplicate value: port 80/TCP"), "{e}");
+        let e = err(&svc(
+            "{name: x/web, ports: [{port: 80, targetPort: 70000}]}",
+        ));
+        assert!(
+            e.contains("targetPort 70000 must be between 1 and 65535"),
+            "{e}"
+        );
+        let e = err(&svc(
+            "{name: x/web, ports: [{port: 80, targetPort: Web_Port}]}",
+        ));
+        assert!(e.contains("ports[0].targetPort: invalid targetPort"), "{e}");
+        let e = err(&svc(
+            "{name: x/web, endpoints: [10.1.1.1], ports: [{port: 80, targetPort: http}]}",
+        ));
+        assert!(
+            e.contains("named targetPort \"http\" on a service without selector"),
+            "{e}"
+        );
+        let e = err(&svc("{name: x/web, ports: [{port: 80, protocol: ICMP}]}"));
+        assert!(e.contains("ports[0].protocol: Unsupported value"), "{e}");
+        let e = err(&svc(
+            "{name: x/web, clusterIP: 10.0.0.1, ports: [{port: 80}]}",
+        ));
+        assert!(
+            e.contains("cluster.services[0].clusterIP: 10.0.0.1 is not in the valid range of the service CIDR 10.96.0.0/12"),
+            "{e}"
+        );
+        let e = err(&svc("{name: x/web, clusterIP: nope, ports: [{port: 80}]}"));
+        assert!(e.contains("must be a valid IP address or `None`"), "{e}");
+        let e = err(&svc("{name: x/web, selector: {}, ports: [{port: 80}]}"));
+        assert!(
+            e.contains("cluster.services[0].selector: an empty selector"),
+            "{e}"
+        );
+        let e = err(&svc(
+            "{name: x/web, selector: {app: a}, endpoints: [10.1.1.1], ports: [{port: 80}]}",
+        ));
+        assert!(e.contains("selector or fixed endpoints, not both"), "{e}");
+        let e = err(&svc(
+            "{name: x/web, endpoints: [127.0.0.1], ports: [{port: 80}]}",
+        ));
+        assert!(
+            e.contains("cluster.services[0].endpoints[0]: 127.0.0.1 cannot be an endpoint address"),
+            "{e}"
+        );
+        let e = err(&svc(
+            "{name: x/web, selector: {app: -bad}, ports: [{port: 80}]}",
+        ));
+        assert!(
+            e.contains("cluster.services[0].selector.app: invalid label value"),
+            "{e}"
+        );
+        let e = err(&svc("{name: x/web, ports: [{port: 80}], colour: red}"));
+        assert!(e.contains("colour"), "{e}");
+        // Headless services need no port.
+        assert!(
+            scenario::parse(Path::new("t.yaml"), &svc("{name: x/web, clusterIP: None}")).is_ok()
+        );
+        let e = err("name: t\ncluster:\n  nodes:\n  - {name: n1, labels: {zone: -a}}\n");
+        assert!(
+            e.starts_with("t.yaml:4:31: cluster.nodes[0].labels.zone: invalid label value"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn service_probe_errors_are_located() {
+        let world = "name: t\ncluster:\n  namespaces: [{name: x}]\n  pods: [{name: x/a, labels: {app: a}}, {name: x/b, labels: {app: b}}]\n  services:\n  - {name: x/a, selector: {app: a}, ports: [{port: 80}]}\n  - {name: x/none, selector: {app: zz}, ports: [{port: 80}]}\n  - {name: x/hl, clusterIP: None, selector: {app: a}}\nsteps:\n- expect:\n";
+        let probe = |p: &str| {
+            let loaded =
+                scenario::parse(Path::new("t.yaml"), &format!("{world}  - {p}\n")).unwrap();
+            crate::engine::world_after(&loaded, None)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let e = probe("{from: svc:x/a, to: x/b, port: 80, protocol: TCP, verdict: allow}");
+        assert!(
+            e.starts_with("t.yaml:11:5: steps[0].expect[0]: \"svc:x/a\" cannot be a source"),
+            "{e}"
+        );
+        let e = probe("{from: x/b, to: svc:x/zz, port: 80, protocol: TCP, verdict: allow}");
+        assert!(e.contains("svc:x/zz: no service x/zz"), "{e}");
+        let e = probe("{from: x/b, to: svc:x/a, port: 81, protocol: TCP, verdict: allow}");
+        assert!(
+            e.contains("service x/a has no port 81/TCP (its ports: 80/TCP)"),
+            "{e}"
+        );
+        let e = probe("{from: x/b, to: svc:x/none, port: 80, protocol: TCP, verdict: allow}");
+        assert!(e.contains("DROP_NO_SERVICE"), "{e}");
+        let e = probe("{from: x/b, to: svc:x/hl, port: 80, protocol: TCP, verdict: allow}");
+        assert!(e.contains("headless"), "{e}");
+        let e = probe("{from: x/a, to: svc:x/a, port: 80, protocol: TCP, verdict: allow}");
+        assert!(e.contains("service loopback"), "{e}");
+        let e = probe("{from: x/b, to: svc:x/a, protocol: ICMP, verdict: allow}");
+        assert!(e.contains("not ICMP"), "{e}");
+        assert_eq!(
+            probe("{from: x/b, to: svc:x/a, port: 80, protocol: TCP, verdict: allow}"),
+            ""
         );
     }
 }

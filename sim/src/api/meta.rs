@@ -375,6 +375,23 @@ pub(crate) fn check_dns_label(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// DNS-1035 label (`IsDNS1035Label`, the rule of `ValidateServiceName`): a DNS-1123 label
+/// that starts with a letter.
+pub(crate) fn check_dns1035_label(s: &str) -> Result<(), String> {
+    let rule = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character";
+    check_dns_label(s).map_err(|e| {
+        if e.starts_with("must be") {
+            e
+        } else {
+            rule.to_string()
+        }
+    })?;
+    if !s.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err(rule.into());
+    }
+    Ok(())
+}
+
 /// DNS-1123 subdomain: dot-separated DNS labels, ≤ 253.
 pub(crate) fn check_dns_subdomain(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 253 {

@@ -61,7 +61,8 @@ pub use knp::{
     NetworkPolicyPort, NetworkPolicySpec, PolicyType,
 };
 pub(crate) use meta::{
-    check_dns_label, check_dns_subdomain, check_label_value, check_qualified_name,
+    check_dns1035_label, check_dns_label, check_dns_subdomain, check_label_value,
+    check_qualified_name,
 };
 pub use meta::{EndpointSelector, LabelSelector, LabelSelectorRequirement, ObjectMeta, Operator};
 pub use net::{icmp_type_code, Cidr, Entity, IcmpFamily, KnpProtocol, Port, Protocol};
