@@ -80,6 +80,11 @@ impl Backend for ModelBackend {
             allowed: d.allowed,
             reason: d.reason,
             match_type: Some(d.match_type),
+            proxy_port: d
+                .chosen
+                .as_ref()
+                .map(|(_, _, e)| e.proxy_port)
+                .filter(|&p| d.allowed && p != 0),
         };
         let (eg, ing) = (side(&e.egress), side(&e.ingress));
         process_with_conntrack(&mut self.ct, world, pkt, |dir| match dir {

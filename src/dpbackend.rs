@@ -372,6 +372,7 @@ impl DatapathBackend {
             reason: s.drop,
             direction: Some(d),
             match_type: s.verdict_match.flatten(),
+            proxy_port: None,
         };
         let mut egress = None;
         if let Peer::Pod(p) = src {
@@ -415,6 +416,8 @@ impl DatapathBackend {
             reason: None,
             direction,
             match_type,
+            // The BPF programs report no proxy redirect yet (issue 10, lane l7dp).
+            proxy_port: None,
         })
     }
 }

@@ -1168,7 +1168,7 @@ fn explain(
             DirectionVerdict::NotEnforced => {
                 println!("  {dir}: no rule selects the endpoint: allow")
             }
-            DirectionVerdict::Allowed { by, synthetic } => {
+            DirectionVerdict::Allowed { by, synthetic, .. } => {
                 println!("  {dir}: allowed{selected}");
                 if let Some(s) = synthetic {
                     println!("    by {s}");

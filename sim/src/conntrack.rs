@@ -127,6 +127,9 @@ struct Entry {
     tx_closing: bool,
     rx_flags_seen: u8,
     tx_flags_seen: u8,
+    /// `proxy_redirect`: the connection was redirected to this proxy port when it was
+    /// created (`ct_create4` with the policy's proxy port), so its replies go to the proxy.
+    proxy_port: Option<u16>,
 }
 
 impl Entry {
@@ -224,6 +227,8 @@ pub struct SideVerdict {
     pub allowed: bool,
     pub reason: Option<DropReason>,
     pub match_type: Option<MatchType>,
+    /// The proxy port of the policy entry that allowed it (a redirect).
+    pub proxy_port: Option<u16>,
 }
 
 /// Conntrack tables of every node.
@@ -238,6 +243,9 @@ struct HookResult {
     reason: Option<DropReason>,
     /// `Some(match type)` when a policy-verdict notification was emitted.
     notified: Option<Option<MatchType>>,
+    /// Redirected to this proxy port: the policy's on NEW and ESTABLISHED packets, the
+    /// entry's (`proxy_redirect`, set when the entry was created) on replies.
+    proxy_port: Option<u16>,
 }
 
 impl Conntrack {
@@ -276,11 +284,10 @@ impl Conntrack {
         }
     }
 
-    fn create(&mut self, node: &str, flag: Flag, t: Tuple, now: u64) {
-        self.entries.insert(
-            (node.to_string(), flag, t),
-            Entry::created(t.proto, flag == Flag::In, now),
-        );
+    fn create(&mut self, node: &str, flag: Flag, t: Tuple, now: u64, proxy_port: Option<u16>) {
+        let mut e = Entry::created(t.proto, flag == Flag::In, now);
+        e.proxy_port = proxy_port;
+        self.entries.insert((node.to_string(), flag, t), e);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -295,10 +302,12 @@ impl Conntrack {
     ) -> HookResult {
         let status = self.lookup(node, flag, t, pkt.tcp_flags, now);
         if status == CtStatus::Reply {
+            let rev = (node.to_string(), flag.other(), t.reversed());
             return HookResult {
                 passed: true,
                 reason: None,
                 notified: None,
+                proxy_port: self.entries.get(&rev).and_then(|e| e.proxy_port),
             };
         }
         let notified = (policy.enforced && (!policy.allowed || status != CtStatus::Established))
@@ -308,15 +317,17 @@ impl Conntrack {
                 passed: false,
                 reason: policy.reason,
                 notified,
+                proxy_port: None,
             };
         }
         if status == CtStatus::New {
-            self.create(node, flag, t, now);
+            self.create(node, flag, t, now, policy.proxy_port);
         }
         HookResult {
             passed: true,
             reason: None,
             notified,
+            proxy_port: policy.proxy_port,
         }
     }
 
@@ -338,6 +349,7 @@ impl Conntrack {
             proto: pkt.protocol.number(),
         };
         let mut egress = None;
+        let mut proxy_port = None;
         if let (Peer::Pod(_), Some(node)) = (&pkt.src, src.1) {
             let r = self.hook(node, Flag::Out, t, pkt, now, decide(Direction::Egress));
             if !r.passed {
@@ -346,9 +358,11 @@ impl Conntrack {
                     reason: r.reason,
                     direction: Some(Direction::Egress),
                     match_type: r.notified.flatten(),
+                    proxy_port: None,
                 };
             }
             egress = r.notified;
+            proxy_port = r.proxy_port;
         }
         let mut ingress = None;
         if let (Peer::Pod(_), Some(node)) = (&pkt.dst, dst.1) {
@@ -359,9 +373,11 @@ impl Conntrack {
                     reason: r.reason,
                     direction: Some(Direction::Ingress),
                     match_type: r.notified.flatten(),
+                    proxy_port: None,
                 };
             }
             ingress = r.notified;
+            proxy_port = proxy_port.or(r.proxy_port);
         }
         let (direction, match_type) = match (ingress, egress) {
             (Some(m), _) => (Some(Direction::Ingress), m),
@@ -373,6 +389,7 @@ impl Conntrack {
             reason: None,
             direction,
             match_type,
+            proxy_port,
         }
     }
 }
@@ -392,6 +409,7 @@ mod tests {
             allowed: true,
             reason: None,
             match_type: enforced.then_some(MatchType::L3Only),
+            proxy_port: None,
         }
     }
 
@@ -401,6 +419,7 @@ mod tests {
             allowed: false,
             reason: Some(DropReason::PolicyDenied),
             match_type: Some(MatchType::None),
+            proxy_port: None,
         }
     }
 

@@ -133,8 +133,24 @@ impl Backend for OracleBackend {
                 _ => None,
             },
             match_type: None,
+            proxy_port: None,
         };
-        let (eg, ing) = (side(&d.egress), side(&d.ingress));
+        let redirect = |dir: Direction| {
+            d.redirects()
+                .into_iter()
+                .find(|(rd, _, _)| *rd == dir)
+                .map(|(rd, p, _)| crate::proxy::ProxyPorts::port(p, rd))
+        };
+        let (eg, ing) = (
+            SideVerdict {
+                proxy_port: redirect(Direction::Egress),
+                ..side(&d.egress)
+            },
+            SideVerdict {
+                proxy_port: redirect(Direction::Ingress),
+                ..side(&d.ingress)
+            },
+        );
         process_with_conntrack(&mut self.ct, world, pkt, |dir| match dir {
             Direction::Egress => eg,
             Direction::Ingress => ing,
@@ -172,6 +188,8 @@ pub struct Expectation {
     pub reason: Option<DropReason>,
     pub match_type: Option<MatchType>,
     pub direction: Option<Direction>,
+    /// `redirect:`: whether the connection goes to an L7 proxy.
+    pub redirect: Option<bool>,
 }
 
 impl Expectation {
@@ -205,6 +223,11 @@ impl Expectation {
                 return false;
             }
         }
+        if let Some(r) = self.redirect {
+            if o.proxy_port.is_some() != r {
+                return false;
+            }
+        }
         true
     }
 }
@@ -220,6 +243,11 @@ impl std::fmt::Display for Expectation {
         }
         if let Some(m) = self.match_type {
             write!(f, " match={m}")?;
+        }
+        match self.redirect {
+            Some(true) => f.write_str(" redirect")?,
+            Some(false) => f.write_str(" no-redirect")?,
+            None => {}
         }
         Ok(())
     }
@@ -269,14 +297,17 @@ pub struct ProbeCheck {
     pub transient: Option<Transient>,
 }
 
-/// Whether outcomes disagree on verdict, drop reason or deciding direction, or (among those
-/// that compute one) on the match type.
+/// Whether outcomes disagree on verdict, drop reason, deciding direction or proxy redirect
+/// (port included), or (among those that compute one) on the match type.
 fn outcomes_disagree(oks: &[&Outcome]) -> bool {
     let Some(first) = oks.first() else {
         return false;
     };
     if oks.iter().any(|o| {
-        o.allowed != first.allowed || o.reason != first.reason || o.direction != first.direction
+        o.allowed != first.allowed
+            || o.reason != first.reason
+            || o.direction != first.direction
+            || o.proxy_port != first.proxy_port
     }) {
         return true;
     }
@@ -771,6 +802,7 @@ fn expectation(p: &Probe) -> Expectation {
         reason: p.reason.map(|r| r.0),
         match_type: p.match_type.map(|m| m.0),
         direction: p.direction.map(|d| d.0),
+        redirect: p.redirect,
     }
 }
 
@@ -1038,13 +1070,6 @@ fn replay(
                         resolve_dst(&world, file, &pctx, &src, &p.to, p.protocol.0, port)?;
                     same_family(&world, &src, &dst)
                         .map_err(|e| at(file, format!("{pctx} ({} -> {})", p.from, p.to), e))?;
-                    if p.redirect == Some(true) {
-                        return Err(at(
-                            file,
-                            &pctx,
-                            "not supported yet: redirect (L7 proxy redirects are not modelled)",
-                        ));
-                    }
                     let transient = transient_of(&prop, &world, &[&src, &dst]);
                     let flow = Flow {
                         src,
@@ -1091,6 +1116,7 @@ fn replay(
                             reason: None,
                             match_type: None,
                             direction: None,
+                            redirect: None,
                         });
                         let transient = transient_of(&prop, &world, &[&src, &dst]);
                         let flow = Flow {
@@ -1279,6 +1305,7 @@ fn replay(
                     reason: None,
                     match_type: None,
                     direction: None,
+                    redirect: None,
                 };
                 let conn = conn.clone();
                 let transient = transient_of(&prop, &world, &[&conn.src, &conn.dst]);
@@ -1519,6 +1546,7 @@ mod tests {
             reason: None,
             match_type: Some(m),
             direction: None,
+            redirect: None,
         }
     }
 
@@ -1530,6 +1558,7 @@ mod tests {
             reason: None,
             direction: None,
             match_type: None,
+            proxy_port: None,
         };
         assert!(expect_match(MatchType::All).holds(&unenforced));
         assert!(!expect_match(MatchType::L3L4).holds(&unenforced));

@@ -20,6 +20,7 @@ pub mod model;
 pub mod oracle;
 pub mod policy;
 pub mod portrange;
+pub mod proxy;
 pub mod report;
 pub mod scenario;
 pub mod selector;

@@ -24,8 +24,9 @@ use crate::abi::{
 };
 use crate::cluster::{ContainerPort, Protocol};
 use crate::identity::Identity;
-use crate::policy::{Peers, PolicyEntry, PortSpec, RuleOrigin, RuleVerdict};
+use crate::policy::{L7Parser, Peers, PolicyEntry, PortSpec, RuleOrigin, RuleVerdict};
 use crate::portrange::{port_range_to_masked_ports, MaskedPort};
+use crate::proxy::ProxyPorts;
 use crate::selector::Selector;
 use crate::selectorcache::SelectorCache;
 use crate::verdict::Direction;
@@ -210,7 +211,7 @@ pub struct MapEntry {
     pub deny: bool,
     /// Higher wins (1.19+); [`PRECEDENCE_DENY`] for denies.
     pub precedence: u32,
-    /// 0: no redirect (L7 is not modelled).
+    /// 0: no redirect; else the proxy (listener) port of the entry's L7 parser.
     pub proxy_port: u16,
     /// Auth type (bits 0–6) and explicit flag (bit 7); 0 here.
     pub auth: u8,
@@ -227,6 +228,20 @@ impl MapEntry {
             auth: 0,
             origins: BTreeSet::new(),
             synthetic: BTreeSet::new(),
+        }
+    }
+
+    /// An allow that redirects to the proxy of `parser` listening on `proxy_port`: the
+    /// precedence of a plain allow with the low byte raised by the listener priority
+    /// (`types.Priority.ToPrecedenceWithListenerPriority` and `Precedence.WithListenerPriority`,
+    /// `pkg/policy/types/entry.go`: priority `p` becomes `1 + 254 - p`, so HTTP (101) is 0x9a
+    /// and DNS (121) 0x86), which beats a plain allow (0x01) of the same priority level.
+    pub fn redirect(parser: L7Parser, proxy_port: u16) -> MapEntry {
+        let low = 1 + 254 - u32::from(parser.listener_priority());
+        MapEntry {
+            precedence: (PRECEDENCE_ALLOW & !0xff) | low,
+            proxy_port,
+            ..MapEntry::allow(PRECEDENCE_ALLOW)
         }
     }
 
@@ -248,15 +263,22 @@ impl MapEntry {
         self
     }
 
-    /// `MapStateEntry.Merge` for two entries of the same key and verdict: the higher
-    /// precedence, the lower proxy port among redirects, the higher auth type (explicit
-    /// first), the union of origins.
+    /// `addKeyWithChanges` + `MapStateEntry.Merge` (`pkg/policy/mapstate.go`,
+    /// `pkg/policy/types/entry.go`) for two entries of the same key and the same precedence
+    /// level (they may differ in the proxy-port byte): a redirect takes over when its
+    /// precedence is higher, or equal with a lower proxy port; the higher auth type
+    /// (explicit first); the union of origins.
     fn merge(&mut self, other: MapEntry) {
-        if other.precedence > self.precedence {
+        if !self.deny && !other.deny && other.proxy_port != 0 {
+            let takes = other.precedence > self.precedence
+                || (other.precedence == self.precedence
+                    && (self.proxy_port == 0 || other.proxy_port < self.proxy_port));
+            if takes {
+                self.proxy_port = other.proxy_port;
+                self.precedence = other.precedence;
+            }
+        } else if other.precedence > self.precedence {
             self.precedence = other.precedence;
-        }
-        if other.proxy_port != 0 && (self.proxy_port == 0 || other.proxy_port < self.proxy_port) {
-            self.proxy_port = other.proxy_port;
         }
         let explicit = |a: u8| a & POLICY_ENTRY_EXPLICIT_AUTH != 0;
         if (explicit(other.auth) && !explicit(self.auth))
@@ -437,37 +459,45 @@ impl MapState {
             .collect()
     }
 
-    /// Inserts an entry as `insertWithChanges` does for rules of one level (spec §4.3):
-    /// - a deny is skipped under a different covering deny; otherwise it deletes every
-    ///   entry it covers (allows have lower precedence; denies under other keys are
-    ///   redundant) and is added, replacing an allow of the same key;
-    /// - an allow is skipped under a covering deny (the only higher precedence); otherwise
-    ///   it is added or merged.
+    /// Inserts an entry as `insertWithChanges` / `insertWithPasses` do for rules of one tier
+    /// (`pkg/policy/mapstate.go`, spec §4.3), so that the longest-prefix match of the datapath
+    /// always finds the highest precedence for an identity:
+    /// - the entry is skipped under a covering key (itself included) of higher precedence, and
+    ///   a deny also under a different covering deny;
+    /// - otherwise it deletes the keys it covers with a lower precedence (and the other
+    ///   denies it covers), and is added, or merged with an allow of the same key (the
+    ///   higher precedence and its proxy port win, origins are united: Cilium merges the
+    ///   rules of one selector and port before the map state, `mergePortProto`, and verdict
+    ///   keeps the synthetic allows' reasons next to a rule's for `explain`).
+    ///
+    /// Precedences: deny > redirect (HTTP 0x9a, DNS 0x86 in the low byte) > plain allow >
+    /// the synthetic lowest-tier allows.
     pub fn insert(&mut self, key: Key, entry: MapEntry) {
-        if entry.deny {
-            if self.covering(&key).any(|(k, e)| e.deny && *k != key) {
-                return;
+        let skip = self.covering(&key).any(|(k, e)| {
+            if *k == key {
+                e.deny && !entry.deny
+            } else {
+                e.precedence > entry.precedence || (entry.deny && e.deny)
             }
-            for k in self.covered(&key) {
-                if k != key {
-                    self.entries.remove(&k);
-                }
+        });
+        if skip {
+            return;
+        }
+        for k in self.covered(&key) {
+            if k == key {
+                continue;
             }
-            match self.entries.get_mut(&key) {
-                Some(e) if e.deny => e.merge(entry),
-                _ => {
-                    self.entries.insert(key, entry);
-                }
+            let Some(v) = self.entries.get(&k) else {
+                continue;
+            };
+            if v.precedence < entry.precedence || (v.deny && entry.deny) {
+                self.entries.remove(&k);
             }
-        } else {
-            if self.covering(&key).any(|(_, e)| e.deny) {
-                return;
-            }
-            match self.entries.get_mut(&key) {
-                Some(e) => e.merge(entry),
-                None => {
-                    self.entries.insert(key, entry);
-                }
+        }
+        match self.entries.get_mut(&key) {
+            Some(e) if e.deny == entry.deny => e.merge(entry),
+            _ => {
+                self.entries.insert(key, entry);
             }
         }
     }
@@ -876,6 +906,14 @@ fn add_entry_keys(
         return;
     }
     for pp in &e.ports {
+        let entry = match e.l7_for(pp) {
+            Some(l7) => {
+                let mut r = MapEntry::redirect(l7.parser, ProxyPorts::port(l7.parser, e.direction));
+                r.origins = entry.origins.clone();
+                r
+            }
+            None => entry.clone(),
+        };
         match &pp.port {
             PortSpec::Range { start, end } => {
                 for mp in port_range_to_masked_ports(*start, *end) {

@@ -922,12 +922,17 @@ impl Model {
             .policy_map
             .lookup(ep.id, dir, hit.identity, flow.protocol, flow.dport);
         let (allowed, reason, match_type) = lookup.verdict();
+        let proxy_port = lookup
+            .chosen
+            .map(|(_, _, e)| e.proxy_port())
+            .filter(|&p| allowed && p != 0);
         let summary = SideSummary {
             direction: dir,
             enforced: ep.policy_enabled(dir),
             allowed,
             reason,
             match_type,
+            proxy_port,
         };
         Some(Side {
             ep,
@@ -1146,6 +1151,8 @@ struct SideSummary {
     allowed: bool,
     reason: Option<DropReason>,
     match_type: MatchType,
+    /// The chosen entry's proxy port, on an allow (`policy_can_access` returns it).
+    proxy_port: Option<u16>,
 }
 
 struct Side<'a> {
@@ -1165,13 +1172,18 @@ fn outcome_of(egress: Option<SideSummary>, ingress: Option<SideSummary>) -> Outc
         reason: d.reason,
         direction: Some(d.direction),
         match_type: d.enforced.then_some(d.match_type),
+        proxy_port: None,
     };
     for d in [egress, ingress].into_iter().flatten() {
         if !d.allowed {
             return side(d);
         }
     }
-    match (ingress, egress) {
+    // The first proxy on the way: the source's egress redirect, else the destination's.
+    let proxy_port = egress
+        .and_then(|e| e.proxy_port)
+        .or_else(|| ingress.and_then(|i| i.proxy_port));
+    let o = match (ingress, egress) {
         (Some(i), _) if i.enforced => side(i),
         (_, Some(e)) if e.enforced => side(e),
         _ => Outcome {
@@ -1179,8 +1191,10 @@ fn outcome_of(egress: Option<SideSummary>, ingress: Option<SideSummary>) -> Outc
             reason: None,
             direction: None,
             match_type: None,
+            proxy_port: None,
         },
-    }
+    };
+    Outcome { proxy_port, ..o }
 }
 
 /// Which lookup an entry came from.

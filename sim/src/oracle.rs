@@ -18,7 +18,10 @@ use std::net::IpAddr;
 use crate::cluster::{Cluster, Peer, Protocol};
 use crate::identity::Identity;
 use crate::labels::LabelSet;
-use crate::policy::{Peers, PolicyEntry, PortSpec, Repository, RuleOrigin, RuleVerdict};
+use crate::policy::{
+    L7Parser, L7Policy, Peers, PolicyEntry, PortSpec, Repository, RuleOrigin, RuleVerdict,
+};
+use crate::proxy::{ProxyPorts, ProxyRule};
 use crate::selector::Target;
 use crate::verdict::{Direction, DropReason, Outcome};
 
@@ -39,10 +42,15 @@ pub enum DirectionVerdict {
     NotApplicable,
     /// No entry selects the endpoint in this direction: everything allowed.
     NotEnforced,
-    /// Allowed by these entries (empty for the synthetic rules).
+    /// Allowed by these entries (empty for the synthetic rules). `redirect`: some allowing
+    /// entry carries L7 rules for the port, so the connection goes to that parser's proxy
+    /// (a redirect entry has a higher precedence than a plain allow, `pkg/policy/types`);
+    /// `proxy_rules` is then what the proxy holds for this remote and port.
     Allowed {
         by: Vec<RuleOrigin>,
         synthetic: Option<&'static str>,
+        redirect: Option<L7Parser>,
+        proxy_rules: Vec<ProxyRule>,
     },
     /// Denied: by deny entries (181), or by default deny with no allow (133).
     Denied {
@@ -84,6 +92,7 @@ impl Decision {
                 reason: Some(*reason),
                 direction: Some(d),
                 match_type: None,
+                proxy_port: None,
             }),
             _ => None,
         };
@@ -105,7 +114,47 @@ impl Decision {
             reason: None,
             direction,
             match_type: None,
+            proxy_port: self.redirect().map(|(d, p, _)| ProxyPorts::port(p, d)),
         }
+    }
+
+    /// The proxy the connection goes to: egress first (the source's proxy sees it first),
+    /// with the rules that proxy holds. An egress redirect is followed by the ingress one, if
+    /// any, on the proxy's own connection; verdict reports the first.
+    pub fn redirect(&self) -> Option<(Direction, L7Parser, &[ProxyRule])> {
+        for (d, v) in [
+            (Direction::Egress, &self.egress),
+            (Direction::Ingress, &self.ingress),
+        ] {
+            if let DirectionVerdict::Allowed {
+                redirect: Some(p),
+                proxy_rules,
+                ..
+            } = v
+            {
+                return Some((d, *p, proxy_rules));
+            }
+        }
+        None
+    }
+
+    /// Every redirecting direction, in order (egress, then ingress).
+    pub fn redirects(&self) -> Vec<(Direction, L7Parser, &[ProxyRule])> {
+        let mut out = Vec::new();
+        for (d, v) in [
+            (Direction::Egress, &self.egress),
+            (Direction::Ingress, &self.ingress),
+        ] {
+            if let DirectionVerdict::Allowed {
+                redirect: Some(p),
+                proxy_rules,
+                ..
+            } = v
+            {
+                out.push((d, *p, proxy_rules.as_slice()));
+            }
+        }
+        out
     }
 
     /// The entries that decided the outcome.
@@ -167,15 +216,17 @@ fn named_port_matches(
     })
 }
 
-fn entry_matches<'a>(
-    e: &PolicyEntry,
+/// Whether an entry matches the peer and port; `Some(l7s)` with the L7 rules of each of its
+/// port filters that match (`[None]` for an L3-only entry).
+fn entry_matches<'a, 'e>(
+    e: &'e PolicyEntry,
     peer_labels: &LabelSet,
     peer_ip: Option<IpAddr>,
     flow: &Flow,
     named_ports_of: &impl Fn() -> &'a Vec<&'a crate::cluster::Pod>,
-) -> bool {
+) -> Option<Vec<Option<&'e L7Policy>>> {
     if !e.has_filter() {
-        return false;
+        return None;
     }
     let target = Target {
         labels: peer_labels,
@@ -187,20 +238,26 @@ fn entry_matches<'a>(
         Peers::Selectors(sels) => sels.iter().any(|s| s.matches(target)),
     };
     if !peer_ok {
-        return false;
+        return None;
     }
     if e.ports.is_empty() {
-        return true;
+        return Some(vec![None]);
     }
-    e.ports.iter().any(|pp| {
-        pp.protocol == flow.protocol
-            && match &pp.port {
-                PortSpec::Named(n) => {
-                    named_port_matches(n, flow.protocol, flow.dport, named_ports_of())
+    let hits: Vec<Option<&L7Policy>> = e
+        .ports
+        .iter()
+        .filter(|pp| {
+            pp.protocol == flow.protocol
+                && match &pp.port {
+                    PortSpec::Named(n) => {
+                        named_port_matches(n, flow.protocol, flow.dport, named_ports_of())
+                    }
+                    range => range.contains(flow.dport),
                 }
-                range => range.contains(flow.dport),
-            }
-    })
+        })
+        .map(|pp| e.l7_for(pp))
+        .collect();
+    (!hits.is_empty()).then_some(hits)
 }
 
 fn decide_direction(
@@ -249,26 +306,50 @@ fn decide_direction(
             },
         })
     };
-    let matching = |v: RuleVerdict| -> Vec<RuleOrigin> {
+    let matching = |v: RuleVerdict| -> Vec<(&PolicyEntry, Vec<Option<&L7Policy>>)> {
         selecting
             .iter()
             .filter(|e| e.verdict == v)
-            .filter(|e| entry_matches(e, &peer_labels, peer_ip, flow, &named_ports))
-            .map(|e| e.origin.clone())
+            .filter_map(|e| {
+                entry_matches(e, &peer_labels, peer_ip, flow, &named_ports).map(|l7| (*e, l7))
+            })
             .collect()
     };
     let denies = matching(RuleVerdict::Deny);
     if !denies.is_empty() {
         return DirectionVerdict::Denied {
             reason: DropReason::PolicyDeny,
-            by: denies,
+            by: denies.iter().map(|(e, _)| e.origin.clone()).collect(),
         };
     }
     let allows = matching(RuleVerdict::Allow);
     if !allows.is_empty() {
+        // The highest-precedence listener among the allowing entries' L7 rules (HTTP's
+        // listener priority 101 beats DNS's 121, `pkg/policy/l4.go`).
+        let redirect = allows
+            .iter()
+            .flat_map(|(_, l7)| l7.iter().flatten().map(|p| p.parser))
+            .min_by_key(|p| p.listener_priority());
+        let proxy_rules = match redirect {
+            None => vec![],
+            Some(parser) => allows
+                .iter()
+                .flat_map(|(e, l7)| {
+                    l7.iter().filter_map(move |p| match p {
+                        Some(p) if p.parser != parser => None,
+                        p => Some(ProxyRule {
+                            l7: p.cloned(),
+                            origin: e.origin.clone(),
+                        }),
+                    })
+                })
+                .collect(),
+        };
         return DirectionVerdict::Allowed {
-            by: allows,
+            by: allows.iter().map(|(e, _)| e.origin.clone()).collect(),
             synthetic: None,
+            redirect,
+            proxy_rules,
         };
     }
     let default_deny = selecting.iter().any(|e| e.default_deny);
@@ -276,6 +357,8 @@ fn decide_direction(
         return DirectionVerdict::Allowed {
             by: vec![],
             synthetic: Some("no default-deny rule selects the endpoint: allow-all"),
+            redirect: None,
+            proxy_rules: vec![],
         };
     }
     // The synthetic "allow ingress from reserved:host" rule (allow-localhost=always in K8s
@@ -284,6 +367,8 @@ fn decide_direction(
         return DirectionVerdict::Allowed {
             by: vec![],
             synthetic: Some("ingress from the local host is always allowed (allow-localhost)"),
+            redirect: None,
+            proxy_rules: vec![],
         };
     }
     DirectionVerdict::Denied {

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use crate::api::{FqdnSelector, HttpRule};
 use crate::cluster::Protocol;
 use crate::selector::Selector;
 use crate::verdict::Direction;
@@ -78,6 +79,47 @@ impl fmt::Display for PortProto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.port, self.protocol)
     }
+}
+
+/// The proxy a redirected connection goes to (`pkg/policy/l4.go` `L7ParserType`; TLS, CRD and
+/// Kafka parsers are not modelled).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum L7Parser {
+    Http,
+    Dns,
+}
+
+impl L7Parser {
+    /// `L7ParserType.defaultPriority` (`pkg/policy/l4.go`): the listener priority that goes
+    /// into the low byte of a redirect entry's precedence.
+    pub fn listener_priority(self) -> u8 {
+        match self {
+            L7Parser::Http => 101,
+            L7Parser::Dns => 121,
+        }
+    }
+}
+
+impl fmt::Display for L7Parser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            L7Parser::Http => "http",
+            L7Parser::Dns => "dns",
+        })
+    }
+}
+
+/// The L7 rules one policy entry attaches to one port (`PerSelectorPolicy.L7Rules`): the
+/// requests the proxy lets through. `wildcard` adds the allow-everything rule Cilium appends
+/// when an L4-only rule of the same entry names the same port (`mergePortProto`,
+/// `appendL7WildcardRule`) or when the rule does not make its direction default-deny
+/// (`createL4Filter`, `ensureWildcard`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L7Policy {
+    pub parser: L7Parser,
+    pub http: Vec<HttpRule>,
+    pub dns: Vec<FqdnSelector>,
+    pub wildcard: bool,
 }
 
 /// The kind of a policy object.
@@ -161,12 +203,21 @@ pub struct PolicyEntry {
     pub peers: Peers,
     /// Empty: every protocol and port, ICMP included (an L3-only rule).
     pub ports: Vec<PortProto>,
+    /// The ports of `ports` that carry L7 rules, with those rules (allow entries only;
+    /// sorted by port). A connection the entry allows on such a port is redirected to the
+    /// parser's proxy.
+    pub l7: Vec<(PortProto, L7Policy)>,
     pub default_deny: bool,
     pub origin: RuleOrigin,
 }
 
 impl PolicyEntry {
     /// Whether the entry can match any traffic at all (`ingress: [{}]` only sets default deny).
+    /// The L7 rules this entry attaches to a port (exact port/protocol spec).
+    pub fn l7_for(&self, pp: &PortProto) -> Option<&L7Policy> {
+        self.l7.iter().find(|(p, _)| p == pp).map(|(_, l)| l)
+    }
+
     pub fn has_filter(&self) -> bool {
         match &self.peers {
             Peers::Nothing => false,

@@ -12,7 +12,8 @@ use crate::labels::{
     LabelKey, Source, DEFAULT_CLUSTER, NAMESPACE_LABELS_PREFIX, POD_NAMESPACE, POLICY_CLUSTER,
 };
 use crate::policy::{
-    Peers, PolicyEntry, PolicyKind, PolicyRef, PortProto, PortSpec, RuleOrigin, RuleVerdict,
+    L7Parser, L7Policy, Peers, PolicyEntry, PolicyKind, PolicyRef, PortProto, PortSpec, RuleOrigin,
+    RuleVerdict,
 };
 use crate::selector::{Op, Requirement, Selector};
 use crate::verdict::Direction;
@@ -238,6 +239,89 @@ fn cnp_ports(to_ports: &[api::PortRule], icmps: &[api::IcmpRule]) -> Vec<PortPro
     out
 }
 
+/// The L7 rules of one allow item, per port (`createL4Filter` + `mergePortProto`,
+/// `pkg/policy/l4.go`, `pkg/policy/rule.go`): a `toPorts` entry with `http` rules redirects
+/// its TCP ports to the HTTP proxy, one with `dns` rules its ports (any protocol) to the DNS
+/// proxy; the rules of several entries on the same port are merged (union), and an entry of
+/// the same item without L7 rules on that port adds the wildcard rule (the selector's L7 is
+/// then allow-all, still redirected). A rule that does not make its direction default-deny
+/// gets the wildcard too (`ensureWildcard` for `enableDefaultDeny: false`).
+fn cnp_l7(to_ports: &[api::PortRule], default_deny: bool) -> Vec<(PortProto, L7Policy)> {
+    let mut plain: Vec<PortProto> = Vec::new();
+    let mut l7: Vec<(PortProto, L7Policy)> = Vec::new();
+    for pr in to_ports {
+        for pp in &pr.ports {
+            for protocol in expand_protocol(pp.protocol) {
+                let key = PortProto {
+                    protocol,
+                    port: port_spec(&pp.port, pp.end_port),
+                };
+                let Some(rules) = &pr.rules else {
+                    plain.push(key);
+                    continue;
+                };
+                let (parser, http, dns) = if rules.has_dns() {
+                    (L7Parser::Dns, vec![], rules.dns.clone().unwrap_or_default())
+                } else if protocol == Protocol::Tcp {
+                    (
+                        L7Parser::Http,
+                        rules.http.clone().unwrap_or_default(),
+                        vec![],
+                    )
+                } else {
+                    // Validation allows HTTP rules on TCP only; nothing to redirect.
+                    plain.push(key);
+                    continue;
+                };
+                match l7.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, pol)) => {
+                        for r in http {
+                            if !pol.http.contains(&r) {
+                                pol.http.push(r);
+                            }
+                        }
+                        for r in dns {
+                            if !pol.dns.contains(&r) {
+                                pol.dns.push(r);
+                            }
+                        }
+                    }
+                    None => l7.push((
+                        key,
+                        L7Policy {
+                            parser,
+                            http,
+                            dns,
+                            wildcard: !default_deny,
+                        },
+                    )),
+                }
+            }
+        }
+    }
+    for (k, pol) in &mut l7 {
+        if plain.contains(k) {
+            pol.wildcard = true;
+        }
+    }
+    l7.sort_by(|a, b| a.0.cmp(&b.0));
+    l7
+}
+
+/// `toFQDNs` selectors: each selects the identities whose labels carry
+/// `fqdn:<matchName or matchPattern>` (`FQDNSelector.IdentityLabel`, `pkg/policy/api/fqdn.go`),
+/// the labels the name manager gives the IPs of the names it saw the DNS proxy allow
+/// (`deriveLabelsForName`, `pkg/fqdn/namemanager/manager.go`).
+pub fn fqdn_selector(sel: &api::FqdnSelector) -> Selector {
+    let key = match sel {
+        api::FqdnSelector::MatchName(n) | api::FqdnSelector::MatchPattern(n) => n,
+    };
+    Selector::new(vec![Requirement::label(
+        LabelKey::new(Source::Fqdn, key),
+        Op::Exists,
+    )])
+}
+
 /// Peers of one CNP item: present-but-empty lists select nothing; no peer field is
 /// unrestricted (spec §4.2).
 fn cnp_peers(
@@ -245,11 +329,16 @@ fn cnp_peers(
     cidrs: Option<&Vec<api::Cidr>>,
     cidr_sets: Option<&Vec<api::CidrRule>>,
     entities: Option<&Vec<Entity>>,
+    fqdns: Option<&Vec<api::FqdnSelector>>,
     namespace: Option<&str>,
     subject_is_init: bool,
 ) -> Peers {
     let mut present = false;
     let mut sels = Vec::new();
+    if let Some(fs) = fqdns {
+        present = true;
+        sels.extend(fs.iter().map(fqdn_selector));
+    }
     if let Some(eps) = endpoints {
         present = true;
         sels.extend(
@@ -328,13 +417,14 @@ fn translate_rule(
         .map(|l| l.value.clone())
         .filter(|v| !v.is_empty());
     let mut out = Vec::new();
-    let mut push = |direction, verdict, section, item, peers, ports| {
+    let mut push = |direction, verdict, section, item, peers, ports, l7| {
         out.push(PolicyEntry {
             subject: subject.clone(),
             direction,
             verdict,
             peers,
             ports,
+            l7,
             default_deny: if direction == Direction::Ingress {
                 dd_ingress
             } else {
@@ -359,12 +449,17 @@ fn translate_rule(
                 it.from_cidr.as_ref(),
                 it.from_cidr_set.as_ref(),
                 it.from_entities.as_ref(),
+                None,
                 namespace,
                 subject_is_init,
             );
             let ports = cnp_ports(&it.to_ports, &it.icmps);
             let peers = portless_entries_select_nothing(peers, &ports, &it.to_ports, &it.icmps);
-            push(Direction::Ingress, verdict, sec, i, peers, ports);
+            let l7 = match verdict {
+                RuleVerdict::Allow => cnp_l7(&it.to_ports, dd_ingress),
+                RuleVerdict::Deny => vec![],
+            };
+            push(Direction::Ingress, verdict, sec, i, peers, ports, l7);
         }
     }
     for (sec, verdict, items) in [
@@ -377,12 +472,17 @@ fn translate_rule(
                 it.to_cidr.as_ref(),
                 it.to_cidr_set.as_ref(),
                 it.to_entities.as_ref(),
+                it.to_fqdns.as_ref(),
                 namespace,
                 subject_is_init,
             );
             let ports = cnp_ports(&it.to_ports, &it.icmps);
             let peers = portless_entries_select_nothing(peers, &ports, &it.to_ports, &it.icmps);
-            push(Direction::Egress, verdict, sec, i, peers, ports);
+            let l7 = match verdict {
+                RuleVerdict::Allow => cnp_l7(&it.to_ports, dd_egress),
+                RuleVerdict::Deny => vec![],
+            };
+            push(Direction::Egress, verdict, sec, i, peers, ports, l7);
         }
     }
     out
@@ -447,6 +547,7 @@ fn translate_knp(pref: &PolicyRef, knp: &api::NetworkPolicy) -> Vec<PolicyEntry>
             verdict: RuleVerdict::Allow,
             peers,
             ports,
+            l7: vec![],
             default_deny: true,
             origin: RuleOrigin {
                 policy: pref.clone(),

@@ -53,6 +53,10 @@ pub enum DropReason {
     EncapProhibited,
     /// 163 DROP_UNKNOWN_CT.
     UnknownCt,
+    /// Denied by the L7 proxy (an HTTP 403, a DNS REFUSED): no datapath drop code; the
+    /// scenario format spells it `L7_DENIED` (Hubble reports such requests as L7 flows with
+    /// verdict DROPPED and no drop reason, so its code is 0, DROP_REASON_UNKNOWN).
+    L7Denied,
     /// Any other code a datapath reported.
     Other(u8),
 }
@@ -263,6 +267,7 @@ impl DropReason {
             DropReason::Invalid => 134,
             DropReason::EncapProhibited => 170,
             DropReason::UnknownCt => 163,
+            DropReason::L7Denied => 0,
             DropReason::Other(c) => c,
         }
     }
@@ -288,6 +293,7 @@ impl DropReason {
             DropReason::Invalid => "INVALID_PACKET_DROPPED".into(),
             DropReason::EncapProhibited => "ENCAPSULATION_TRAFFIC_IS_PROHIBITED".into(),
             DropReason::UnknownCt => "UNKNOWN_CONNECTION_TRACKING_STATE".into(),
+            DropReason::L7Denied => "L7_DENIED".into(),
             DropReason::Other(c) => match hubble_drop_name(c) {
                 Some(n) => n.to_string(),
                 None => format!("DROP_REASON_{c}"),
@@ -304,6 +310,7 @@ impl DropReason {
             DropReason::Invalid => "Invalid packet",
             DropReason::EncapProhibited => "Encapsulation traffic is prohibited",
             DropReason::UnknownCt => "Unknown connection tracking state",
+            DropReason::L7Denied => "Denied by the L7 proxy",
             DropReason::Other(c) => return monitor_drop_text(c),
         }
         .to_string()
@@ -317,6 +324,7 @@ impl DropReason {
             "INVALID_PACKET_DROPPED" => DropReason::Invalid,
             "ENCAPSULATION_TRAFFIC_IS_PROHIBITED" => DropReason::EncapProhibited,
             "UNKNOWN_CONNECTION_TRACKING_STATE" => DropReason::UnknownCt,
+            "L7_DENIED" => DropReason::L7Denied,
             other => {
                 let (code, _) = HUBBLE_DROP_REASONS
                     .iter()
@@ -429,6 +437,10 @@ pub struct Outcome {
     pub direction: Option<Direction>,
     /// The match type of the deciding policy verdict, when the backend computes one.
     pub match_type: Option<MatchType>,
+    /// The proxy port the connection was redirected to (a policy entry with a proxy port:
+    /// `policy_can_access` returns it, `bpf/lib/policy.h`); `None`: not redirected. Set on
+    /// allowed outcomes and on L7 denials (the proxy answered).
+    pub proxy_port: Option<u16>,
 }
 
 impl fmt::Display for Outcome {
@@ -446,6 +458,9 @@ impl fmt::Display for Outcome {
         }
         if let Some(m) = self.match_type {
             write!(f, " match={m}")?;
+        }
+        if let Some(p) = self.proxy_port {
+            write!(f, " redirect={p}")?;
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! "not supported yet: <field>" at the field, never silently dropped.
 
 use super::de::{not_supported, validated_map, Never};
+use super::l7::{FqdnSelector, L7Rules, TlsContext};
 use super::meta::{EndpointSelector, ObjectMeta};
 use super::net::{
     icmp_type_code, Cidr, Entity, IcmpFamily, Port, PrefixCidr, Protocol, RawIcmpType,
@@ -166,12 +167,7 @@ not_supported!(ns_from_requires, "fromRequires");
 not_supported!(ns_to_requires, "toRequires");
 not_supported!(ns_authentication, "authentication");
 not_supported!(ns_to_services, "toServices");
-not_supported!(ns_to_fqdns, "toFQDNs");
-not_supported!(ns_rules, "rules (L7)");
-not_supported!(ns_server_names, "serverNames");
 not_supported!(ns_listener, "listener");
-not_supported!(ns_terminating_tls, "terminatingTLS");
-not_supported!(ns_originating_tls, "originatingTLS");
 not_supported!(ns_cidr_group_ref, "cidrGroupRef");
 not_supported!(ns_cidr_group_selector, "cidrGroupSelector");
 
@@ -270,11 +266,14 @@ pub struct EgressRule {
     pub to_cidr: Option<Vec<Cidr>>,
     pub to_cidr_set: Option<Vec<CidrRule>>,
     pub to_entities: Option<Vec<Entity>>,
+    /// `toFQDNs`: the IPs the DNS proxy has seen for these names (egress allow only).
+    pub to_fqdns: Option<Vec<FqdnSelector>>,
     pub to_ports: Vec<PortRule>,
     pub icmps: Vec<IcmpRule>,
 }
 
-/// An egress deny rule (no `toFQDNs`, L7 `rules` or `authentication` in the API).
+/// An egress deny rule (no `toFQDNs`, L7 `rules` or `authentication` in the API; its
+/// `to_fqdns` is always `None`).
 pub type EgressDenyRule = EgressRule;
 
 /// Marks the always-rejected fields of a raw rule as read; they can only ever be `None`.
@@ -367,6 +366,13 @@ fn ingress_rule(
         ("FromCIDRSet", len(&from_cidr_set)),
         ("FromEntities", len(&from_entities)),
     ])?;
+    // `IngressRule.sanitize`: l7IngressSupport has DNS false.
+    if to_ports
+        .iter()
+        .any(|p| p.rules.as_ref().is_some_and(L7Rules::has_dns))
+    {
+        return Err("L7 protocol DNS is not supported on ingress yet".into());
+    }
     check_ports_icmps(&to_ports, &icmps)?;
     Ok(IngressRule {
         from_endpoints,
@@ -442,8 +448,8 @@ struct RawEgressRule {
     to_groups: Option<Never>,
     #[serde(default, deserialize_with = "ns_to_requires")]
     to_requires: Option<Never>,
-    #[serde(default, rename = "toFQDNs", deserialize_with = "ns_to_fqdns")]
-    to_fqdns: Option<Never>,
+    #[serde(default, rename = "toFQDNs")]
+    to_fqdns: Option<Vec<FqdnSelector>>,
     #[serde(default)]
     to_ports: Option<Vec<PortRule>>,
     #[serde(default)]
@@ -482,14 +488,17 @@ fn egress_rule(
     to_cidr: Option<Vec<Cidr>>,
     to_cidr_set: Option<Vec<CidrRule>>,
     to_entities: Option<Vec<Entity>>,
+    to_fqdns: Option<Vec<FqdnSelector>>,
     to_ports: Vec<PortRule>,
     icmps: Vec<IcmpRule>,
 ) -> Result<EgressRule, String> {
+    // `EgressCommonRule.sanitize` with `EgressRule.l3Members` (ToFQDNs is one of them).
     check_exclusive(&[
         ("ToEndpoints", len(&to_endpoints)),
         ("ToCIDR", len(&to_cidr)),
         ("ToCIDRSet", len(&to_cidr_set)),
         ("ToEntities", len(&to_entities)),
+        ("ToFQDNs", len(&to_fqdns)),
     ])?;
     check_ports_icmps(&to_ports, &icmps)?;
     Ok(EgressRule {
@@ -497,6 +506,7 @@ fn egress_rule(
         to_cidr,
         to_cidr_set,
         to_entities,
+        to_fqdns,
         to_ports,
         icmps,
     })
@@ -510,7 +520,6 @@ impl TryFrom<RawEgressRule> for EgressRule {
             r.to_nodes,
             r.to_groups,
             r.to_requires,
-            r.to_fqdns,
             r.authentication,
         ]);
         egress_rule(
@@ -518,6 +527,7 @@ impl TryFrom<RawEgressRule> for EgressRule {
             r.to_cidr,
             r.to_cidr_set,
             r.to_entities,
+            r.to_fqdns,
             r.to_ports.unwrap_or_default(),
             r.icmps.unwrap_or_default(),
         )
@@ -537,6 +547,7 @@ impl TryFrom<RawEgressDenyRule> for EgressDeny {
             r.to_cidr,
             r.to_cidr_set,
             r.to_entities,
+            None,
             r.to_ports
                 .unwrap_or_default()
                 .into_iter()
@@ -600,11 +611,14 @@ impl TryFrom<RawCidrRule> for CidrRule {
 }
 validated_map!(CidrRule, RawCidrRule, "a CIDR rule");
 
-/// A `toPorts` entry: up to [`MAX_PORTS`] ports. L7 `rules`, `serverNames`, `listener` and
-/// TLS contexts are not supported yet.
+/// A `toPorts` entry: up to [`MAX_PORTS`] ports and optional L7 `rules` (`http` or `dns`).
+/// `serverNames`, `listener` and the TLS contexts are validated, then refused as not
+/// supported yet.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PortRule {
     pub ports: Vec<PortProtocol>,
+    /// The L7 rules, `None` when absent or empty (`L7Rules.IsEmpty`: no redirect).
+    pub rules: Option<L7Rules>,
 }
 
 #[derive(Deserialize)]
@@ -612,24 +626,16 @@ pub struct PortRule {
 struct RawPortRule {
     #[serde(default)]
     ports: Option<Vec<PortProtocol>>,
-    #[serde(default, deserialize_with = "ns_rules")]
-    rules: Option<Never>,
-    #[serde(default, deserialize_with = "ns_server_names")]
-    server_names: Option<Never>,
+    #[serde(default)]
+    rules: Option<L7Rules>,
+    #[serde(default)]
+    server_names: Option<Vec<String>>,
     #[serde(default, deserialize_with = "ns_listener")]
     listener: Option<Never>,
-    #[serde(
-        default,
-        rename = "terminatingTLS",
-        deserialize_with = "ns_terminating_tls"
-    )]
-    terminating_tls: Option<Never>,
-    #[serde(
-        default,
-        rename = "originatingTLS",
-        deserialize_with = "ns_originating_tls"
-    )]
-    originating_tls: Option<Never>,
+    #[serde(default, rename = "terminatingTLS")]
+    terminating_tls: Option<TlsContext>,
+    #[serde(default, rename = "originatingTLS")]
+    originating_tls: Option<TlsContext>,
 }
 
 fn port_rule(ports: Option<Vec<PortProtocol>>) -> Result<PortRule, String> {
@@ -637,20 +643,63 @@ fn port_rule(ports: Option<Vec<PortProtocol>>) -> Result<PortRule, String> {
     if ports.len() > MAX_PORTS {
         return Err(format!("too many ports, the max is {MAX_PORTS}"));
     }
-    Ok(PortRule { ports })
+    Ok(PortRule { ports, rules: None })
 }
 
 impl TryFrom<RawPortRule> for PortRule {
     type Error = String;
+    /// `PortRule.sanitize` (`pkg/policy/api/rule_validation.go`), in its order.
     fn try_from(r: RawPortRule) -> Result<Self, String> {
-        never_set(&[
-            r.rules,
-            r.server_names,
-            r.listener,
-            r.terminating_tls,
-            r.originating_tls,
-        ]);
-        port_rule(r.ports)
+        never_set(&[r.listener]);
+        let rules = r.rules.filter(|l7| !l7.is_empty());
+        let server_names = r.server_names.unwrap_or_default();
+        if !server_names.is_empty() && rules.is_some() && r.terminating_tls.is_none() {
+            return Err("ServerNames are not allowed with L7 rules without TLS termination".into());
+        }
+        if server_names.iter().any(String::is_empty) {
+            return Err("empty server name is not allowed".into());
+        }
+        let mut out = port_rule(r.ports)?;
+        let has_dns = rules.as_ref().is_some_and(L7Rules::has_dns);
+        let mut have_zero_port = false;
+        for pp in &out.ports {
+            if let Port::Number(n) = pp.port {
+                have_zero_port |= n == 0;
+                if has_dns && pp.end_port.is_some_and(|e| e > n) {
+                    return Err("DNS rules do not support port ranges".into());
+                }
+            }
+            if rules.is_some() && !has_dns && pp.protocol != Protocol::Tcp {
+                return Err(format!(
+                    "L7 rules can only apply to TCP (not {}) except for DNS rules",
+                    pp.protocol
+                ));
+            }
+        }
+        if let Some(l7) = &rules {
+            if have_zero_port {
+                return Err("L7 rules can not be used when a port is 0".into());
+            }
+            // `L7Rules.sanitize`.
+            if l7.dns.is_some() && out.ports.is_empty() {
+                return Err("port 53 must be specified for DNS rules".into());
+            }
+            if l7.http.is_some() && l7.dns.is_some() {
+                return Err("multiple L7 protocol rule types specified in single rule".into());
+            }
+        }
+        // Valid as Cilium sees it; what verdict does not simulate yet is refused here.
+        if !server_names.is_empty() {
+            return Err("not supported yet: serverNames (TLS SNI filtering)".into());
+        }
+        if r.terminating_tls.is_some() {
+            return Err("not supported yet: terminatingTLS".into());
+        }
+        if r.originating_tls.is_some() {
+            return Err("not supported yet: originatingTLS".into());
+        }
+        out.rules = rules;
+        Ok(out)
     }
 }
 validated_map!(PortRule, RawPortRule, "a toPorts entry");

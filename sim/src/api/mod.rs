@@ -8,8 +8,8 @@
 //! It gives no meaning to a policy: turning rules into policy entries belongs to the next step
 //! of the flow (policy resolution).
 //!
-//! Fields that Cilium supports but this project does not model yet (`toFQDNs`, L7 `rules`,
-//! `toServices`, `nodeSelector`, `fromNodes`/`toNodes`, groups, `fromRequires`/`toRequires`,
+//! Fields that Cilium supports but this project does not model yet (Kafka and generic L7
+//! rules, `toServices`, `nodeSelector`, `fromNodes`/`toNodes`, groups, `fromRequires`/`toRequires`,
 //! `authentication`, CIDR groups, TLS/SNI/listener, extended IP protocols) are errors
 //! ("not supported yet: <field>"), never silently ignored.
 //!
@@ -44,6 +44,7 @@ mod cnp;
 mod de;
 mod error;
 mod knp;
+mod l7;
 mod meta;
 mod net;
 #[cfg(test)]
@@ -60,6 +61,7 @@ pub use knp::{
     IpBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec, PolicyType,
 };
+pub use l7::{fqdn, fqdn_regex, FqdnSelector, HeaderMatch, HttpRule, L7Rules, MismatchAction};
 pub(crate) use meta::{
     check_dns1035_label, check_dns_label, check_dns_subdomain, check_label_value,
     check_qualified_name,

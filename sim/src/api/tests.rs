@@ -871,8 +871,6 @@ fn deny_rules_have_fewer_fields() {
 #[test]
 fn unsupported_fields_are_errors() {
     let cases: &[(&str, &str, &str)] = &[
-        ("  egress:\n  - toFQDNs:\n    - matchName: example.com #!\n", "spec.egress[0].toFQDNs", "toFQDNs"),
-        ("  egress:\n  - toPorts:\n    - ports: [{port: \"80\", protocol: TCP}]\n      rules: {http: [{}]} #!\n", "spec.egress[0].toPorts[0].rules", "rules (L7)"),
         ("  egress:\n  - toServices: [] #!\n", "spec.egress[0].toServices", "toServices"),
         ("  nodeSelector: {} #!\n  ingress: [{}]\n", "spec.nodeSelector", "nodeSelector"),
         ("  ingress:\n  - fromNodes: [{}] #!\n", "spec.ingress[0].fromNodes", "fromNodes"),
@@ -884,10 +882,13 @@ fn unsupported_fields_are_errors() {
         ("  ingress:\n  - authentication: {mode: required} #!\n", "spec.ingress[0].authentication", "authentication"),
         ("  ingress:\n  - fromCIDRSet:\n    - cidrGroupRef: g #!\n", "spec.ingress[0].fromCIDRSet[0].cidrGroupRef", "cidrGroupRef"),
         ("  ingress:\n  - fromCIDRSet:\n    - cidrGroupSelector: {} #!\n", "spec.ingress[0].fromCIDRSet[0].cidrGroupSelector", "cidrGroupSelector"),
-        ("  egress:\n  - toPorts:\n    - serverNames: [a.com] #!\n", "spec.egress[0].toPorts[0].serverNames", "serverNames"),
+        ("  egress:\n  - toPorts:\n    - serverNames: [a.com] #!\n", "spec.egress[0].toPorts[0]", "serverNames"),
         ("  egress:\n  - toPorts:\n    - listener: {name: l} #!\n", "spec.egress[0].toPorts[0].listener", "listener"),
-        ("  egress:\n  - toPorts:\n    - terminatingTLS: {secret: {name: s}} #!\n", "spec.egress[0].toPorts[0].terminatingTLS", "terminatingTLS"),
-        ("  egress:\n  - toPorts:\n    - originatingTLS: {secret: {name: s}} #!\n", "spec.egress[0].toPorts[0].originatingTLS", "originatingTLS"),
+        ("  egress:\n  - toPorts:\n    - terminatingTLS: {secret: {name: s}} #!\n", "spec.egress[0].toPorts[0]", "terminatingTLS"),
+        ("  egress:\n  - toPorts:\n    - originatingTLS: {secret: {name: s}} #!\n", "spec.egress[0].toPorts[0]", "originatingTLS"),
+        ("  egress:\n  - toPorts:\n    - ports: [{port: \"9092\", protocol: TCP}]\n      rules: {kafka: [{}]} #!\n", "spec.egress[0].toPorts[0].rules.kafka", "rules.kafka"),
+        ("  egress:\n  - toPorts:\n    - ports: [{port: \"80\", protocol: TCP}]\n      rules: {l7proto: x} #!\n", "spec.egress[0].toPorts[0].rules.l7proto", "rules.l7proto"),
+        ("  egress:\n  - toPorts:\n    - ports: [{port: \"80\", protocol: TCP}]\n      rules:\n        http:\n        - headerMatches:\n          - {name: X, secret: {name: s}} #!\n", "spec.egress[0].toPorts[0].rules.http[0].headerMatches[0].secret", "headerMatches.secret"),
     ];
     for (rest, field, what) in cases {
         assert_err(&cnp(rest), field, &format!("not supported yet: {what}"));
@@ -1345,4 +1346,93 @@ fn null_lists_and_objects_are_empty() {
     assert!(np.spec.ingress[0].from.is_empty() && np.spec.ingress[0].ports.is_empty());
     let r = cnp_rule(&cnp("  ingress:\n  - fromEndpoints: ~\n    toPorts: ~\n"));
     assert_eq!(r.ingress[0].from_endpoints, None);
+}
+
+// ---------------------------------------------------------------------------------------
+// L7 rules and toFQDNs (pkg/policy/api/rule_validation.go PortRule.sanitize,
+// L7Rules.sanitize, IngressRule.sanitize, EgressCommonRule.sanitize; http.go; fqdn.go; the
+// CRD's matchName/matchPattern patterns)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn l7_rules_and_fqdns_parse() {
+    let r = cnp_rule(&cnp(r#"  ingress:
+  - fromEndpoints: [{matchLabels: {org: empire}}]
+    toPorts:
+    - ports: [{port: "80", protocol: TCP}]
+      rules:
+        http:
+        - {method: POST, path: /v1/request-landing}
+        - {method: GET, path: "/public/.*", host: "a\\.b", headers: ["X-Token abc"], headerMatches: [{name: X-Y, value: z, mismatch: LOG}]}
+  egress:
+  - toEndpoints: [{matchLabels: {k8s-app: kube-dns}}]
+    toPorts:
+    - ports: [{port: "53", protocol: ANY}]
+      rules:
+        dns: [{matchPattern: "*"}, {matchName: api.github.com}]
+  - toFQDNs: [{matchName: api.github.com}, {matchPattern: "*.github.com"}, {matchPattern: "**.cilium.io"}]
+    toPorts: [{ports: [{port: "443", protocol: TCP}]}]
+"#));
+    let http = r.ingress[0].to_ports[0]
+        .rules
+        .as_ref()
+        .unwrap()
+        .http
+        .as_ref()
+        .unwrap();
+    assert_eq!(http.len(), 2);
+    assert_eq!(
+        http[1].header_matches[0].mismatch,
+        Some(MismatchAction::Log)
+    );
+    let dns = r.egress[0].to_ports[0]
+        .rules
+        .as_ref()
+        .unwrap()
+        .dns
+        .as_ref()
+        .unwrap();
+    assert_eq!(dns[1], FqdnSelector::MatchName("api.github.com".into()));
+    assert_eq!(r.egress[1].to_fqdns.as_ref().unwrap().len(), 3);
+    // Empty rules are no rules (`L7Rules.IsEmpty`): no redirect.
+    let r = cnp_rule(&cnp("  egress:\n  - toPorts:\n    - ports: [{port: \"80\", protocol: TCP}]\n      rules: {http: []}\n"));
+    assert_eq!(r.egress[0].to_ports[0].rules, None);
+}
+
+#[test]
+fn l7_rules_are_validated_as_cilium_does() {
+    let port_rule = "spec.egress[0].toPorts[0]";
+    let cases: &[(&str, &str, &str)] = &[
+        // PortRule.sanitize: L7 only on TCP except DNS.
+        ("  egress:\n  - toPorts:\n    - ports: [{port: \"80\", protocol: UDP}] #!\n      rules: {http: [{}]}\n", port_rule, "L7 rules can only apply to TCP (not UDP) except for DNS rules"),
+        // A port without protocol is ANY (ParseL4Proto("")).
+        ("  egress:\n  - toPorts:\n    - ports: [{port: \"80\"}] #!\n      rules: {http: [{}]}\n", port_rule, "L7 rules can only apply to TCP (not ANY) except for DNS rules"),
+        ("  egress:\n  - toPorts:\n    - ports: [{port: \"0\", protocol: TCP}] #!\n      rules: {http: [{}]}\n", port_rule, "L7 rules can not be used when a port is 0"),
+        ("  egress:\n  - toPorts:\n    - rules: {dns: [{matchName: a.com}]} #!\n", port_rule, "port 53 must be specified for DNS rules"),
+        ("  egress:\n  - toPorts:\n    - ports: [{port: \"53\", endPort: 54, protocol: UDP}] #!\n      rules: {dns: [{matchName: a.com}]}\n", port_rule, "DNS rules do not support port ranges"),
+        ("  egress:\n  - toPorts:\n    - ports: [{port: \"53\", protocol: TCP}] #!\n      rules: {dns: [{matchName: a.com}], http: [{}]}\n", port_rule, "multiple L7 protocol rule types specified in single rule"),
+        ("  egress:\n  - toPorts:\n    - ports: [{port: \"443\", protocol: TCP}] #!\n      serverNames: [a.com]\n      rules: {http: [{}]}\n", port_rule, "ServerNames are not allowed with L7 rules without TLS termination"),
+        ("  egress:\n  - toPorts:\n    - serverNames: [\"\"] #!\n", port_rule, "empty server name is not allowed"),
+        // IngressRule.sanitize: no DNS on ingress.
+        ("  ingress:\n  - toPorts: #!\n    - ports: [{port: \"53\", protocol: UDP}]\n      rules: {dns: [{matchName: a.com}]}\n", "spec.ingress[0]", "L7 protocol DNS is not supported on ingress yet"),
+        // EgressCommonRule.sanitize: ToFQDNs is an L3 member.
+        ("  egress:\n  - toEndpoints: [{}] #!\n    toFQDNs: [{matchName: a.com}]\n", "spec.egress[0]", "Combining ToEndpoints and ToFQDNs is not supported yet"),
+        // PortRuleHTTP.Sanitize: path and method compile as regexes.
+        ("  egress:\n  - toPorts:\n    - ports: [{port: \"80\", protocol: TCP}]\n      rules:\n        http:\n        - {path: \"/a(\"} #!\n", "spec.egress[0].toPorts[0].rules.http[0]", "error parsing regexp"),
+        ("  egress:\n  - toPorts:\n    - ports: [{port: \"80\", protocol: TCP}]\n      rules:\n        http:\n        - headerMatches: [{value: x}] #!\n", "spec.egress[0].toPorts[0].rules.http[0].headerMatches[0]", "Header name missing"),
+        ("  egress:\n  - toPorts:\n    - ports: [{port: \"80\", protocol: TCP}]\n      rules:\n        http:\n        - headerMatches: [{name: x, mismatch: DROP}] #!\n", "spec.egress[0].toPorts[0].rules.http[0].headerMatches[0].mismatch", "unknown variant `DROP`"),
+        // FQDNSelector: exactly one of matchName / matchPattern; the CRD patterns.
+        ("  egress:\n  - toFQDNs:\n    - {matchName: a.com, matchPattern: \"*.a.com\"} #!\n", "spec.egress[0].toFQDNs[0]", "only one of MatchName or MatchPattern"),
+        ("  egress:\n  - toFQDNs:\n    - {} #!\n", "spec.egress[0].toFQDNs[0]", "must validate one and only one schema (oneOf)"),
+        ("  egress:\n  - toFQDNs:\n    - {matchName: \"a b.com\"} #!\n", "spec.egress[0].toFQDNs[0]", "matchName in body should match '^([-a-zA-Z0-9_]+[.]?)+$'"),
+        ("  egress:\n  - toFQDNs:\n    - {matchName: \"*.a.com\"} #!\n", "spec.egress[0].toFQDNs[0]", "matchName in body should match"),
+        ("  egress:\n  - toFQDNs:\n    - {matchPattern: \"a?.com\"} #!\n", "spec.egress[0].toFQDNs[0]", "matchPattern in body should match"),
+        ("  egress:\n  - toPorts:\n    - ports: [{port: \"53\", protocol: UDP}]\n      rules:\n        dns:\n        - {matchPattern: \"a/b\"} #!\n", "spec.egress[0].toPorts[0].rules.dns[0]", "matchPattern in body should match"),
+        // toFQDNs exist on egress allow rules only.
+        ("  ingress:\n  - toFQDNs: [{matchName: a.com}] #!\n", "spec.ingress[0].toFQDNs", "unknown field `toFQDNs`"),
+        ("  egressDeny:\n  - toFQDNs: [{matchName: a.com}] #!\n", "spec.egressDeny[0].toFQDNs", "unknown field `toFQDNs`"),
+    ];
+    for (rest, field, what) in cases {
+        assert_err(&cnp(rest), field, what);
+    }
 }

@@ -125,6 +125,7 @@ fn allowed(direction: Option<Direction>, m: MatchType) -> Outcome {
         reason: None,
         direction,
         match_type: Some(m),
+        proxy_port: None,
     }
 }
 
@@ -134,6 +135,7 @@ fn dropped(reason: DropReason, direction: Direction, m: MatchType) -> Outcome {
         reason: Some(reason),
         direction: Some(direction),
         match_type: Some(m),
+        proxy_port: None,
     }
 }
 
@@ -1311,7 +1313,8 @@ fn spec7_27_no_selecting_rules_allow_all() {
             allowed: true,
             reason: None,
             direction: None,
-            match_type: None
+            match_type: None,
+            proxy_port: None,
         }
     );
     let rows = m.rows(&pod("x/a")).unwrap();
@@ -1631,6 +1634,7 @@ mod differential {
                     verdict,
                     peers,
                     ports,
+                    l7: vec![],
                     default_deny,
                     origin: RuleOrigin {
                         policy: PolicyRef {
@@ -1931,4 +1935,179 @@ spec:
     let rows = MapStateRow::table(&m.rows(&pod("x/a")).unwrap(), false);
     println!("{rows}");
     assert!(rows.contains("Deny"));
+}
+
+// ---- L7 redirects (issue 10) ------------------------------------------------------------
+
+const HTTP_INGRESS: &str = "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: l7, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: b}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: a}}]
+    toPorts:
+    - ports: [{port: '80', protocol: TCP}]
+      rules:
+        http: [{method: GET, path: /v1}]
+";
+
+/// Both the oracle and the model: (allowed, proxy port).
+fn redirect_of(
+    m: &Model,
+    c: &Cluster,
+    r: &Repository,
+    from: &str,
+    to: &str,
+    proto: Protocol,
+    port: u16,
+) -> (bool, Option<u16>) {
+    let got = decide(m, c, r, from, to, proto, port);
+    let want = oracle::decide(c, r, &flow(c, from, to, proto, port)).outcome();
+    assert_eq!(
+        got.proxy_port, want.proxy_port,
+        "{from} -> {to} {proto}/{port}"
+    );
+    (got.allowed, got.proxy_port)
+}
+
+/// An HTTP rule (Documentation/security/policy/language.rst, "Layer 7 Examples") puts the
+/// `cilium-http-ingress` proxy port in the entry (`L4Filter.makeMapStateEntry`
+/// `LookupRedirectPort`) with a redirect precedence (`ToPrecedenceWithListenerPriority`,
+/// HTTP listener priority 101: low byte 0x9a); other ports stay denied.
+#[test]
+fn l7_http_rule_redirects_to_the_ingress_http_proxy() {
+    let c = standard_cluster();
+    let r = repo(HTTP_INGRESS);
+    let m = Model::new(&c, &r);
+    let p = crate::proxy::ProxyPorts::port(crate::policy::L7Parser::Http, Direction::Ingress);
+    assert_eq!(
+        redirect_of(&m, &c, &r, "x/a", "x/b", Protocol::Tcp, 80),
+        (true, Some(p))
+    );
+    assert_eq!(
+        redirect_of(&m, &c, &r, "x/a", "x/b", Protocol::Tcp, 81),
+        (false, None)
+    );
+    assert_eq!(
+        redirect_of(&m, &c, &r, "x/c", "x/b", Protocol::Tcp, 80),
+        (false, None)
+    );
+    let key = l4(id_of(&c, "x/a"), Direction::Ingress, Protocol::Tcp, 80, 16);
+    let e = m
+        .endpoint(&pod("x/b"))
+        .unwrap()
+        .map
+        .get(&key)
+        .cloned()
+        .unwrap();
+    assert_eq!((e.proxy_port, e.precedence), (p, 0xFFFF_FF9A));
+    let rows = m.rows(&pod("x/b")).unwrap();
+    assert!(
+        rows.iter().any(|row| row.proxy_port == p),
+        "policy get shows the proxy port"
+    );
+}
+
+/// `mergePortProto` (pkg/policy/rule.go): an L4-only allow for the same peer and port is
+/// merged into the L7 selector as the wildcard rule, so traffic is still redirected (and the
+/// proxy then passes everything); a wildcard-peer L4-only rule beside a specific L7 rule
+/// leaves the other peers unredirected, as their key has no L7 rule at all.
+#[test]
+fn l7_l4_only_rule_on_the_same_port_keeps_the_redirect() {
+    let c = standard_cluster();
+    let r = repo(&format!(
+        "{HTTP_INGRESS}---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {{name: l4, namespace: x}}
+spec:
+  endpointSelector: {{matchLabels: {{app: b}}}}
+  ingress:
+  - toPorts: [{{ports: [{{port: '80', protocol: TCP}}]}}]
+"
+    ));
+    let m = Model::new(&c, &r);
+    let p = crate::proxy::ProxyPorts::port(crate::policy::L7Parser::Http, Direction::Ingress);
+    assert_eq!(
+        redirect_of(&m, &c, &r, "x/a", "x/b", Protocol::Tcp, 80),
+        (true, Some(p))
+    );
+    assert_eq!(
+        redirect_of(&m, &c, &r, "x/c", "x/b", Protocol::Tcp, 80),
+        (true, None)
+    );
+    let d = oracle::decide(&c, &r, &flow(&c, "x/a", "x/b", Protocol::Tcp, 80));
+    let (_, _, rules) = d.redirect().expect("redirected");
+    // The proxy holds the L7 rule and the L4-only rule (allow-all) for x/a.
+    assert_eq!(rules.len(), 2);
+    assert!(rules.iter().any(|r| r.l7.is_none()));
+}
+
+/// A deny on the port beats the L7 allow: dropped before any proxy (spec §4.3 deny
+/// precedence; Documentation/security/policy/language.rst "Deny Policies").
+#[test]
+fn l7_deny_beats_the_l7_allow() {
+    let c = standard_cluster();
+    let r = repo(&format!(
+        "{HTTP_INGRESS}---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {{name: deny, namespace: x}}
+spec:
+  endpointSelector: {{matchLabels: {{app: b}}}}
+  ingressDeny:
+  - fromEndpoints: [{{matchLabels: {{app: a}}}}]
+    toPorts: [{{ports: [{{port: '80', protocol: TCP}}]}}]
+"
+    ));
+    let m = Model::new(&c, &r);
+    assert_eq!(
+        redirect_of(&m, &c, &r, "x/a", "x/b", Protocol::Tcp, 80),
+        (false, None)
+    );
+}
+
+/// DNS rules (Documentation/security/dns.rst): egress to kube-dns on 53/ANY redirects UDP
+/// and TCP to the DNS proxy (`cilium-dns-egress`, listener priority 121: low byte 0x86).
+#[test]
+fn l7_dns_rule_redirects_udp_and_tcp_to_the_dns_proxy() {
+    let c = standard_cluster();
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: dns, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+  - toEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: kube-system, k8s-app: kube-dns}}]
+    toPorts:
+    - ports: [{port: '53', protocol: ANY}]
+      rules:
+        dns: [{matchPattern: '*'}]
+",
+    );
+    let m = Model::new(&c, &r);
+    let p = crate::proxy::ProxyPorts::port(crate::policy::L7Parser::Dns, Direction::Egress);
+    for proto in [Protocol::Udp, Protocol::Tcp] {
+        assert_eq!(
+            redirect_of(&m, &c, &r, "x/a", "kube-system/coredns", proto, 53),
+            (true, Some(p))
+        );
+    }
+    let key = l4(
+        id_of(&c, "kube-system/coredns"),
+        Direction::Egress,
+        Protocol::Udp,
+        53,
+        16,
+    );
+    let e = m
+        .endpoint(&pod("x/a"))
+        .unwrap()
+        .map
+        .get(&key)
+        .cloned()
+        .unwrap();
+    assert_eq!(e.precedence, 0xFFFF_FF86);
 }
