@@ -4,7 +4,10 @@ use verdict_datapath::emu::{Emulator, ExecMode};
 use verdict_datapath::object::Object;
 use verdict_datapath::{VERDICT_OBJECT, VERDICT_OBJECT_NAME};
 use verdict_sim::conntrack::{ConnPacket, Conntrack, SideVerdict};
-use verdict_sim::engine::{process_with_conntrack, Backend, Change, OracleBackend, World};
+use verdict_sim::engine::{
+    process_with_conntrack, upstream_with_conntrack, Backend, Change, LastRedirect, OracleBackend,
+    World,
+};
 use verdict_sim::model::DirectionExplanation;
 use verdict_sim::verdict::Direction;
 
@@ -27,6 +30,21 @@ pub struct ModelBackend {
     model: Option<Model>,
     /// The reference conntrack for connections (shared logic with the oracle backend).
     ct: Conntrack,
+    last: LastRedirect,
+}
+
+fn model_side(d: &DirectionExplanation) -> SideVerdict {
+    SideVerdict {
+        enforced: d.endpoint.is_some() && d.enforced,
+        allowed: d.allowed,
+        reason: d.reason,
+        match_type: Some(d.match_type),
+        proxy_port: d
+            .chosen
+            .as_ref()
+            .map(|(_, _, e)| e.proxy_port)
+            .filter(|&p| d.allowed && p != 0),
+    }
 }
 
 impl ModelBackend {
@@ -67,7 +85,9 @@ impl Backend for ModelBackend {
             .model
             .as_ref()
             .ok_or("model backend used before the initial sync")?;
-        Ok(m.decide(&world.cluster, flow))
+        let o = m.decide(&world.cluster, flow);
+        self.last.note_probe(flow, &o);
+        Ok(o)
     }
     fn packet(&mut self, world: &World, pkt: &ConnPacket) -> Result<Outcome, String> {
         let m = self
@@ -75,22 +95,33 @@ impl Backend for ModelBackend {
             .as_ref()
             .ok_or("model backend used before the initial sync")?;
         let e = m.explain(&world.cluster, &pkt.flow());
-        let side = |d: &DirectionExplanation| SideVerdict {
-            enforced: d.endpoint.is_some() && d.enforced,
-            allowed: d.allowed,
-            reason: d.reason,
-            match_type: Some(d.match_type),
-            proxy_port: d
-                .chosen
-                .as_ref()
-                .map(|(_, _, e)| e.proxy_port)
-                .filter(|&p| d.allowed && p != 0),
-        };
-        let (eg, ing) = (side(&e.egress), side(&e.ingress));
-        process_with_conntrack(&mut self.ct, world, pkt, |dir| match dir {
+        let (eg, ing) = (model_side(&e.egress), model_side(&e.ingress));
+        let o = process_with_conntrack(&mut self.ct, world, pkt, |dir| match dir {
             Direction::Egress => eg,
             Direction::Ingress => ing,
-        })
+        })?;
+        self.last.note_packet(pkt, &o);
+        Ok(o)
+    }
+    fn proxy_upstream(&mut self, world: &World) -> Result<Outcome, String> {
+        let m = self
+            .model
+            .as_ref()
+            .ok_or("model backend used before the initial sync")?;
+        match std::mem::take(&mut self.last) {
+            LastRedirect::None => Err("model: no redirected probe or packet".into()),
+            LastRedirect::Probe(flow) => Ok(m.decide_upstream(&world.cluster, &flow)),
+            LastRedirect::Packet(pkt, at_proxy) => {
+                let e = m.explain(&world.cluster, &pkt.flow());
+                upstream_with_conntrack(
+                    &mut self.ct,
+                    world,
+                    &pkt,
+                    &at_proxy,
+                    model_side(&e.ingress),
+                )
+            }
+        }
     }
 }
 

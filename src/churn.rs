@@ -361,6 +361,9 @@ impl Backend for Timed {
     fn packet(&mut self, world: &World, pkt: &ConnPacket) -> Result<Outcome, String> {
         self.b().packet(world, pkt)
     }
+    fn proxy_upstream(&mut self, world: &World) -> Result<Outcome, String> {
+        self.b().proxy_upstream(world)
+    }
     fn take_flows(&mut self, _world: &World) -> Vec<FlowRecord> {
         // Churn reports no flow events; drop them instead of rendering them.
         if let Inner::Datapath(d) = &mut self.inner {

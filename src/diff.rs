@@ -272,6 +272,9 @@ impl Backend for Tap {
     ) -> Result<Outcome, String> {
         self.inner.borrow_mut().backend().packet(world, pkt)
     }
+    fn proxy_upstream(&mut self, world: &World) -> Result<Outcome, String> {
+        self.inner.borrow_mut().backend().proxy_upstream(world)
+    }
     fn take_flows(&mut self, world: &World) -> Vec<FlowRecord> {
         let mut inner = self.inner.borrow_mut();
         if let (Some(log), Some(dp)) = (&self.captures, inner.datapath()) {

@@ -372,7 +372,7 @@ impl DatapathBackend {
             reason: s.drop,
             direction: Some(d),
             match_type: s.verdict_match.flatten(),
-            proxy_port: None,
+            redirect: verdict_sim::verdict::Redirects::default(),
         };
         let mut egress = None;
         if let Peer::Pod(p) = src {
@@ -417,7 +417,7 @@ impl DatapathBackend {
             direction,
             match_type,
             // The BPF programs report no proxy redirect yet (issue 10, lane l7dp).
-            proxy_port: None,
+            redirect: verdict_sim::verdict::Redirects::default(),
         })
     }
 }

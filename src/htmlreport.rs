@@ -94,6 +94,9 @@ impl Backend for Timed {
     fn packet(&mut self, world: &World, pkt: &ConnPacket) -> Result<Outcome, String> {
         self.inner.packet(world, pkt)
     }
+    fn proxy_upstream(&mut self, world: &World) -> Result<Outcome, String> {
+        self.inner.proxy_upstream(world)
+    }
     fn take_flows(&mut self, world: &World) -> Vec<FlowRecord> {
         self.inner.take_flows(world)
     }

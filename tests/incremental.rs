@@ -214,6 +214,9 @@ impl Backend for Checked {
         self.check(world, "packet");
         Ok(o)
     }
+    fn proxy_upstream(&mut self, world: &World) -> Result<Outcome, String> {
+        Backend::proxy_upstream(&mut self.inner, world)
+    }
     fn take_flows(&mut self, world: &World) -> Vec<FlowRecord> {
         self.inner.take_flows(world)
     }

@@ -28,7 +28,7 @@ use std::net::IpAddr;
 
 use crate::cluster::{Peer, Protocol};
 use crate::oracle::Flow;
-use crate::verdict::{Direction, DropReason, MatchType, Outcome};
+use crate::verdict::{Direction, DropReason, MatchType, Outcome, Redirects};
 
 pub const NSEC_PER_SEC: u64 = 1_000_000_000;
 pub const CT_CONNECTION_LIFETIME_TCP: u64 = 21_600 * NSEC_PER_SEC;
@@ -307,7 +307,9 @@ impl Conntrack {
                 passed: true,
                 reason: None,
                 notified: None,
-                proxy_port: self.entries.get(&rev).and_then(|e| e.proxy_port),
+                // The return path of a redirected connection goes to the proxy's socket:
+                // port 0 (l7dp's convention, iface-redirect.md).
+                proxy_port: self.entries.get(&rev).and_then(|e| e.proxy_port).map(|_| 0),
             };
         }
         let notified = (policy.enforced && (!policy.allowed || status != CtStatus::Established))
@@ -332,7 +334,9 @@ impl Conntrack {
     }
 
     /// Runs a packet through the source pod's egress hook and the destination pod's ingress
-    /// hook, with `decide` giving each side's policy verdict for the packet's flow.
+    /// hook, with `decide` giving each side's policy verdict for the packet's flow. A packet
+    /// the egress hook redirects to the source's proxy stops there (the ingress hook runs for
+    /// the proxy's upstream packet, [`Conntrack::process_upstream`]).
     pub fn process(
         &mut self,
         pkt: &ConnPacket,
@@ -341,15 +345,9 @@ impl Conntrack {
         now: u64,
         mut decide: impl FnMut(Direction) -> SideVerdict,
     ) -> Outcome {
-        let t = Tuple {
-            saddr: src.0,
-            daddr: dst.0,
-            sport: pkt.sport,
-            dport: pkt.dport,
-            proto: pkt.protocol.number(),
-        };
+        let t = Self::tuple(pkt, src.0, dst.0);
         let mut egress = None;
-        let mut proxy_port = None;
+        let mut redirect = Redirects::default();
         if let (Peer::Pod(_), Some(node)) = (&pkt.src, src.1) {
             let r = self.hook(node, Flag::Out, t, pkt, now, decide(Direction::Egress));
             if !r.passed {
@@ -358,26 +356,90 @@ impl Conntrack {
                     reason: r.reason,
                     direction: Some(Direction::Egress),
                     match_type: r.notified.flatten(),
-                    proxy_port: None,
+                    redirect,
                 };
             }
             egress = r.notified;
-            proxy_port = r.proxy_port;
+            if r.proxy_port.is_some() {
+                redirect.egress = r.proxy_port;
+                return Outcome {
+                    allowed: true,
+                    reason: None,
+                    direction: egress.map(|_| Direction::Egress),
+                    match_type: egress.flatten(),
+                    redirect,
+                };
+            }
         }
+        self.ingress_side(
+            pkt,
+            t,
+            dst,
+            now,
+            egress,
+            redirect,
+            decide(Direction::Ingress),
+        )
+    }
+
+    /// The proxy's upstream packet of a packet [`Conntrack::process`] stopped at the source's
+    /// egress proxy: the destination's ingress hook only (the proxy keeps the source's
+    /// identity); `egress` is the egress hook's notification, so the outcome reads as if both
+    /// sides had run, with the egress redirect kept.
+    #[allow(clippy::too_many_arguments)]
+    pub fn process_upstream(
+        &mut self,
+        pkt: &ConnPacket,
+        src: IpAddr,
+        dst: (IpAddr, Option<&str>),
+        now: u64,
+        egress: Option<Option<MatchType>>,
+        egress_redirect: Option<u16>,
+        ingress: SideVerdict,
+    ) -> Outcome {
+        let t = Self::tuple(pkt, src, dst.0);
+        let redirect = Redirects {
+            egress: egress_redirect,
+            ingress: None,
+        };
+        self.ingress_side(pkt, t, dst, now, egress, redirect, ingress)
+    }
+
+    fn tuple(pkt: &ConnPacket, saddr: IpAddr, daddr: IpAddr) -> Tuple {
+        Tuple {
+            saddr,
+            daddr,
+            sport: pkt.sport,
+            dport: pkt.dport,
+            proto: pkt.protocol.number(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ingress_side(
+        &mut self,
+        pkt: &ConnPacket,
+        t: Tuple,
+        dst: (IpAddr, Option<&str>),
+        now: u64,
+        egress: Option<Option<MatchType>>,
+        mut redirect: Redirects,
+        policy: SideVerdict,
+    ) -> Outcome {
         let mut ingress = None;
         if let (Peer::Pod(_), Some(node)) = (&pkt.dst, dst.1) {
-            let r = self.hook(node, Flag::In, t, pkt, now, decide(Direction::Ingress));
+            let r = self.hook(node, Flag::In, t, pkt, now, policy);
             if !r.passed {
                 return Outcome {
                     allowed: false,
                     reason: r.reason,
                     direction: Some(Direction::Ingress),
                     match_type: r.notified.flatten(),
-                    proxy_port: None,
+                    redirect,
                 };
             }
             ingress = r.notified;
-            proxy_port = proxy_port.or(r.proxy_port);
+            redirect.ingress = r.proxy_port;
         }
         let (direction, match_type) = match (ingress, egress) {
             (Some(m), _) => (Some(Direction::Ingress), m),
@@ -389,7 +451,7 @@ impl Conntrack {
             reason: None,
             direction,
             match_type,
-            proxy_port,
+            redirect,
         }
     }
 }

@@ -87,6 +87,14 @@ pub trait Backend {
     ) -> Result<(), String> {
         self.sync(world, change)
     }
+    /// The egress proxy's upstream connection for the last probe/packet whose outcome had
+    /// `redirect.egress = Some(_)`: the same flow, from the proxy, through the destination
+    /// pod's ingress side only (Cilium's proxy keeps the source pod's identity). Returns the
+    /// flow's whole outcome: as if both sides had run, `redirect.egress` kept
+    /// (`/work/coord/iface-redirect.md`).
+    fn proxy_upstream(&mut self, _world: &World) -> Result<Outcome, String> {
+        Err(format!("{}: no proxy upstream", self.name()))
+    }
     /// Whether this backend honours [`Backend::sync_due`] (its nodes can lag behind the
     /// control plane). Expectations of probes in a propagation window are checked against
     /// lagging backends only.
@@ -107,10 +115,60 @@ pub struct FlowRecord {
 /// Creates a backend by name; `None` for an unknown name.
 pub type BackendFactory<'a> = &'a dyn Fn(&str) -> Result<Box<dyn Backend>, String>;
 
+/// What a Rust backend remembers of its last redirected probe or packet, for
+/// [`Backend::proxy_upstream`].
+#[derive(Clone, Debug, Default)]
+pub enum LastRedirect {
+    #[default]
+    None,
+    Probe(Flow),
+    /// A connection packet and its outcome at the egress proxy.
+    Packet(ConnPacket, Outcome),
+}
+
+impl LastRedirect {
+    /// Remembers `o`'s flow when its egress side redirected.
+    pub fn note_probe(&mut self, flow: &Flow, o: &Outcome) {
+        *self = match o.redirect.egress {
+            Some(_) => LastRedirect::Probe(flow.clone()),
+            None => LastRedirect::None,
+        };
+    }
+    pub fn note_packet(&mut self, pkt: &ConnPacket, o: &Outcome) {
+        *self = match o.redirect.egress {
+            Some(_) => LastRedirect::Packet(pkt.clone(), o.clone()),
+            None => LastRedirect::None,
+        };
+    }
+}
+
 /// The oracle as a backend, with the reference conntrack for connections.
 #[derive(Debug, Default)]
 pub struct OracleBackend {
     ct: Conntrack,
+    last: LastRedirect,
+}
+
+/// One side of an oracle decision as conntrack input.
+fn oracle_side(d: &oracle::Decision, dir: Direction) -> SideVerdict {
+    let v = match dir {
+        Direction::Egress => &d.egress,
+        Direction::Ingress => &d.ingress,
+    };
+    SideVerdict {
+        enforced: v.enforced(),
+        allowed: v.allows(),
+        reason: match v {
+            oracle::DirectionVerdict::Denied { reason, .. } => Some(*reason),
+            _ => None,
+        },
+        match_type: None,
+        proxy_port: d
+            .redirects()
+            .into_iter()
+            .find(|(rd, _, _)| *rd == dir)
+            .map(|(rd, p, _)| crate::proxy::ProxyPorts::port(p, rd)),
+    }
 }
 
 impl Backend for OracleBackend {
@@ -121,41 +179,63 @@ impl Backend for OracleBackend {
         Ok(())
     }
     fn probe(&mut self, world: &World, flow: &Flow) -> Result<Outcome, String> {
-        Ok(oracle::decide(&world.cluster, &world.repo, flow).outcome())
+        let o = oracle::decide(&world.cluster, &world.repo, flow).outcome();
+        self.last.note_probe(flow, &o);
+        Ok(o)
     }
     fn packet(&mut self, world: &World, pkt: &ConnPacket) -> Result<Outcome, String> {
         let d = oracle::decide(&world.cluster, &world.repo, &pkt.flow());
-        let side = |v: &oracle::DirectionVerdict| SideVerdict {
-            enforced: v.enforced(),
-            allowed: v.allows(),
-            reason: match v {
-                oracle::DirectionVerdict::Denied { reason, .. } => Some(*reason),
-                _ => None,
-            },
-            match_type: None,
-            proxy_port: None,
-        };
-        let redirect = |dir: Direction| {
-            d.redirects()
-                .into_iter()
-                .find(|(rd, _, _)| *rd == dir)
-                .map(|(rd, p, _)| crate::proxy::ProxyPorts::port(p, rd))
-        };
-        let (eg, ing) = (
-            SideVerdict {
-                proxy_port: redirect(Direction::Egress),
-                ..side(&d.egress)
-            },
-            SideVerdict {
-                proxy_port: redirect(Direction::Ingress),
-                ..side(&d.ingress)
-            },
-        );
-        process_with_conntrack(&mut self.ct, world, pkt, |dir| match dir {
-            Direction::Egress => eg,
-            Direction::Ingress => ing,
-        })
+        let o = process_with_conntrack(&mut self.ct, world, pkt, |dir| oracle_side(&d, dir))?;
+        self.last.note_packet(pkt, &o);
+        Ok(o)
     }
+    fn proxy_upstream(&mut self, world: &World) -> Result<Outcome, String> {
+        match std::mem::take(&mut self.last) {
+            LastRedirect::None => Err("oracle: no redirected probe or packet".into()),
+            LastRedirect::Probe(flow) => {
+                Ok(oracle::decide(&world.cluster, &world.repo, &flow).upstream_outcome())
+            }
+            LastRedirect::Packet(pkt, at_proxy) => {
+                let d = oracle::decide(&world.cluster, &world.repo, &pkt.flow());
+                upstream_with_conntrack(
+                    &mut self.ct,
+                    world,
+                    &pkt,
+                    &at_proxy,
+                    oracle_side(&d, Direction::Ingress),
+                )
+            }
+        }
+    }
+}
+
+/// The ingress side of the proxy's upstream packet for a packet stopped at the egress proxy
+/// (`at_proxy` is that packet's outcome).
+pub fn upstream_with_conntrack(
+    ct: &mut Conntrack,
+    world: &World,
+    pkt: &ConnPacket,
+    at_proxy: &Outcome,
+    ingress: SideVerdict,
+) -> Result<Outcome, String> {
+    let c = &world.cluster;
+    let src = c
+        .ip_of(&pkt.src)
+        .ok_or_else(|| format!("no address for {}", pkt.src))?;
+    let dst = c
+        .ip_of(&pkt.dst)
+        .ok_or_else(|| format!("no address for {}", pkt.dst))?;
+    let egress_notified =
+        (at_proxy.direction == Some(Direction::Egress)).then_some(at_proxy.match_type);
+    Ok(ct.process_upstream(
+        pkt,
+        src,
+        (dst, c.node_of(&pkt.dst)),
+        world.clock_ns,
+        egress_notified,
+        at_proxy.redirect.egress,
+        ingress,
+    ))
 }
 
 /// Runs a connection packet through a Rust conntrack, given each side's policy verdict.
@@ -224,7 +304,7 @@ impl Expectation {
             }
         }
         if let Some(r) = self.redirect {
-            if o.proxy_port.is_some() != r {
+            if o.redirected() != r {
                 return false;
             }
         }
@@ -307,7 +387,7 @@ fn outcomes_disagree(oks: &[&Outcome]) -> bool {
         o.allowed != first.allowed
             || o.reason != first.reason
             || o.direction != first.direction
-            || o.proxy_port != first.proxy_port
+            || o.redirect != first.redirect
     }) {
         return true;
     }
@@ -1558,7 +1638,7 @@ mod tests {
             reason: None,
             direction: None,
             match_type: None,
-            proxy_port: None,
+            redirect: crate::verdict::Redirects::default(),
         };
         assert!(expect_match(MatchType::All).holds(&unenforced));
         assert!(!expect_match(MatchType::L3L4).holds(&unenforced));

@@ -37,7 +37,7 @@ use crate::oracle::Flow;
 use crate::policy::{Peers, PolicyEntry, PolicyRef, PortSpec, Repository};
 use crate::selector::Selector;
 use crate::selectorcache::SelectorCache;
-use crate::verdict::{Direction, DropReason, MatchType, Outcome};
+use crate::verdict::{Direction, DropReason, MatchType, Outcome, Redirects};
 
 /// One local endpoint (a pod) and its realized policy.
 #[derive(Clone, Debug)]
@@ -998,8 +998,26 @@ impl Model {
     }
 
     /// Decides a flow as the BPF programs would (spec §5.2): egress on the source endpoint,
-    /// then ingress on the destination endpoint.
+    /// then ingress on the destination endpoint. A flow the egress entry redirects to a proxy
+    /// stops at the source's proxy (`redirect.egress`); [`Model::decide_upstream`] decides the
+    /// proxy's upstream connection.
     pub fn decide(&self, cluster: &Cluster, flow: &Flow) -> Outcome {
+        let eg = self.side(cluster, Direction::Egress, &flow.src, &flow.dst, flow);
+        if let Some(s) = &eg {
+            if !s.summary.allowed {
+                return outcome_of(Some(s.summary), None);
+            }
+            if s.summary.proxy_port.is_some() {
+                return outcome_of(Some(s.summary), None);
+            }
+        }
+        let ing = self.side(cluster, Direction::Ingress, &flow.dst, &flow.src, flow);
+        outcome_of(eg.map(|s| s.summary), ing.map(|s| s.summary))
+    }
+
+    /// The egress proxy's upstream connection of a flow [`Model::decide`] redirected at
+    /// egress: the destination's ingress side too, as if both sides had run.
+    pub fn decide_upstream(&self, cluster: &Cluster, flow: &Flow) -> Outcome {
         let eg = self.side(cluster, Direction::Egress, &flow.src, &flow.dst, flow);
         if let Some(s) = &eg {
             if !s.summary.allowed {
@@ -1167,23 +1185,23 @@ struct Side<'a> {
 /// enforces, else none. The match type is that of the deciding side when it enforces. A side
 /// outside the cluster (`None`) enforces nothing.
 fn outcome_of(egress: Option<SideSummary>, ingress: Option<SideSummary>) -> Outcome {
+    let redirect = Redirects {
+        egress: egress.and_then(|e| e.proxy_port),
+        ingress: ingress.and_then(|i| i.proxy_port),
+    };
     let side = |d: SideSummary| Outcome {
         allowed: d.allowed,
         reason: d.reason,
         direction: Some(d.direction),
         match_type: d.enforced.then_some(d.match_type),
-        proxy_port: None,
+        redirect,
     };
     for d in [egress, ingress].into_iter().flatten() {
         if !d.allowed {
             return side(d);
         }
     }
-    // The first proxy on the way: the source's egress redirect, else the destination's.
-    let proxy_port = egress
-        .and_then(|e| e.proxy_port)
-        .or_else(|| ingress.and_then(|i| i.proxy_port));
-    let o = match (ingress, egress) {
+    match (ingress, egress) {
         (Some(i), _) if i.enforced => side(i),
         (_, Some(e)) if e.enforced => side(e),
         _ => Outcome {
@@ -1191,10 +1209,9 @@ fn outcome_of(egress: Option<SideSummary>, ingress: Option<SideSummary>) -> Outc
             reason: None,
             direction: None,
             match_type: None,
-            proxy_port: None,
+            redirect,
         },
-    };
-    Outcome { proxy_port, ..o }
+    }
 }
 
 /// Which lookup an entry came from.

@@ -23,7 +23,7 @@ use crate::policy::{
 };
 use crate::proxy::{ProxyPorts, ProxyRule};
 use crate::selector::Target;
-use crate::verdict::{Direction, DropReason, Outcome};
+use crate::verdict::{Direction, DropReason, Outcome, Redirects};
 
 /// A connection attempt between two resolved peers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,23 +84,66 @@ pub struct Decision {
 impl Decision {
     /// The overall outcome: egress is checked first, then ingress. The oracle computes no
     /// match type: that is a property of the policy map lookup, which only the compiled
-    /// backends model.
+    /// backends model. A connection the egress side redirects stops at the source's proxy
+    /// (`redirect.egress`; the ingress side is for [`Decision::upstream_outcome`]).
     pub fn outcome(&self) -> Outcome {
-        let deciding = |d: Direction, v: &DirectionVerdict| match v {
+        if let Some(o) = self.egress_denial() {
+            return o;
+        }
+        if let Some(p) = self.redirect_port(Direction::Egress) {
+            return Outcome {
+                allowed: true,
+                reason: None,
+                direction: Some(Direction::Egress),
+                match_type: None,
+                redirect: Redirects {
+                    egress: Some(p),
+                    ingress: None,
+                },
+            };
+        }
+        self.whole_outcome()
+    }
+
+    /// The outcome of the egress proxy's upstream connection: as if both sides had run, the
+    /// egress redirect kept.
+    pub fn upstream_outcome(&self) -> Outcome {
+        self.egress_denial().unwrap_or_else(|| self.whole_outcome())
+    }
+
+    fn egress_denial(&self) -> Option<Outcome> {
+        match &self.egress {
             DirectionVerdict::Denied { reason, .. } => Some(Outcome {
                 allowed: false,
                 reason: Some(*reason),
-                direction: Some(d),
+                direction: Some(Direction::Egress),
                 match_type: None,
-                proxy_port: None,
+                redirect: Redirects::default(),
             }),
             _ => None,
-        };
-        if let Some(o) = deciding(Direction::Egress, &self.egress) {
-            return o;
         }
-        if let Some(o) = deciding(Direction::Ingress, &self.ingress) {
-            return o;
+    }
+
+    fn redirect_port(&self, d: Direction) -> Option<u16> {
+        self.redirects()
+            .into_iter()
+            .find(|(rd, _, _)| *rd == d)
+            .map(|(rd, p, _)| ProxyPorts::port(p, rd))
+    }
+
+    fn whole_outcome(&self) -> Outcome {
+        let egress = self.redirect_port(Direction::Egress);
+        if let DirectionVerdict::Denied { reason, .. } = &self.ingress {
+            return Outcome {
+                allowed: false,
+                reason: Some(*reason),
+                direction: Some(Direction::Ingress),
+                match_type: None,
+                redirect: Redirects {
+                    egress,
+                    ingress: None,
+                },
+            };
         }
         let direction = if self.ingress.enforced() {
             Some(Direction::Ingress)
@@ -114,7 +157,10 @@ impl Decision {
             reason: None,
             direction,
             match_type: None,
-            proxy_port: self.redirect().map(|(d, p, _)| ProxyPorts::port(p, d)),
+            redirect: Redirects {
+                egress,
+                ingress: self.redirect_port(Direction::Ingress),
+            },
         }
     }
 

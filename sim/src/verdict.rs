@@ -437,10 +437,31 @@ pub struct Outcome {
     pub direction: Option<Direction>,
     /// The match type of the deciding policy verdict, when the backend computes one.
     pub match_type: Option<MatchType>,
-    /// The proxy port the connection was redirected to (a policy entry with a proxy port:
-    /// `policy_can_access` returns it, `bpf/lib/policy.h`); `None`: not redirected. Set on
-    /// allowed outcomes and on L7 denials (the proxy answered).
-    pub proxy_port: Option<u16>,
+    /// The L7 proxy redirects the packet took (`Redirects::default()`: no proxy involved).
+    pub redirect: Redirects,
+}
+
+/// L7 proxy redirects a packet took (bpf_lxc.c: a policy entry with a proxy port makes
+/// policy_can_egress/ingress return it; the packet goes to the proxy with a TRACE_TO_PROXY
+/// trace). Per enforcing side; `Some(0)` is the return path of a redirected connection (a
+/// REPLY packet whose CT entry has proxy_redirect: Cilium hands it to the proxy with port 0,
+/// the proxy's socket takes it). The interface agreed with lane l7dp
+/// (`/work/coord/iface-redirect.md`): an egress redirect stops the packet at the source's
+/// proxy (the destination's ingress side has not run); [`crate::engine::Backend::proxy_upstream`]
+/// then runs the proxy's upstream connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Redirects {
+    /// The source pod's egress proxy (from_container).
+    pub egress: Option<u16>,
+    /// The destination pod's ingress proxy (to_container).
+    pub ingress: Option<u16>,
+}
+
+impl Outcome {
+    /// Whether any side redirected to a proxy.
+    pub fn redirected(&self) -> bool {
+        self.redirect.egress.is_some() || self.redirect.ingress.is_some()
+    }
 }
 
 impl fmt::Display for Outcome {
@@ -459,8 +480,11 @@ impl fmt::Display for Outcome {
         if let Some(m) = self.match_type {
             write!(f, " match={m}")?;
         }
-        if let Some(p) = self.proxy_port {
-            write!(f, " redirect={p}")?;
+        match (self.redirect.egress, self.redirect.ingress) {
+            (Some(e), Some(i)) => write!(f, " redirect=egress:{e},ingress:{i}")?,
+            (Some(e), None) => write!(f, " redirect=egress:{e}")?,
+            (None, Some(i)) => write!(f, " redirect=ingress:{i}")?,
+            (None, None) => {}
         }
         Ok(())
     }

@@ -125,7 +125,7 @@ fn allowed(direction: Option<Direction>, m: MatchType) -> Outcome {
         reason: None,
         direction,
         match_type: Some(m),
-        proxy_port: None,
+        redirect: crate::verdict::Redirects::default(),
     }
 }
 
@@ -135,7 +135,7 @@ fn dropped(reason: DropReason, direction: Direction, m: MatchType) -> Outcome {
         reason: Some(reason),
         direction: Some(direction),
         match_type: Some(m),
-        proxy_port: None,
+        redirect: crate::verdict::Redirects::default(),
     }
 }
 
@@ -1314,7 +1314,7 @@ fn spec7_27_no_selecting_rules_allow_all() {
             reason: None,
             direction: None,
             match_type: None,
-            proxy_port: None,
+            redirect: crate::verdict::Redirects::default(),
         }
     );
     let rows = m.rows(&pod("x/a")).unwrap();
@@ -1952,7 +1952,8 @@ spec:
         http: [{method: GET, path: /v1}]
 ";
 
-/// Both the oracle and the model: (allowed, proxy port).
+/// Both the oracle and the model: (allowed, the proxy port of either side). An egress
+/// redirect stops at the source's proxy; the upstream outcome is compared too.
 fn redirect_of(
     m: &Model,
     c: &Cluster,
@@ -1963,12 +1964,24 @@ fn redirect_of(
     port: u16,
 ) -> (bool, Option<u16>) {
     let got = decide(m, c, r, from, to, proto, port);
-    let want = oracle::decide(c, r, &flow(c, from, to, proto, port)).outcome();
+    let f = flow(c, from, to, proto, port);
+    let d = oracle::decide(c, r, &f);
     assert_eq!(
-        got.proxy_port, want.proxy_port,
+        got.redirect,
+        d.outcome().redirect,
         "{from} -> {to} {proto}/{port}"
     );
-    (got.allowed, got.proxy_port)
+    let (up, want_up) = (m.decide_upstream(c, &f), d.upstream_outcome());
+    assert_eq!(
+        (up.allowed, up.reason, up.direction, up.redirect),
+        (
+            want_up.allowed,
+            want_up.reason,
+            want_up.direction,
+            want_up.redirect
+        )
+    );
+    (got.allowed, got.redirect.egress.or(got.redirect.ingress))
 }
 
 /// An HTTP rule (Documentation/security/policy/language.rst, "Layer 7 Examples") puts the
