@@ -805,6 +805,72 @@ fn peer_ids(e: &PolicyEntry, sc: &SelectorCache, only: Option<Identity>) -> Opti
     }
 }
 
+/// The L7 rules the proxy holds for an endpoint, a remote identity and a port
+/// (`pkg/envoy` NPDS `PortNetworkPolicyRule`s, the DNS proxy's allow list): one per allow
+/// entry that selects the remote on that port, with that port filter's L7 rules (`None`:
+/// none, everything passes), restricted to `parser`'s rules. Peers are resolved through the
+/// selector cache, named ports as the keys resolve them.
+pub fn proxy_rules(
+    input: &PolicyInput<'_>,
+    dir: Direction,
+    remote: Identity,
+    protocol: Protocol,
+    dport: u16,
+    parser: L7Parser,
+) -> Vec<crate::proxy::ProxyRule> {
+    let mut out = Vec::new();
+    for e in input.entries {
+        if e.direction != dir || e.verdict != RuleVerdict::Allow || !e.has_filter() {
+            continue;
+        }
+        let selected = match peer_ids(e, input.selectors, Some(remote)) {
+            None => false,
+            Some(PeerIds::Wildcard) => true,
+            Some(PeerIds::Ids(ids)) => ids.contains(&remote),
+        };
+        if !selected {
+            continue;
+        }
+        if e.ports.is_empty() {
+            out.push(crate::proxy::ProxyRule {
+                l7: None,
+                origin: e.origin.clone(),
+            });
+            continue;
+        }
+        for pp in &e.ports {
+            if pp.protocol != protocol {
+                continue;
+            }
+            let hit = match &pp.port {
+                PortSpec::Named(name) => match dir {
+                    Direction::Ingress => input
+                        .own_ports
+                        .iter()
+                        .any(|cp| cp.name == *name && cp.protocol == protocol && cp.port == dport),
+                    Direction::Egress => input
+                        .peer_named_ports
+                        .get(&remote)
+                        .and_then(|n| n.get(&(name.clone(), protocol)))
+                        .is_some_and(|ports| ports.contains(&dport)),
+                },
+                range => range.contains(dport),
+            };
+            if !hit {
+                continue;
+            }
+            match e.l7_for(pp) {
+                Some(l7) if l7.parser != parser => {}
+                l7 => out.push(crate::proxy::ProxyRule {
+                    l7: l7.cloned(),
+                    origin: e.origin.clone(),
+                }),
+            }
+        }
+    }
+    out
+}
+
 /// Enforcement per direction from the entries selecting an endpoint (spec §4.1).
 pub fn direction_policies(entries: &[&PolicyEntry]) -> (DirectionPolicy, DirectionPolicy) {
     let mut dirs = [DirectionPolicy::default(), DirectionPolicy::default()];

@@ -1015,6 +1015,49 @@ impl Model {
         outcome_of(eg.map(|s| s.summary), ing.map(|s| s.summary))
     }
 
+    /// The rules the proxy listening on `proxy_port` holds for `flow` on side `dir`: the
+    /// subject endpoint's allow entries that select the remote identity (from that node's
+    /// ipcache) on the flow's port (`mapstate::proxy_rules`).
+    pub fn proxy_rules(
+        &self,
+        cluster: &Cluster,
+        flow: &Flow,
+        dir: Direction,
+        proxy_port: u16,
+    ) -> Result<Vec<crate::proxy::ProxyRule>, String> {
+        let (subject, remote) = match dir {
+            Direction::Egress => (&flow.src, &flow.dst),
+            Direction::Ingress => (&flow.dst, &flow.src),
+        };
+        let Peer::Pod(pn) = subject else {
+            return Err(format!("{dir} proxy for {subject}, which is not a pod"));
+        };
+        let ep = self
+            .endpoints
+            .get(pn)
+            .ok_or_else(|| format!("no endpoint for {pn}"))?;
+        let parser = crate::proxy::ProxyPorts::parser_of(proxy_port)
+            .ok_or_else(|| format!("no proxy listens on port {proxy_port}"))?;
+        let remote_id = match self.peer_ip(cluster, remote) {
+            Some(ip) => self.ipcache.lookup(&ep.node, ip).identity,
+            None => Identity::WORLD,
+        };
+        let entries = self.input_entries(ep.identity);
+        Ok(mapstate::proxy_rules(
+            &PolicyInput {
+                entries: &entries,
+                selectors: &self.selectors,
+                own_ports: &ep.ports,
+                peer_named_ports: &self.named_ports,
+            },
+            dir,
+            remote_id,
+            flow.protocol,
+            flow.dport,
+            parser,
+        ))
+    }
+
     /// The egress proxy's upstream connection of a flow [`Model::decide`] redirected at
     /// egress: the destination's ingress side too, as if both sides had run.
     pub fn decide_upstream(&self, cluster: &Cluster, flow: &Flow) -> Outcome {
