@@ -103,6 +103,19 @@ impl Backend for ModelBackend {
         self.last.note_packet(pkt, &o);
         Ok(o)
     }
+    fn proxy_rules(
+        &mut self,
+        world: &World,
+        flow: &Flow,
+        dir: Direction,
+        proxy_port: u16,
+    ) -> Result<Vec<verdict_sim::proxy::ProxyRule>, String> {
+        let m = self
+            .model
+            .as_ref()
+            .ok_or("model backend used before the initial sync")?;
+        m.proxy_rules(&world.cluster, flow, dir, proxy_port)
+    }
     fn proxy_upstream(&mut self, world: &World) -> Result<Outcome, String> {
         let m = self
             .model

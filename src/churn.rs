@@ -361,6 +361,15 @@ impl Backend for Timed {
     fn packet(&mut self, world: &World, pkt: &ConnPacket) -> Result<Outcome, String> {
         self.b().packet(world, pkt)
     }
+    fn proxy_rules(
+        &mut self,
+        world: &World,
+        flow: &Flow,
+        dir: verdict_sim::verdict::Direction,
+        proxy_port: u16,
+    ) -> Result<Vec<verdict_sim::proxy::ProxyRule>, String> {
+        self.b().proxy_rules(world, flow, dir, proxy_port)
+    }
     fn proxy_upstream(&mut self, world: &World) -> Result<Outcome, String> {
         self.b().proxy_upstream(world)
     }

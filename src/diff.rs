@@ -226,6 +226,7 @@ fn snapshot(world: &World) -> World {
         repo: world.repo.clone(),
         clock_ns: world.clock_ns,
         notes: world.notes.clone(),
+        dns: world.dns.clone(),
     }
 }
 
@@ -271,6 +272,18 @@ impl Backend for Tap {
         pkt: &verdict_sim::conntrack::ConnPacket,
     ) -> Result<Outcome, String> {
         self.inner.borrow_mut().backend().packet(world, pkt)
+    }
+    fn proxy_rules(
+        &mut self,
+        world: &World,
+        flow: &Flow,
+        dir: verdict_sim::verdict::Direction,
+        proxy_port: u16,
+    ) -> Result<Vec<verdict_sim::proxy::ProxyRule>, String> {
+        self.inner
+            .borrow_mut()
+            .backend()
+            .proxy_rules(world, flow, dir, proxy_port)
     }
     fn proxy_upstream(&mut self, world: &World) -> Result<Outcome, String> {
         self.inner.borrow_mut().backend().proxy_upstream(world)

@@ -528,6 +528,19 @@ impl Backend for DatapathBackend {
         self.run_frame(world, &pkt.src, &pkt.dst, &frame)
     }
 
+    /// The proxy's L7 rules come from the control plane that wrote this datapath's maps.
+    fn proxy_rules(
+        &mut self,
+        world: &World,
+        flow: &Flow,
+        dir: Direction,
+        proxy_port: u16,
+    ) -> Result<Vec<verdict_sim::proxy::ProxyRule>, String> {
+        let m = self
+            .model()
+            .ok_or_else(|| format!("{}: used before the initial sync", self.name()))?;
+        m.proxy_rules(&world.cluster, flow, dir, proxy_port)
+    }
     fn take_flows(&mut self, world: &World) -> Vec<FlowRecord> {
         let model = self.model.as_ref();
         std::mem::take(&mut self.flows)

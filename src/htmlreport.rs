@@ -94,6 +94,15 @@ impl Backend for Timed {
     fn packet(&mut self, world: &World, pkt: &ConnPacket) -> Result<Outcome, String> {
         self.inner.packet(world, pkt)
     }
+    fn proxy_rules(
+        &mut self,
+        world: &World,
+        flow: &Flow,
+        dir: verdict_sim::verdict::Direction,
+        proxy_port: u16,
+    ) -> Result<Vec<verdict_sim::proxy::ProxyRule>, String> {
+        self.inner.proxy_rules(world, flow, dir, proxy_port)
+    }
     fn proxy_upstream(&mut self, world: &World) -> Result<Outcome, String> {
         self.inner.proxy_upstream(world)
     }

@@ -214,6 +214,15 @@ impl Backend for Checked {
         self.check(world, "packet");
         Ok(o)
     }
+    fn proxy_rules(
+        &mut self,
+        world: &World,
+        flow: &Flow,
+        dir: verdict_sim::verdict::Direction,
+        proxy_port: u16,
+    ) -> Result<Vec<verdict_sim::proxy::ProxyRule>, String> {
+        Backend::proxy_rules(&mut self.inner, world, flow, dir, proxy_port)
+    }
     fn proxy_upstream(&mut self, world: &World) -> Result<Outcome, String> {
         Backend::proxy_upstream(&mut self.inner, world)
     }

@@ -41,6 +41,36 @@ pub struct World {
     pub clock_ns: u64,
     /// Notes from loading (see [`ScenarioReport::notes`]).
     pub notes: Vec<String>,
+    /// What the cluster's DNS server answers (`cluster.dns`).
+    pub dns: DnsZone,
+}
+
+/// The cluster's DNS zone (`cluster.dns`): names (lower case, fully qualified) and their
+/// answers, and the pod that serves them.
+#[derive(Debug, Default, Clone)]
+pub struct DnsZone {
+    pub records: BTreeMap<String, DnsRecord>,
+    pub server: Option<PodName>,
+}
+
+/// One name's answer: its addresses and TTL in seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsRecord {
+    pub ips: Vec<std::net::IpAddr>,
+    pub ttl: u32,
+}
+
+/// The TTL of a `cluster.dns` entry that gives none (the scenario format's default).
+pub const DEFAULT_DNS_TTL: u32 = 300;
+
+impl DnsZone {
+    pub fn lookup(&self, name: &str) -> Option<&DnsRecord> {
+        self.records.get(&api::fqdn(&name.to_lowercase()))
+    }
+    /// The first address of a name, as a probe endpoint resolves it.
+    pub fn first_ip(&self, name: &str) -> Option<std::net::IpAddr> {
+        self.lookup(name).and_then(|r| r.ips.first().copied())
+    }
 }
 
 /// What changed, for incremental backends.
@@ -94,6 +124,19 @@ pub trait Backend {
     /// (`/work/coord/iface-redirect.md`).
     fn proxy_upstream(&mut self, _world: &World) -> Result<Outcome, String> {
         Err(format!("{}: no proxy upstream", self.name()))
+    }
+    /// The L7 rules the proxy on `proxy_port` holds for `flow` on side `dir`, from this
+    /// backend's control plane (the oracle: the rules; the others: their model's selector
+    /// cache, `Model::proxy_rules`). The engine hands them and the request to the proxy model
+    /// (`crate::proxy::decide`), the same for every backend.
+    fn proxy_rules(
+        &mut self,
+        _world: &World,
+        _flow: &Flow,
+        _dir: Direction,
+        _proxy_port: u16,
+    ) -> Result<Vec<crate::proxy::ProxyRule>, String> {
+        Err(format!("{}: no L7 proxy policy", self.name()))
     }
     /// Whether this backend honours [`Backend::sync_due`] (its nodes can lag behind the
     /// control plane). Expectations of probes in a propagation window are checked against
@@ -188,6 +231,20 @@ impl Backend for OracleBackend {
         let o = process_with_conntrack(&mut self.ct, world, pkt, |dir| oracle_side(&d, dir))?;
         self.last.note_packet(pkt, &o);
         Ok(o)
+    }
+    fn proxy_rules(
+        &mut self,
+        world: &World,
+        flow: &Flow,
+        dir: Direction,
+        _proxy_port: u16,
+    ) -> Result<Vec<crate::proxy::ProxyRule>, String> {
+        let d = oracle::decide(&world.cluster, &world.repo, flow);
+        d.redirects()
+            .into_iter()
+            .find(|(rd, _, _)| *rd == dir)
+            .map(|(_, _, rules)| rules.to_vec())
+            .ok_or_else(|| format!("oracle: no {dir} redirect for this flow"))
     }
     fn proxy_upstream(&mut self, world: &World) -> Result<Outcome, String> {
         match std::mem::take(&mut self.last) {
@@ -753,6 +810,51 @@ fn build_world_at(loaded: &LoadedScenario) -> Result<World, EngineError> {
         c.add_service(service_spec(sv))
             .map_err(|e| at(file, format!("cluster.services[{i}] ({})", sv.name), e))?;
     }
+    for (i, d) in s.cluster.dns.iter().enumerate() {
+        let ctx = format!("cluster.dns[{i}] ({})", d.name);
+        let name = api::fqdn(&d.name.to_lowercase());
+        let ips = match (&d.pod, d.ips.is_empty()) {
+            (Some(_), false) => {
+                return Err(at(
+                    file,
+                    ctx,
+                    "an entry names either `ips` or the server `pod`, not both",
+                ))
+            }
+            (None, true) => {
+                return Err(at(
+                    file,
+                    ctx,
+                    "an entry needs `ips` (or `pod`: the DNS server)",
+                ))
+            }
+            (None, false) => d.ips.clone(),
+            (Some(p), true) => {
+                let pn = PodName::parse(p)
+                    .filter(|pn| world.cluster.pods.contains_key(pn))
+                    .ok_or_else(|| at(file, &ctx, format!("pod: unknown pod {p:?}")))?;
+                if let Some(prev) = &world.dns.server {
+                    return Err(at(
+                        file,
+                        &ctx,
+                        format!("the DNS server is already {prev}: one server pod per cluster"),
+                    ));
+                }
+                world.dns.server = Some(pn.clone());
+                vec![world.cluster.pods[&pn].ip]
+            }
+        };
+        if world.dns.records.contains_key(&name) {
+            return Err(at(file, &ctx, format!("duplicate name {:?}", d.name)));
+        }
+        world.dns.records.insert(
+            name,
+            DnsRecord {
+                ips,
+                ttl: d.ttl.unwrap_or(DEFAULT_DNS_TTL),
+            },
+        );
+    }
     for (i, src) in s.policies.iter().enumerate() {
         let f = manifest_file_of(file, src).map_err(|e| match e {
             EngineError::At { .. } => e,
@@ -782,13 +884,22 @@ fn resolve(world: &World, file: &Path, ctx: &str, name: &str) -> Result<Peer, En
             format!("{name:?} cannot be a source: a service is a destination (its backends are pods or addresses: name one of them)"),
         ));
     }
-    world.cluster.resolve(name).ok_or_else(|| {
-        at(
-            file,
-            ctx,
-            format!("unknown endpoint {name:?}: {ENDPOINT_FORMS}"),
-        )
-    })
+    world
+        .cluster
+        .resolve(name)
+        .or_else(|| {
+            world
+                .dns
+                .first_ip(name)
+                .map(|ip| world.cluster.peer_of_ip(ip))
+        })
+        .ok_or_else(|| {
+            at(
+                file,
+                ctx,
+                format!("unknown endpoint {name:?}: {ENDPOINT_FORMS}"),
+            )
+        })
 }
 
 /// A connection's destination and the port it arrives on: `svc:ns/name` and cluster IPs are
@@ -803,6 +914,15 @@ fn resolve_dst(
     protocol: Protocol,
     port: u16,
 ) -> Result<(Peer, u16), EngineError> {
+    // A DNS name of `cluster.dns` is its first address (the scenario format's extension).
+    let dns_ip = world
+        .cluster
+        .resolve(name)
+        .is_none()
+        .then(|| world.dns.first_ip(name))
+        .flatten()
+        .map(|ip| ip.to_string());
+    let name = dns_ip.as_deref().unwrap_or(name);
     match world.cluster.resolve_destination(name, protocol, port) {
         Ok(Some((dst, _))) if &dst == src && world.cluster.resolve(name).as_ref() != Some(src) => {
             Err(at(
@@ -860,9 +980,32 @@ fn run_probe(
     expected: Option<Expectation>,
     transient: Option<Transient>,
 ) -> ProbeCheck {
+    run_l7_probe(backends, world, from, to, flow, None, expected, transient)
+}
+
+/// A probe with an optional L7 request. A connection redirected at egress goes to the
+/// source's proxy: the request is decided there (a denial is the proxy's 403 / REFUSED:
+/// `L7_DENIED`, nothing reaches the server), then the proxy's upstream connection runs the
+/// destination's ingress side (`Backend::proxy_upstream`); a connection redirected at ingress
+/// has its request decided by the destination's proxy. Every backend's proxy decisions go
+/// through the same proxy model with the rules of its own control plane.
+#[allow(clippy::too_many_arguments)]
+fn run_l7_probe(
+    backends: &mut [Box<dyn Backend>],
+    world: &World,
+    from: &str,
+    to: &str,
+    flow: Flow,
+    request: Option<&crate::proxy::L7Request>,
+    expected: Option<Expectation>,
+    transient: Option<Transient>,
+) -> ProbeCheck {
     let results = backends
         .iter_mut()
-        .map(|b| (b.name().to_string(), b.probe(world, &flow)))
+        .map(|b| {
+            let r = probe_through_proxies(b.as_mut(), world, &flow, request);
+            (b.name().to_string(), r)
+        })
         .collect();
     ProbeCheck {
         context: None,
@@ -874,6 +1017,117 @@ fn run_probe(
         results,
         transient,
     }
+}
+
+fn probe_through_proxies(
+    b: &mut dyn Backend,
+    world: &World,
+    flow: &Flow,
+    request: Option<&crate::proxy::L7Request>,
+) -> Result<Outcome, String> {
+    let mut o = b.probe(world, flow)?;
+    let denied_by_proxy = |o: &Outcome, dir: Direction| Outcome {
+        allowed: false,
+        reason: Some(DropReason::L7Denied),
+        direction: Some(dir),
+        ..o.clone()
+    };
+    let l7_allows = |b: &mut dyn Backend, dir: Direction, port: u16| -> Result<bool, String> {
+        let Some(req) = request else {
+            return Ok(true);
+        };
+        // A request the listener's parser does not speak is refused by that proxy.
+        if crate::proxy::ProxyPorts::parser_of(port) != Some(req.parser()) {
+            return Ok(false);
+        }
+        let rules = b.proxy_rules(world, flow, dir, port)?;
+        Ok(crate::proxy::decide(&rules, req).allowed())
+    };
+    if o.allowed {
+        if let Some(port) = o.redirect.egress {
+            if !l7_allows(b, Direction::Egress, port)? {
+                return Ok(denied_by_proxy(&o, Direction::Egress));
+            }
+            o = b.proxy_upstream(world)?;
+        }
+    }
+    if o.allowed {
+        if let Some(port) = o.redirect.ingress {
+            if !l7_allows(b, Direction::Ingress, port)? {
+                return Ok(denied_by_proxy(&o, Direction::Ingress));
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// A probe's destination (as written), protocol, port and L7 request: a `dns:` probe goes to
+/// the cluster's DNS server on UDP 53 unless `protocol`/`port` say otherwise; an `http:`
+/// probe is a TCP connection carrying one request.
+fn probe_target(
+    world: &World,
+    p: &Probe,
+) -> Result<
+    (
+        String,
+        Protocol,
+        Option<u16>,
+        Option<crate::proxy::L7Request>,
+    ),
+    String,
+> {
+    if let Some(q) = &p.dns {
+        if p.to.is_some() {
+            return Err("a dns: probe goes to the cluster's DNS server (the cluster.dns entry with `pod:`); leave out `to`".into());
+        }
+        if p.http.is_some() {
+            return Err("a probe carries one request: http or dns, not both".into());
+        }
+        if q.is_empty() || !api::is_dns_query_name(q) {
+            return Err(format!("dns: invalid name {q:?}"));
+        }
+        let server = world.dns.server.as_ref().ok_or(
+            "a dns: probe needs the cluster's DNS server: a cluster.dns entry {name, pod}",
+        )?;
+        let protocol = p.protocol.map_or(Protocol::Udp, |x| x.0);
+        return Ok((
+            server.to_string(),
+            protocol,
+            Some(p.port.unwrap_or(53)),
+            Some(crate::proxy::L7Request::Dns(q.clone())),
+        ));
+    }
+    let to = p.to.clone().ok_or("missing field `to`")?;
+    let protocol = p.protocol.ok_or("missing field `protocol`")?.0;
+    let request = match &p.http {
+        None => None,
+        Some(h) => {
+            if protocol != Protocol::Tcp {
+                return Err(format!(
+                    "an http: probe is a TCP connection, not {protocol}"
+                ));
+            }
+            let port = p.port.unwrap_or(80);
+            let host = h.host.clone().unwrap_or_else(|| {
+                if port == 80 {
+                    to.clone()
+                } else {
+                    format!("{to}:{port}")
+                }
+            });
+            Some(crate::proxy::L7Request::Http(crate::proxy::HttpRequest {
+                method: h.method.clone().unwrap_or_else(|| "GET".into()),
+                path: h.path.clone().unwrap_or_else(|| "/".into()),
+                host,
+                headers: h
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            }))
+        }
+    };
+    Ok((to, protocol, p.port, request))
 }
 
 fn expectation(p: &Probe) -> Expectation {
@@ -1143,26 +1397,28 @@ fn replay(
                 let mut checks = Vec::new();
                 for (j, p) in probes.iter().enumerate() {
                     let pctx = format!("steps[{i}].expect[{j}]");
+                    let (to, protocol, port, request) =
+                        probe_target(&world, p).map_err(|e| at(file, &pctx, e))?;
                     let src = resolve(&world, file, &pctx, &p.from)?;
-                    let port = probe_port(p.protocol.0, p.port, p.icmp_type)
-                        .map_err(|e| at(file, &pctx, e))?;
-                    let (dst, dport) =
-                        resolve_dst(&world, file, &pctx, &src, &p.to, p.protocol.0, port)?;
+                    let port =
+                        probe_port(protocol, port, p.icmp_type).map_err(|e| at(file, &pctx, e))?;
+                    let (dst, dport) = resolve_dst(&world, file, &pctx, &src, &to, protocol, port)?;
                     same_family(&world, &src, &dst)
-                        .map_err(|e| at(file, format!("{pctx} ({} -> {})", p.from, p.to), e))?;
+                        .map_err(|e| at(file, format!("{pctx} ({} -> {to})", p.from), e))?;
                     let transient = transient_of(&prop, &world, &[&src, &dst]);
                     let flow = Flow {
                         src,
                         dst,
-                        protocol: p.protocol.0,
+                        protocol,
                         dport,
                     };
-                    let mut check = run_probe(
+                    let mut check = run_l7_probe(
                         backends,
                         &world,
                         &p.from,
-                        &p.to,
+                        &to,
                         flow,
+                        request.as_ref(),
                         Some(expectation(p)),
                         transient,
                     );

@@ -52,6 +52,38 @@ pub struct ClusterDecl {
     /// Extension: Kubernetes Services (cluster IPs and their backends; `docs/model.md`).
     #[serde(default)]
     pub services: Vec<ServiceDecl>,
+    /// Extension: what the cluster's DNS server answers, and which pod it is.
+    #[serde(default)]
+    pub dns: Vec<DnsDecl>,
+}
+
+/// A `cluster.dns` entry: a name and its addresses (`ttl` seconds, default 300), or
+/// `{name, pod}` naming the pod that serves DNS (the name then resolves to that pod).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsDecl {
+    pub name: String,
+    #[serde(default)]
+    pub ips: Vec<IpAddr>,
+    #[serde(default)]
+    pub ttl: Option<u32>,
+    #[serde(default)]
+    pub pod: Option<String>,
+}
+
+/// An HTTP request of a probe (`http:`): method (default GET), path (default `/`), host
+/// (default: the destination as written, with `:port` unless the port is 80) and headers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpDecl {
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// A node: a bare name, or `{name, ip, labels}`.
@@ -476,10 +508,20 @@ impl fmt::Display for VerdictDecl {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Probe {
     pub from: String,
-    pub to: String,
+    /// Required except for a `dns:` probe, which goes to the cluster's DNS server.
+    #[serde(default)]
+    pub to: Option<String>,
     #[serde(default)]
     pub port: Option<u16>,
-    pub protocol: ProtocolDecl,
+    /// Required except for a `dns:` probe (default UDP).
+    #[serde(default)]
+    pub protocol: Option<ProtocolDecl>,
+    /// Extension: an HTTP request on the new TCP connection.
+    #[serde(default)]
+    pub http: Option<HttpDecl>,
+    /// Extension: a DNS lookup of this name through the cluster's DNS server.
+    #[serde(default)]
+    pub dns: Option<String>,
     #[serde(default)]
     pub icmp_type: Option<u8>,
     pub verdict: VerdictDecl,
@@ -516,7 +558,7 @@ parsed_string!(
     ReasonDecl,
     DropReason,
     DropReason::parse,
-    "POLICY_DENIED, POLICY_DENY or AUTH_REQUIRED (Hubble's drop_reason_desc)"
+    "POLICY_DENIED, POLICY_DENY, AUTH_REQUIRED (Hubble's drop_reason_desc) or L7_DENIED (the L7 proxy's 403 / REFUSED)"
 );
 parsed_string!(
     MatchDecl,

@@ -349,6 +349,15 @@ pub fn fqdn_regex(sel: &FqdnSelector) -> regex::Regex {
     regex::Regex::new(&src).unwrap_or_else(|e| panic!("matchpattern regex {src:?}: {e}"))
 }
 
+/// Whether a name can be asked for in a DNS query: labels of letters, digits, `-` and `_`
+/// (the characters `matchName` allows), optionally fully qualified.
+pub fn is_dns_query_name(name: &str) -> bool {
+    name.len() <= MAX_FQDN_LENGTH
+        && regex::Regex::new(FQDN_MATCH_NAME_PATTERN)
+            .map(|re| re.is_match(name))
+            .unwrap_or(false)
+}
+
 /// `dns.FQDN`: the name with a trailing dot.
 pub fn fqdn(name: &str) -> String {
     if name.ends_with('.') {

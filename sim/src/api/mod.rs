@@ -61,7 +61,10 @@ pub use knp::{
     IpBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec, PolicyType,
 };
-pub use l7::{fqdn, fqdn_regex, FqdnSelector, HeaderMatch, HttpRule, L7Rules, MismatchAction};
+pub use l7::{
+    fqdn, fqdn_regex, is_dns_query_name, FqdnSelector, HeaderMatch, HttpRule, L7Rules,
+    MismatchAction,
+};
 pub(crate) use meta::{
     check_dns1035_label, check_dns_label, check_dns_subdomain, check_label_value,
     check_qualified_name,
