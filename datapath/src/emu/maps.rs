@@ -428,7 +428,7 @@ impl Maps {
     /// Appends `bytes` (a multiple of 8) of zeroed values to the arena, keeping the packet
     /// room after them; returns their offset. Never during a run.
     fn grow_values(&mut self, bytes: usize) -> Result<usize, usize> {
-        debug_assert!(!self.in_run && bytes % 8 == 0);
+        debug_assert!(!self.in_run && bytes.is_multiple_of(8));
         let off = self.values_len;
         let new_values = off.checked_add(bytes).ok_or(bytes)?;
         let words = new_values.checked_add(PACKET_ROOM).ok_or(bytes)? / 8;
