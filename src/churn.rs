@@ -575,6 +575,16 @@ pub fn churn(args: &ChurnArgs) -> anyhow::Result<ChurnOutput> {
     if args.rate == 0 {
         bail!("--rate must be at least 1 event per virtual second");
     }
+    // The generator's node addresses are 172.18.0.2 ..= 172.18.0.251.
+    if !(1..=250).contains(&args.nodes) {
+        bail!(
+            "--nodes {}: a cluster has 1 to 250 nodes here (pods run on nodes)",
+            args.nodes
+        );
+    }
+    if args.namespaces == 0 {
+        bail!("--namespaces 0: a cluster needs at least 1 namespace for its pods and policies");
+    }
     for b in &args.backends {
         if !backends::BACKENDS.contains(&b.as_str()) {
             bail!(
@@ -716,8 +726,9 @@ pub fn churn(args: &ChurnArgs) -> anyhow::Result<ChurnOutput> {
     );
     let _ = writeln!(
         out,
-        "  identities            {allocated} allocated, {released} released, {} in use at the end",
-        world.cluster.identities.len()
+        "  identities            {allocated} allocated, {released} released, {} in use at the end (besides the {} reserved ones)",
+        world.cluster.identities.in_use(),
+        world.cluster.identities.len() - world.cluster.identities.in_use()
     );
     let writes: Vec<String> = clocks
         .borrow()

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
-use verdict_datapath::abi::{self, TC_ACT_OK};
+use verdict_datapath::abi::{self, Pod as _, TC_ACT_OK};
 use verdict_datapath::backend::Datapath;
 use verdict_datapath::control::{MapWriter, NodeDelta, NodeMaps, WriteStats};
 use verdict_datapath::events::{self, Event};
@@ -322,7 +322,8 @@ impl DatapathBackend {
         Ok((out.retval == TC_ACT_OK, evs))
     }
 
-    fn packet(&mut self, src: IpAddr, dst: IpAddr, flow: &Flow) -> Result<Vec<u8>, String> {
+    /// The probe's frame, and the source port (ICMP echo: identifier) it uses.
+    fn packet(&mut self, src: IpAddr, dst: IpAddr, flow: &Flow) -> Result<(Vec<u8>, u16), String> {
         if src.is_ipv4() != dst.is_ipv4() {
             return Err(format!("probe {src} -> {dst} mixes IPv4 and IPv6"));
         }
@@ -352,7 +353,64 @@ impl DatapathBackend {
                 Packet::new(src, dst, L4::icmp(flow.dport as u8, 0, port, 1))
             }
         };
-        Ok(p.build())
+        Ok((p.build(), port))
+    }
+
+    /// Ends a probe's connection: deletes the conntrack entries its packet may have created
+    /// (the egress hook's TUPLE_F_OUT entry on the source node, the ingress hook's TUPLE_F_IN
+    /// entry on the destination node), keyed as `ct_create` in `bpf/lib/conntrack.h` keys
+    /// them.
+    ///
+    /// A probe is one connection attempt, decided on its first packet; the oracle and the
+    /// model keep no state for it. In Cilium the attempt's entry closes or times out
+    /// (CT_SYN_TIMEOUT, 60 s; CT_CONNECTION_LIFETIME_NONTCP, 60 s) and the agent's
+    /// conntrack GC (`pkg/maps/ctmap/gc`, `ctmap.GC` deleting expired entries) removes it.
+    /// The harness makes every probe such an expired-and-collected attempt before the next
+    /// one, so a truth table of any size never fills the CT map (a 900-pod table filled its
+    /// 262,144 entries: drop 155), and a probe never meets the entry of an earlier probe
+    /// that reused its source port.
+    fn expire_probe(
+        &mut self,
+        world: &World,
+        flow: &Flow,
+        (src, dst): (IpAddr, IpAddr),
+        sport: u16,
+    ) -> Result<(), String> {
+        let (nexthdr, sport, dport) = match flow.protocol {
+            Protocol::Tcp => (6, sport, flow.dport),
+            Protocol::Udp => (17, sport, flow.dport),
+            Protocol::Sctp => (132, sport, flow.dport),
+            // Echo requests carry the identifier in sport; other types no ports.
+            Protocol::Icmp => (1, if flow.dport == 8 { sport } else { 0 }, 0),
+            Protocol::Icmpv6 => (58, if flow.dport == 128 { sport } else { 0 }, 0),
+        };
+        let (saddr, family) = abi::addr_bytes(src);
+        let (daddr, _) = abi::addr_bytes(dst);
+        let key = |flags| abi::CtKey {
+            saddr,
+            daddr,
+            sport: sport.to_be_bytes(),
+            dport: dport.to_be_bytes(),
+            nexthdr,
+            flags,
+            family,
+            pad: 0,
+        };
+        let c = &world.cluster;
+        let node_of = |p: &Peer| match p {
+            Peer::Pod(p) => c.pods.get(p).map(|p| p.node.clone()),
+            _ => None,
+        };
+        for (peer, flags) in [(&flow.src, abi::TUPLE_F_OUT), (&flow.dst, abi::TUPLE_F_IN)] {
+            let Some(node) = node_of(peer) else {
+                continue;
+            };
+            if let Some(n) = self.nodes.get_mut(&node) {
+                n.dp.map_delete(abi::maps::CT, key(flags).as_bytes())
+                    .map_err(|e| format!("node {node}: ending the probe's connection: {e}"))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -384,6 +442,7 @@ impl DatapathBackend {
             let (passed, evs) = self.run(&node, abi::programs::FROM_CONTAINER, frame)?;
             let s = side(passed, &evs);
             if !s.passed {
+                self.ct_full(&node, &s)?;
                 return Ok(deny(Direction::Egress, &s));
             }
             egress = Some(s);
@@ -398,6 +457,7 @@ impl DatapathBackend {
             let (passed, evs) = self.run(&node, abi::programs::TO_CONTAINER, frame)?;
             let s = side(passed, &evs);
             if !s.passed {
+                self.ct_full(&node, &s)?;
                 return Ok(deny(Direction::Ingress, &s));
             }
             ingress = Some(s);
@@ -419,6 +479,37 @@ impl DatapathBackend {
             // The BPF programs report no proxy redirect yet (issue 10, lane l7dp).
             redirect: verdict_sim::verdict::Redirects::default(),
         })
+    }
+}
+
+impl DatapathBackend {
+    /// A drop because conntrack could not create the entry (DROP_CT_CREATE_FAILED, 155:
+    /// the CT map is full) is the harness running out of room, not a policy verdict: an
+    /// error naming the node and the map's size, so that no result silently reads "deny".
+    fn ct_full(&self, node: &str, s: &Side) -> Result<(), String> {
+        if s.drop
+            != Some(DropReason::from_code(
+                events::DropReason::CT_CREATE_FAILED.0,
+            ))
+        {
+            return Ok(());
+        }
+        let size = self
+            .nodes
+            .get(node)
+            .and_then(|n| {
+                n.dp.map_defs()
+                    .iter()
+                    .find(|d| d.name == abi::maps::CT)
+                    .map(|d| d.max_entries)
+            })
+            .unwrap_or(0);
+        Err(format!(
+            "node {node}: conntrack map {} is full ({size} entries): the datapath dropped the \
+             packet with DROP_CT_CREATE_FAILED (155) instead of deciding it; the scenario \
+             opens more connections than one node's CT map holds",
+            abi::maps::CT
+        ))
     }
 }
 
@@ -499,8 +590,10 @@ impl Backend for DatapathBackend {
         let dst = c
             .ip_of(&flow.dst)
             .ok_or_else(|| format!("no address for {}", flow.dst))?;
-        let frame = self.packet(src, dst, flow)?;
-        self.run_frame(world, &flow.src, &flow.dst, &frame)
+        let (frame, sport) = self.packet(src, dst, flow)?;
+        let out = self.run_frame(world, &flow.src, &flow.dst, &frame);
+        self.expire_probe(world, flow, (src, dst), sport)?;
+        out
     }
 
     fn packet(&mut self, world: &World, pkt: &ConnPacket) -> Result<Outcome, String> {

@@ -860,7 +860,11 @@ fn check(scenario_path: Option<PathBuf>, paths: Vec<PathBuf>) -> Result<u8> {
         ok = false;
     };
     for f in &files {
-        let text = match std::fs::read_to_string(f) {
+        let text = match verdict_sim::fsread::read_bounded_string(
+            f,
+            verdict_sim::fsread::MAX_MANIFEST_BYTES,
+            "file",
+        ) {
             Ok(t) => t,
             Err(e) => {
                 fail(format!("{}: {e}", f.display()));

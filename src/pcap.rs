@@ -40,14 +40,14 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use pcap_file::pcap::PcapReader;
+use pcap_file::pcap::PcapParser;
 use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
 };
 use pcap_file::pcapng::blocks::section_header::SectionHeaderBlock;
-use pcap_file::pcapng::{Block, PcapNgReader, PcapNgWriter};
-use pcap_file::{DataLink, Endianness};
+use pcap_file::pcapng::{Block, PcapNgParser, PcapNgWriter};
+use pcap_file::{DataLink, Endianness, PcapError};
 
 use verdict_sim::cluster::{Peer, Protocol};
 use verdict_sim::conntrack::ConnPacket;
@@ -121,9 +121,26 @@ fn is_pcap_magic(m: &[u8]) -> bool {
     )
 }
 
-/// Reads every packet of a pcap or pcapng file. Errors name the file and the packet.
+/// Reads every packet of a pcap or pcapng file. Errors name the file and the packet. A file
+/// cut short in the middle of a packet (a capture that was still being written, a partial
+/// copy) gives the packets before the cut and a warning on stderr, as tshark does; see
+/// [`read_trace_with_warning`].
 pub fn read_trace(path: &Path) -> Result<Vec<TracePacket>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let (packets, warning) = read_trace_with_warning(path)?;
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
+    Ok(packets)
+}
+
+/// [`read_trace`], with the warning returned instead of printed: `Some` when the file ends
+/// in the middle of a packet (its last record header or block declares more bytes than are
+/// left). tshark then reads the packets before the cut and says `The file "F" appears to
+/// have been cut short in the middle of a packet.` (wiretap's `WTAP_ERR_SHORT_READ`); a
+/// record that is corrupt rather than cut short is still an error.
+pub fn read_trace_with_warning(path: &Path) -> Result<(Vec<TracePacket>, Option<String>)> {
+    let bytes = verdict_sim::fsread::read_bounded(path, MAX_CAPTURE_BYTES, "capture")
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     let file = path.display();
     match bytes.get(..4) {
         Some([0x0a, 0x0d, 0x0d, 0x0a]) => read_pcapng(path, &bytes),
@@ -139,14 +156,40 @@ pub fn read_trace(path: &Path) -> Result<Vec<TracePacket>> {
     }
 }
 
-fn read_pcap(path: &Path, bytes: &[u8]) -> Result<Vec<TracePacket>> {
+/// The largest capture `verdict diff --pcap` reads (it holds the whole trace in memory).
+pub const MAX_CAPTURE_BYTES: usize = 1 << 30;
+
+/// The warning for a capture cut short at packet `index` (1-based), tshark's words first.
+fn cut_short(path: &Path, index: usize) -> String {
+    format!(
+        "The file \"{}\" appears to have been cut short in the middle of a packet. Packet \
+         {index} is incomplete; the {} packets before it are replayed",
+        path.display(),
+        index - 1
+    )
+}
+
+fn read_pcap(path: &Path, bytes: &[u8]) -> Result<(Vec<TracePacket>, Option<String>)> {
     let file = path.display();
-    let mut r = PcapReader::new(bytes).map_err(|e| anyhow::anyhow!("{file}: pcap header: {e}"))?;
-    let linktype = r.header().datalink;
+    let (mut rest, parser) =
+        PcapParser::new(bytes).map_err(|e| anyhow::anyhow!("{file}: pcap header: {e}"))?;
+    let header = parser.header();
+    let linktype = header.datalink;
     let mut out = Vec::new();
-    while let Some(p) = r.next_packet() {
+    while !rest.is_empty() {
         let index = out.len() + 1;
-        let p = p.map_err(|e| anyhow::anyhow!("{file}: packet {index}: {e}"))?;
+        let p = match parser.next_packet(rest) {
+            Ok((r, p)) => {
+                rest = r;
+                p
+            }
+            // A record header (16 bytes) or its data (incl_len) running past the end of
+            // the file: the capture was cut short there.
+            Err(PcapError::IncompleteBuffer) if pcap_record_cut(rest, header.endianness) => {
+                return Ok((out, Some(cut_short(path, index))));
+            }
+            Err(e) => bail!("{file}: packet {index}: {e}"),
+        };
         let ts_ns = u64::try_from(p.timestamp.as_nanos())
             .map_err(|_| anyhow::anyhow!("{file}: packet {index}: timestamp out of range"))?;
         out.push(TracePacket {
@@ -157,7 +200,32 @@ fn read_pcap(path: &Path, bytes: &[u8]) -> Result<Vec<TracePacket>> {
             data: p.data.into_owned(),
         });
     }
-    Ok(out)
+    Ok((out, None))
+}
+
+fn read_u32(b: &[u8], at: usize, e: Endianness) -> Option<u32> {
+    let w: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+    Some(match e {
+        Endianness::Big => u32::from_be_bytes(w),
+        Endianness::Little => u32::from_le_bytes(w),
+    })
+}
+
+/// Whether a classic pcap record starting at `rest` ends past the end of the file.
+fn pcap_record_cut(rest: &[u8], e: Endianness) -> bool {
+    match read_u32(rest, 8, e) {
+        Some(incl_len) => 16 + incl_len as usize > rest.len(),
+        None => true,
+    }
+}
+
+/// Whether a pcapng block starting at `rest` ends past the end of the file (its header is
+/// incomplete, or its total length is more than what is left).
+fn pcapng_block_cut(rest: &[u8], e: Endianness) -> bool {
+    match read_u32(rest, 4, e) {
+        Some(len) => len as usize > rest.len(),
+        None => true,
+    }
 }
 
 /// Nanoseconds of a pcapng timestamp, given its interface's `if_tsresol` and `if_tsoffset`
@@ -187,16 +255,25 @@ fn pcapng_ns(ticks: u128, idb: Option<&InterfaceDescriptionBlock<'_>>) -> Option
     u64::try_from(ns).ok()
 }
 
-fn read_pcapng(path: &Path, bytes: &[u8]) -> Result<Vec<TracePacket>> {
+fn read_pcapng(path: &Path, bytes: &[u8]) -> Result<(Vec<TracePacket>, Option<String>)> {
     let file = path.display();
-    let mut r = PcapNgReader::new(bytes)
+    let (mut rest, mut parser) = PcapNgParser::new(bytes)
         .map_err(|e| anyhow::anyhow!("{file}: pcapng section header: {e}"))?;
     let mut out = Vec::new();
     let mut last_ts = 0u64;
-    while let Some(block) = r.next_block() {
+    while !rest.is_empty() {
         let index = out.len() + 1;
-        let block = block
-            .map_err(|e| anyhow::anyhow!("{file}: packet {index} (or the block before it): {e}"))?;
+        let endianness = parser.section().endianness;
+        let block = match parser.next_block(rest) {
+            Ok((r, b)) => {
+                rest = r;
+                b
+            }
+            Err(PcapError::IncompleteBuffer) if pcapng_block_cut(rest, endianness) => {
+                return Ok((out, Some(cut_short(path, index))));
+            }
+            Err(e) => bail!("{file}: packet {index} (or the block before it): {e}"),
+        };
         // (interface, raw ticks or None for a block without a timestamp, orig len, data)
         let (iface, ticks, orig_len, data) = match block {
             Block::EnhancedPacket(p) => (
@@ -214,7 +291,7 @@ fn read_pcapng(path: &Path, bytes: &[u8]) -> Result<Vec<TracePacket>> {
             ),
             _ => continue,
         };
-        let idb = r.interfaces().get(iface as usize).ok_or_else(|| {
+        let idb = parser.interfaces().get(iface as usize).ok_or_else(|| {
             anyhow::anyhow!("{file}: packet {index}: interface {iface} was never described")
         })?;
         let ts_ns = match ticks {
@@ -232,7 +309,7 @@ fn read_pcapng(path: &Path, bytes: &[u8]) -> Result<Vec<TracePacket>> {
             data,
         });
     }
-    Ok(out)
+    Ok((out, None))
 }
 
 /// One packet to write: its bytes, time and an optional comment.
@@ -244,11 +321,28 @@ pub struct OutPacket<'a> {
     pub comment: Option<String>,
 }
 
+/// The largest frame Wireshark and tshark read: wiretap's `WTAP_MAX_PACKET_SIZE_STANDARD`
+/// (wiretap/wtap.h); a pcapng packet block with more captured bytes is refused as "a packet
+/// with a length of N bytes (bigger than the maximum of 262144)".
+pub const MAX_FRAME: usize = 262_144;
+
 /// Writes packets as pcapng: little-endian (the same bytes on every host), one interface
 /// per link type with nanosecond timestamps (`if_tsresol` 9), comments as `opt_comment`.
+/// A frame longer than [`MAX_FRAME`] is written truncated to it, keeping its original length
+/// (as a capture with that snaplen would), with a warning on stderr: Wireshark would refuse
+/// the whole file otherwise.
 pub fn write_pcapng(path: &Path, packets: &[OutPacket<'_>]) -> Result<()> {
+    for w in write_pcapng_with_warnings(path, packets)? {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
+}
+
+/// [`write_pcapng`], returning the warnings (one per truncated frame) instead of printing them.
+pub fn write_pcapng_with_warnings(path: &Path, packets: &[OutPacket<'_>]) -> Result<Vec<String>> {
     let file = path.display();
     let mut buf = Vec::new();
+    let mut warnings = Vec::new();
     {
         let section = SectionHeaderBlock {
             endianness: Endianness::Little,
@@ -257,7 +351,7 @@ pub fn write_pcapng(path: &Path, packets: &[OutPacket<'_>]) -> Result<()> {
         let mut w = PcapNgWriter::with_section_header(&mut buf, section)
             .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
         let mut ifaces: BTreeMap<u32, u32> = BTreeMap::new();
-        for p in packets {
+        for (i, p) in packets.iter().enumerate() {
             let lt = u32::from(p.linktype);
             let id = match ifaces.get(&lt) {
                 Some(id) => *id,
@@ -274,11 +368,26 @@ pub fn write_pcapng(path: &Path, packets: &[OutPacket<'_>]) -> Result<()> {
                     id
                 }
             };
+            let orig_len = p
+                .orig_len
+                .max(u32::try_from(p.data.len()).unwrap_or(u32::MAX));
+            let data = if p.data.len() > MAX_FRAME {
+                warnings.push(format!(
+                    "{file}: packet {}: a frame of {} bytes is longer than {MAX_FRAME} bytes, \
+                     the most Wireshark and tshark read: written truncated to {MAX_FRAME} bytes \
+                     (original length {orig_len})",
+                    i + 1,
+                    p.data.len()
+                ));
+                &p.data[..MAX_FRAME]
+            } else {
+                p.data
+            };
             let epb = EnhancedPacketBlock {
                 interface_id: id,
                 timestamp: Duration::from_nanos(p.ts_ns),
-                original_len: p.orig_len.max(p.data.len() as u32),
-                data: Cow::Borrowed(p.data),
+                original_len: orig_len,
+                data: Cow::Borrowed(data),
                 options: p
                     .comment
                     .iter()
@@ -289,7 +398,8 @@ pub fn write_pcapng(path: &Path, packets: &[OutPacket<'_>]) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
         }
     }
-    std::fs::write(path, &buf).with_context(|| format!("writing {file}"))
+    std::fs::write(path, &buf).with_context(|| format!("writing {file}"))?;
+    Ok(warnings)
 }
 
 /// The fields of a packet that decide how it is replayed.

@@ -234,11 +234,37 @@ fn bad_churn_arguments_are_errors() {
         vec!["churn", "--delay-min", "3s", "--delay-max", "1s"],
         vec!["churn", "--delay-max", "soon"],
         vec!["churn", "--rate", "0"],
+        // Issue 14: these ran one node or namespace while the report said 0.
+        vec!["churn", "--nodes", "0", "--events", "1"],
+        vec!["churn", "--namespaces", "0", "--events", "1"],
+        vec!["churn", "--nodes", "251", "--events", "1"],
     ] {
         let out = verdict(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
     }
+}
+
+/// Issue 14: "17 allocated, 0 released, 27 in use" counted the 10 reserved identities as in
+/// use. In use is what was allocated and not released.
+#[test]
+fn the_identities_line_adds_up() {
+    let out = verdict(&["churn", "--seed", "3", "--events", "30", "--no-timings"]);
+    let t = String::from_utf8_lossy(&out.stdout);
+    let line = t
+        .lines()
+        .find(|l| l.trim_start().starts_with("identities "))
+        .unwrap_or_else(|| panic!("no identities line: {t}"));
+    let n: Vec<usize> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.parse().unwrap())
+        .collect();
+    assert_eq!(n.len(), 4, "{line}");
+    assert_eq!(n[0] - n[1], n[2], "{line}");
+    assert_eq!(n[3], 10, "{line}");
 }
 
 const UNIFORM: &str = "name: u

@@ -850,3 +850,136 @@ fn junit_reports_are_valid_and_deterministic() {
     assert!(blank(&fuzz_xml).contains(r#"<testsuites name="verdict fuzz" tests="2""#));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs verdict with a deadline: a hang is a test failure, not a stuck suite.
+fn verdict_within(args: &[&str], secs: u64) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(args)
+        .current_dir(common::root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running verdict");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().expect("waiting").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("verdict {args:?} still running after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Issue 14: `file:` references were read without limit (`/dev/zero` took 4 GB, a FIFO
+/// blocked forever). Only regular files are read, up to a cap; anything else is an error
+/// naming the scenario, the field and the path.
+#[test]
+fn file_references_read_regular_files_only_with_a_size_cap() {
+    let dir = std::env::temp_dir().join(format!("verdict-fileref-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("policy.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let big = dir.join("big.yaml");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&big).unwrap();
+        let line = "# padding padding padding padding padding padding padding padding\n";
+        let n = verdict_sim::fsread::MAX_MANIFEST_BYTES / line.len() + 1;
+        for _ in 0..n {
+            f.write_all(line.as_bytes()).unwrap();
+        }
+    }
+    for (target, what) in [
+        (
+            "/dev/zero",
+            "/dev/zero is a character device: only regular files are read",
+        ),
+        (
+            fifo.to_str().unwrap(),
+            "is a FIFO: only regular files are read",
+        ),
+        (
+            dir.to_str().unwrap(),
+            "is a directory: only regular files are read",
+        ),
+        (big.to_str().unwrap(), "more than the limit of 16777216"),
+    ] {
+        let scenario = dir.join("s.yaml");
+        std::fs::write(
+            &scenario,
+            format!(
+                "name: fileref\ncluster:\n  nodes: [node-1]\n  namespaces: [{{name: x}}]\n  pods: [{{name: x/a, labels: {{pod: a}}}}]\npolicies:\n- file: {target}\nsteps: []\n"
+            ),
+        )
+        .unwrap();
+        let o = verdict_within(
+            &["run", "--backend", "oracle", scenario.to_str().unwrap()],
+            60,
+        );
+        let t = common::text(&o);
+        assert_eq!(o.status.code(), Some(2), "{target}: {t}");
+        assert!(t.contains(what) && t.contains("s.yaml"), "{target}: {t}");
+        assert!(!t.contains("panicked"), "{t}");
+        // `verdict check` on the path itself.
+        let o = verdict_within(&["check", target], 60);
+        let t = common::text(&o);
+        assert_ne!(o.status.code(), Some(0), "{target}: {t}");
+        assert!(!t.contains("panicked"), "{t}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 14: 16 or more nodes under a 4 GB address-space limit aborted (`memory allocation
+/// of 286146688 bytes failed`, SIGABRT): rbpf laid out every map's values up front. They
+/// are laid out on demand now (and failing to grow them is an error naming the map), so 20
+/// nodes run under `setrlimit(RLIMIT_AS, 4 GiB)`.
+#[test]
+fn twenty_nodes_run_on_rbpf_under_a_4_gb_address_space_limit() {
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+    let mut s = String::from("name: twenty-nodes\ncluster:\n  nodes: [");
+    s.push_str(
+        &(1..=20)
+            .map(|i| format!("node-{i}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    s.push_str("]\n  namespaces: [{name: x}]\n  pods:\n");
+    for i in 1..=20 {
+        s.push_str(&format!(
+            "  - {{name: x/p{i}, node: node-{i}, labels: {{pod: p{i}}}}}\n"
+        ));
+    }
+    // Default allow without policies (Kubernetes NetworkPolicy docs: "By default, pods are
+    // non-isolated; they accept traffic from any source").
+    s.push_str("steps:\n- expect:\n  - {from: x/p1, to: x/p20, port: 80, protocol: TCP, verdict: allow}\n  - {from: x/p20, to: x/p1, port: 80, protocol: TCP, verdict: allow}\n");
+    let p = tmp("twenty-nodes.yaml", &s);
+    let limited = |bytes: u64| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_verdict"));
+        c.args(["run", "--backend", "rbpf", p.to_str().unwrap()])
+            .current_dir(common::root());
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            c.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
+                if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        c.output().expect("running verdict")
+    };
+    let o = limited(4 << 30);
+    let t = common::text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(t.contains("1 passed"), "{t}");
+}

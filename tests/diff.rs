@@ -230,8 +230,11 @@ fn a_skewed_datapath_is_reported_in_maps_and_records() {
         rows.iter().any(|r| r.what.starts_with("map verdict_clock")),
         "{out}"
     );
+    // The scenario has probes only, and a probe leaves no conntrack entries (docs/model.md,
+    // Connections: its entries are expired after it), so the skew shows in the clock map and
+    // in every record's timestamp, not in cilium_ct_any.
     assert!(
-        rows.iter().any(|r| r.what.starts_with("map cilium_ct_any")),
+        !rows.iter().any(|r| r.what.starts_with("map cilium_ct_any")),
         "{out}"
     );
     assert!(rows.iter().any(|r| r.what.starts_with("record #")), "{out}");

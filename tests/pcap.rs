@@ -810,14 +810,51 @@ fn malformed_captures_give_errors_naming_file_and_packet() {
             off += len;
         }
     };
+    // Cut inside the 10th packet block (issue 14: this was refused whole): the 9 packets
+    // before the cut are read, with tshark's warning (wiretap WTAP_ERR_SHORT_READ: "The file
+    // ... appears to have been cut short in the middle of a packet.").
     std::fs::write(&p, &good[..tenth + 20]).unwrap();
+    let (packets, warning) = pcap::read_trace_with_warning(&p).unwrap();
+    assert_eq!(packets, shipped()[..9].to_vec());
+    let w = warning.expect("a warning for the cut");
+    assert!(
+        w.contains("broken.pcapng\" appears to have been cut short in the middle of a packet")
+            && w.contains("Packet 10 is incomplete"),
+        "{w}"
+    );
+    // A cut on a block boundary is a shorter capture, nothing to warn about.
+    std::fs::write(&p, &good[..tenth]).unwrap();
+    let (packets, warning) = pcap::read_trace_with_warning(&p).unwrap();
+    assert_eq!((packets.len(), warning), (9, None));
+
+    // Through the CLI: the 9 packets are replayed, the warning is on stderr, no panic.
+    std::fs::write(&p, &good[..tenth + 20]).unwrap();
+    let o = verdict(&[
+        "diff",
+        "--pcap",
+        p.to_str().unwrap(),
+        "--scenario",
+        SCENARIO,
+        "--backends",
+        "oracle,rbpf",
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("warning: The file \""),
+        "{t}"
+    );
+    assert!(!t.contains("panicked"), "{t}");
+    // A corrupt block (its length field zeroed) inside the file is still an error naming
+    // the file and the packet.
+    let mut b = good.clone();
+    b[tenth + 4..tenth + 8].copy_from_slice(&[0, 0, 0, 0]);
+    std::fs::write(&p, &b).unwrap();
     let e = format!("{:#}", pcap::read_trace(&p).unwrap_err());
     assert!(
         e.contains("broken.pcapng") && e.contains("packet 10"),
         "{e}"
     );
-
-    // Through the CLI: exit 2, the message, no panic.
     let o = verdict(&[
         "diff",
         "--pcap",
@@ -853,4 +890,100 @@ fn backend_names() -> Vec<String> {
         .map(|s| s.to_string())
         .collect();
     common::with_kernel(names, "kernel backend in the pcap replay")
+}
+
+/// Issue 14: a classic pcap cut in the middle of a packet replays up to the cut, with the
+/// same warning as a pcapng (tshark reads both that way).
+#[test]
+fn truncated_classic_pcap_reads_up_to_the_cut_with_a_warning() {
+    let trace = shipped();
+    // Classic pcap, nanosecond magic, little-endian, Ethernet.
+    let mut b = Vec::new();
+    b.extend_from_slice(&0xa1b2_3c4du32.to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&4u16.to_le_bytes());
+    b.extend_from_slice(&[0; 8]);
+    b.extend_from_slice(&65535u32.to_le_bytes());
+    b.extend_from_slice(&1u32.to_le_bytes());
+    let mut starts = Vec::new();
+    for p in &trace {
+        starts.push(b.len());
+        b.extend_from_slice(&((p.ts_ns / 1_000_000_000) as u32).to_le_bytes());
+        b.extend_from_slice(&((p.ts_ns % 1_000_000_000) as u32).to_le_bytes());
+        b.extend_from_slice(&(p.data.len() as u32).to_le_bytes());
+        b.extend_from_slice(&p.orig_len.to_le_bytes());
+        b.extend_from_slice(&p.data);
+    }
+    let path = tmp("cut.pcap");
+    std::fs::write(&path, &b).unwrap();
+    let (all, w) = pcap::read_trace_with_warning(&path).unwrap();
+    assert_eq!((all.len(), w), (trace.len(), None));
+    for cut in [starts[5] + 3, starts[5] + 16 + 10] {
+        std::fs::write(&path, &b[..cut]).unwrap();
+        let (packets, w) = pcap::read_trace_with_warning(&path).unwrap();
+        assert_eq!(packets.len(), 5);
+        assert_eq!(packets[4].data, trace[4].data);
+        let w = w.expect("a warning");
+        assert!(
+            w.contains("cut short in the middle of a packet") && w.contains("Packet 6"),
+            "{w}"
+        );
+    }
+}
+
+/// Issue 14: `--write-pcap` wrote frames longer than 262,144 bytes, which Wireshark refuses
+/// (wiretap/wtap.h WTAP_MAX_PACKET_SIZE_STANDARD). They are written truncated to 262,144
+/// bytes with their original length, and a warning; tshark reads the file.
+#[test]
+fn frames_longer_than_wiresharks_maximum_are_written_truncated_with_a_warning() {
+    let big = vec![0xabu8; 300_000];
+    let small = shipped()[0].data.clone();
+    let packets = [
+        pcap::OutPacket {
+            ts_ns: 1_000,
+            orig_len: big.len() as u32,
+            linktype: pcap_file::DataLink::ETHERNET,
+            data: &big,
+            comment: None,
+        },
+        pcap::OutPacket {
+            ts_ns: 2_000,
+            orig_len: small.len() as u32,
+            linktype: pcap_file::DataLink::ETHERNET,
+            data: &small,
+            comment: None,
+        },
+    ];
+    let p = tmp("big.pcapng");
+    let w = pcap::write_pcapng_with_warnings(&p, &packets).unwrap();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("packet 1: a frame of 300000 bytes is longer than 262144 bytes"),
+        "{w:?}"
+    );
+    let back = pcap::read_trace(&p).unwrap();
+    assert_eq!(back[0].data.len(), pcap::MAX_FRAME);
+    assert_eq!(back[0].orig_len, 300_000);
+    assert_eq!(back[1].data, small);
+    if Command::new("tshark").arg("--version").output().is_err() {
+        println!("SKIP tshark check: tshark is not on PATH (apt-get install tshark)");
+        eprintln!("SKIP tshark check: tshark is not on PATH (apt-get install tshark)");
+        return;
+    }
+    let o = Command::new("tshark")
+        .args([
+            "-r",
+            p.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "frame.len",
+            "-e",
+            "frame.cap_len",
+        ])
+        .output()
+        .expect("running tshark");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(out.lines().next(), Some("300000\t262144"), "{out}");
 }

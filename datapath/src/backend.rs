@@ -46,6 +46,7 @@ impl Errno {
     pub const ENOENT: Errno = Errno(2);
     pub const E2BIG: Errno = Errno(7);
     pub const EAGAIN: Errno = Errno(11);
+    pub const ENOMEM: Errno = Errno(12);
     pub const EEXIST: Errno = Errno(17);
     pub const EINVAL: Errno = Errno(22);
     pub const ENOSPC: Errno = Errno(28);
@@ -63,6 +64,7 @@ impl fmt::Display for Errno {
             2 => "ENOENT",
             7 => "E2BIG",
             11 => "EAGAIN",
+            12 => "ENOMEM",
             17 => "EEXIST",
             22 => "EINVAL",
             28 => "ENOSPC",
@@ -131,6 +133,22 @@ pub enum DatapathError {
         program: String,
         helper: u32,
         message: String,
+    },
+    /// Memory for map values could not be allocated (an address-space or memory limit).
+    #[error("{backend} backend: map {map}: cannot allocate {bytes} more bytes for its values (out of memory: is the address space limited, `ulimit -v`?)")]
+    OutOfMemory {
+        backend: String,
+        map: String,
+        bytes: usize,
+    },
+    /// A program run inserted more entries into one map than the emulator lays out ahead
+    /// of a run (`emu::maps::RUN_HEADROOM`).
+    #[error("{backend} backend: program {program}: inserted more than {headroom} entries into map {map} in one run, more than the emulator lays out ahead; the insert failed with -ENOMEM")]
+    RunHeadroom {
+        backend: String,
+        program: String,
+        map: String,
+        headroom: u32,
     },
     /// Anything else a backend reports (syscall failures and the like).
     #[error("{backend} backend: {message}")]

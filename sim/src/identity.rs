@@ -196,6 +196,12 @@ impl IdentityAllocator {
         self.labels.is_empty()
     }
 
+    /// Allocated identities still referenced: `allocated - released` of [`Self::counters`]
+    /// (the reserved identities, which are never allocated, are not counted).
+    pub fn in_use(&self) -> usize {
+        self.refs.len()
+    }
+
     /// (allocated, released) counts since start.
     pub fn counters(&self) -> (u64, u64) {
         (self.allocated, self.released)

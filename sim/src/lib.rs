@@ -10,6 +10,7 @@ pub mod api;
 pub mod cluster;
 pub mod conntrack;
 pub mod engine;
+pub mod fsread;
 pub mod gen;
 pub mod identity;
 pub mod import;

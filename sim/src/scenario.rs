@@ -779,23 +779,12 @@ impl LoadedScenario {
 
 /// Loads and parses one scenario file.
 pub fn load(path: &Path) -> Result<LoadedScenario, ScenarioError> {
-    let meta = std::fs::metadata(path).map_err(|e| ScenarioError::Io {
-        file: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    if meta.len() as usize > MAX_SCENARIO_BYTES {
-        return Err(ScenarioError::Io {
+    let text = crate::fsread::read_bounded_string(path, MAX_SCENARIO_BYTES, "scenario").map_err(
+        |message| ScenarioError::Io {
             file: path.to_path_buf(),
-            message: format!(
-                "scenario is {} bytes, more than the limit of {MAX_SCENARIO_BYTES}",
-                meta.len()
-            ),
-        });
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::Io {
-        file: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+            message,
+        },
+    )?;
     parse(path, &text)
 }
 

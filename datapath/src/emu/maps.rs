@@ -1,8 +1,17 @@
 //! The emulator's maps, with the kernel's semantics and errno values.
 //!
-//! Every map value lives in one arena (`Box<[u64]>`, so values are 8-byte aligned) that is
-//! allocated once and registered with rbpf as allowed memory: the pointers a program gets
-//! from `bpf_map_lookup_elem` point straight into it. A deleted slot is only reused after
+//! Every map value lives in one arena (`Vec<u64>`, so values are 8-byte aligned) that is
+//! registered with rbpf as allowed memory: the pointers a program gets from
+//! `bpf_map_lookup_elem` point straight into it. The arena grows on demand: array maps are
+//! laid out whole when created (as the kernel preallocates them), hash and LPM maps get
+//! their slots in chunks that double in size as the map fills, so a map declared with
+//! millions of entries costs nothing until used (the policy, ipcache and conntrack maps
+//! reserved 286 MB per node up front, and 16 nodes aborted under a 4 GB address-space
+//! limit). The arena only grows outside program runs (map writes from the harness, or
+//! before a run, which keeps [`RUN_HEADROOM`] free slots in every growable map), so no
+//! pointer a running program holds ever moves; when the arena moves, [`Maps::take_moved`]
+//! tells the emulator to register the new range with its programs. Failing to grow is an
+//! error naming the map (`DatapathError::OutOfMemory`), never an abort. A deleted slot is only reused after
 //! the current run ends, so a pointer a program still holds stays valid, as RCU keeps it
 //! valid in the kernel. Per-CPU maps behave as on a one-CPU machine. The arena ends with
 //! room for the packet of the run in progress ([`PACKET_ROOM`]), so that values and packet
@@ -162,6 +171,14 @@ impl Slots {
         }
     }
 
+    /// The slot `alloc` would hand out next.
+    fn peek(&self) -> Option<u32> {
+        match self.free.peek() {
+            Some(Reverse(s)) => Some(*s),
+            None => (self.next < self.cap).then_some(self.next),
+        }
+    }
+
     fn alloc(&mut self) -> Option<u32> {
         if let Some(Reverse(s)) = self.free.pop() {
             return Some(s);
@@ -198,10 +215,43 @@ enum Store {
 pub(crate) struct EmuMap {
     pub(crate) def: MapDef,
     store: Store,
-    /// Byte offset of slot 0 in the arena, and the distance between slots.
-    arena_off: usize,
+    /// Byte offsets in the arena of the map's value chunks: chunk 0 holds slots
+    /// `0..first_chunk`, chunk k (k >= 1) slots `first_chunk << (k-1) .. first_chunk << k`.
+    chunks: Vec<usize>,
+    /// Slots in chunk 0 (a power of two).
+    first_chunk: u32,
+    /// The distance between slots (the value size rounded up to 8).
     stride: usize,
 }
+
+impl EmuMap {
+    /// Slots the chunks hold.
+    fn covered(&self) -> u64 {
+        match self.chunks.len() {
+            0 => 0,
+            n => u64::from(self.first_chunk) << (n - 1),
+        }
+    }
+
+    /// (chunk, index in chunk) of `slot`.
+    fn chunk_of(&self, slot: u32) -> (usize, usize) {
+        let c0 = self.first_chunk;
+        if slot < c0 {
+            return (0, slot as usize);
+        }
+        // slot in [c0 << (k-1), c0 << k): k = log2(slot / c0) + 1.
+        let k = (31 - (slot / c0).leading_zeros()) as usize + 1;
+        (k, (slot - (c0 << (k - 1))) as usize)
+    }
+}
+
+/// Free slots every growable map keeps laid out in the arena when a program run starts:
+/// a run may insert this many entries into one map before an insert fails with -ENOMEM
+/// (and the run with an error saying so). The programs insert at most a few per run.
+pub(crate) const RUN_HEADROOM: u32 = 64;
+
+/// The first chunk of a growable map holds about this many bytes of values.
+const FIRST_CHUNK_BYTES: usize = 16 * 1024;
 
 /// Room for the packet right after the map values, in the same allocation (bigger packets
 /// get their own buffer; see [`Maps::packet_room`]).
@@ -212,8 +262,14 @@ pub(crate) const PACKET_ROOM: usize = 64 * 1024;
 pub(crate) struct Maps {
     pub(crate) maps: Vec<EmuMap>,
     /// Map values (`values_len` bytes), then `PACKET_ROOM` bytes for the packet.
-    arena: Box<[u64]>,
+    arena: Vec<u64>,
     values_len: usize,
+    /// The arena's address changed since [`Maps::take_moved`] was last called.
+    moved: bool,
+    /// A program run is in progress: the arena must not grow.
+    in_run: bool,
+    /// A map that could not lay out a slot during a run (see [`RUN_HEADROOM`]).
+    run_overflow: Option<usize>,
     /// Whether a run left work for `end_run` (a freed slot or ring-buffer space); most
     /// runs do not, and then `end_run` skips visiting every map.
     dirty: bool,
@@ -238,7 +294,6 @@ impl Maps {
             errno: Errno::EINVAL,
         };
         let mut maps = Vec::with_capacity(defs.len());
-        let mut arena_len = 0usize;
         for d in defs {
             if d.max_entries == 0 {
                 return Err(invalid(d));
@@ -250,26 +305,23 @@ impl Maps {
                     if d.key_size != 4 || d.value_size == 0 {
                         return Err(invalid(d));
                     }
-                    (Store::Array, n as usize)
+                    // Laid out whole, in one chunk.
+                    (Store::Array, n)
                 }
                 MapType::Hash | MapType::PerCpuHash | MapType::LruHash => {
                     if d.key_size == 0 || d.value_size == 0 {
                         return Err(invalid(d));
                     }
-                    let lru = (d.map_type == MapType::LruHash).then(|| (0, vec![0; n as usize]));
-                    let keys = if lru.is_some() {
-                        vec![None; n as usize]
-                    } else {
-                        Vec::new()
-                    };
+                    // LRU bookkeeping grows with the slots in use (see `update`).
+                    let lru = (d.map_type == MapType::LruHash).then(|| (0, Vec::new()));
                     (
                         Store::Hash {
                             index: FastMap::default(),
                             slots: Slots::new(n),
                             lru,
-                            keys,
+                            keys: Vec::new(),
                         },
-                        n as usize,
+                        0,
                     )
                 }
                 MapType::LpmTrie => {
@@ -286,7 +338,7 @@ impl Maps {
                             trie: LpmTrie::new(d.key_size as usize),
                             slots: Slots::new(n),
                         },
-                        n as usize,
+                        0,
                     )
                 }
                 MapType::RingBuf => {
@@ -303,28 +355,153 @@ impl Maps {
                 }
                 other => return Err(unsupported(d, format!("type {other}"))),
             };
-            let bytes = slots
+            (slots as usize)
                 .checked_mul(stride)
                 .ok_or_else(|| unsupported(d, "size".into()))?;
+            // Arrays: one chunk of every slot. Others: chunks from FIRST_CHUNK_BYTES up.
+            let first_chunk = if slots > 0 {
+                slots
+            } else {
+                let want = (FIRST_CHUNK_BYTES / stride.max(1)).max(1) as u32;
+                want.next_power_of_two().min(n.next_power_of_two())
+            };
             maps.push(EmuMap {
                 def: d.clone(),
                 store,
-                arena_off: arena_len,
+                chunks: Vec::new(),
+                first_chunk,
                 stride,
             });
-            arena_len += bytes;
         }
-        let values_len = (arena_len / 8 + 1) * 8;
-        Ok(Maps {
+        let mut out = Maps {
             maps,
-            arena: vec![0u64; (values_len + PACKET_ROOM) / 8].into_boxed_slice(),
-            values_len,
+            arena: Vec::new(),
+            values_len: 8,
+            moved: false,
+            in_run: false,
+            run_overflow: None,
             dirty: false,
-        })
+        };
+        out.arena
+            .try_reserve_exact((8 + PACKET_ROOM) / 8)
+            .map_err(|_| DatapathError::OutOfMemory {
+                backend: backend.into(),
+                map: "(arena)".into(),
+                bytes: 8 + PACKET_ROOM,
+            })?;
+        out.arena.resize((8 + PACKET_ROOM) / 8, 0);
+        for m in 0..out.maps.len() {
+            let is_array = matches!(out.maps[m].store, Store::Array);
+            let want = if is_array {
+                out.maps[m].def.max_entries
+            } else {
+                RUN_HEADROOM
+            };
+            out.ensure_slots(m, want)
+                .map_err(|bytes| DatapathError::OutOfMemory {
+                    backend: backend.into(),
+                    map: out.maps[m].def.name.clone(),
+                    bytes,
+                })?;
+        }
+        out.moved = false;
+        Ok(out)
+    }
+
+    /// Lays out chunks until map `m` has its first `slots` slots (capped at its
+    /// `max_entries`) in the arena. Err: the bytes that could not be allocated.
+    fn ensure_slots(&mut self, m: usize, slots: u32) -> Result<(), usize> {
+        let want = u64::from(slots.min(self.maps[m].def.max_entries));
+        while self.maps[m].covered() < want {
+            let map = &self.maps[m];
+            let n = match map.chunks.len() {
+                0 => u64::from(map.first_chunk),
+                k => u64::from(map.first_chunk) << (k - 1),
+            };
+            let bytes = (n as usize).checked_mul(map.stride).ok_or(usize::MAX)?;
+            let off = self.grow_values(bytes)?;
+            self.maps[m].chunks.push(off);
+        }
+        Ok(())
+    }
+
+    /// Appends `bytes` (a multiple of 8) of zeroed values to the arena, keeping the packet
+    /// room after them; returns their offset. Never during a run.
+    fn grow_values(&mut self, bytes: usize) -> Result<usize, usize> {
+        debug_assert!(!self.in_run && bytes.is_multiple_of(8));
+        let off = self.values_len;
+        let new_values = off.checked_add(bytes).ok_or(bytes)?;
+        let words = new_values.checked_add(PACKET_ROOM).ok_or(bytes)? / 8;
+        let before = self.arena.as_ptr();
+        if words > self.arena.capacity() {
+            // Amortized doubling, without aborting on failure.
+            let target = words.max(self.arena.capacity().saturating_mul(2));
+            let extra = target - self.arena.len();
+            if self.arena.try_reserve_exact(extra).is_err() {
+                let extra = words - self.arena.len();
+                self.arena.try_reserve_exact(extra).map_err(|_| bytes)?;
+            }
+        }
+        // The old packet room becomes values: zero it along with the new words.
+        self.arena[off / 8..].fill(0);
+        self.arena.resize(words, 0);
+        self.values_len = new_values;
+        if self.arena.as_ptr() != before {
+            self.moved = true;
+        }
+        Ok(off)
+    }
+
+    /// Whether the arena moved (or grew) since the last call: its range must be registered
+    /// again with every program.
+    pub(crate) fn take_moved(&mut self) -> bool {
+        std::mem::take(&mut self.moved)
+    }
+
+    /// Before a run: every growable map gets [`RUN_HEADROOM`] free slots laid out, so the
+    /// run never has to grow the arena. Err: (map name, bytes) that could not be allocated.
+    pub(crate) fn begin_run(&mut self) -> Result<(), (String, usize)> {
+        for m in 0..self.maps.len() {
+            let next = match &self.maps[m].store {
+                Store::Hash { slots, .. } | Store::Lpm { slots, .. } => slots.next,
+                _ => continue,
+            };
+            let want = next.saturating_add(RUN_HEADROOM);
+            if self.maps[m].covered() < u64::from(want.min(self.maps[m].def.max_entries)) {
+                self.ensure_slots(m, want)
+                    .map_err(|b| (self.maps[m].def.name.clone(), b))?;
+            }
+        }
+        self.in_run = true;
+        self.run_overflow = None;
+        Ok(())
+    }
+
+    /// The map whose slots ran out of layout during the last run, if any.
+    pub(crate) fn take_run_overflow(&mut self) -> Option<String> {
+        self.run_overflow
+            .take()
+            .map(|m| self.maps[m].def.name.clone())
+    }
+
+    /// Makes sure `slot` of map `m` is laid out: grows the arena outside runs; during a
+    /// run, past the headroom, fails with -ENOMEM (a kernel NO_PREALLOC hash map fails the
+    /// same way when its element allocation fails) and records the map.
+    fn lay_out(&mut self, m: usize, slot: u32) -> Result<(), Errno> {
+        if u64::from(slot) < self.maps[m].covered() {
+            return Ok(());
+        }
+        if self.in_run {
+            self.run_overflow = Some(m);
+            return Err(Errno::ENOMEM);
+        }
+        self.ensure_slots(m, slot.saturating_add(1))
+            .map_err(|_| Errno::ENOMEM)
     }
 
     /// The address range of the map values, for rbpf's allowed memory (the packet room
-    /// after it is not included: the packet is checked by its own length).
+    /// after it is not included: the packet is checked by its own length). It changes
+    /// when the arena grows ([`Maps::take_moved`]).
     pub(crate) fn arena_range(&self) -> std::ops::Range<u64> {
         let start = self.arena.as_ptr() as u64;
         start..start + self.values_len as u64
@@ -368,9 +545,11 @@ impl Maps {
         self.maps.iter().position(|m| m.def.name == name)
     }
 
-    /// Byte offset in the arena of `slot` of map `m`.
+    /// Byte offset in the arena of `slot` of map `m` (laid out: see [`Maps::lay_out`]).
     fn slot_off(&self, m: usize, slot: u32) -> usize {
-        self.maps[m].arena_off + slot as usize * self.maps[m].stride
+        let map = &self.maps[m];
+        let (chunk, i) = map.chunk_of(slot);
+        map.chunks[chunk] + i * map.stride
     }
 
     fn value(&self, m: usize, slot: u32) -> &[u8] {
@@ -448,12 +627,34 @@ impl Maps {
             return Err(Errno::EINVAL);
         }
         let max_entries = self.maps[m].def.max_entries;
+        // The slot a new key would take must be laid out in the arena first.
+        let next_slot = match &self.maps[m].store {
+            Store::Hash { slots, .. } | Store::Lpm { slots, .. } => slots.peek(),
+            _ => None,
+        };
+        let room = match next_slot {
+            Some(slot) => self.lay_out(m, slot),
+            None => Ok(()),
+        };
         let max_prefixlen_ok = match &self.maps[m].store {
             Store::Lpm { trie, .. } => {
                 u32::from_ne_bytes([key[0], key[1], key[2], key[3]]) <= trie.max_prefixlen()
             }
             _ => true,
         };
+        if room.is_err() && flags != BPF_EXIST && max_prefixlen_ok {
+            let new_key = match &self.maps[m].store {
+                Store::Hash { index, .. } => !index.contains_key(key),
+                Store::Lpm { trie, .. } => trie.get_exact(key).is_none(),
+                _ => false,
+            };
+            if new_key {
+                if self.in_run {
+                    self.run_overflow = Some(m);
+                }
+                return Err(Errno::ENOMEM);
+            }
+        }
         let map = &mut self.maps[m];
         let slot = match &mut map.store {
             Store::Array => {
@@ -506,10 +707,12 @@ impl Maps {
                         },
                     };
                     index.insert(KeyBytes::new(key), slot);
-                    if let Some(k) = keys.get_mut(slot as usize) {
-                        *k = Some(key.into());
-                    }
                     if let Some((tick, used)) = lru {
+                        if used.len() <= slot as usize {
+                            used.resize(slot as usize + 1, 0);
+                            keys.resize(slot as usize + 1, None);
+                        }
+                        keys[slot as usize] = Some(key.into());
                         *tick += 1;
                         used[slot as usize] = *tick;
                     }
@@ -667,6 +870,7 @@ impl Maps {
 
     /// Ends a run: slots deleted during it become reusable, the ring buffer is drained.
     pub(crate) fn end_run(&mut self) {
+        self.in_run = false;
         if !std::mem::take(&mut self.dirty) {
             return;
         }
@@ -838,5 +1042,55 @@ mod tests {
         assert_eq!(p % 8, 0);
         assert_eq!(m.lookup_ptr(0, &[1, 0, 0, 0]) % 8, 0);
         assert!(m.arena_range().contains(&p));
+    }
+
+    /// Issue 14: maps are laid out on demand. A 16M-entry map costs its first chunk, and
+    /// filling it keeps every value where the key says, through chunk growth.
+    #[test]
+    fn values_are_laid_out_on_demand() {
+        let mut m = Maps::new(
+            &[
+                def("big", MapType::Hash, 4, 8, 1 << 24, 0),
+                def("lpm", MapType::LpmTrie, 8, 8, 1 << 24, BPF_F_NO_PREALLOC),
+            ],
+            "test",
+        )
+        .expect("create");
+        assert!(
+            m.arena.capacity() * 8 < 1 << 20,
+            "{}",
+            m.arena.capacity() * 8
+        );
+        for i in 0..20_000u32 {
+            m.update(0, &i.to_ne_bytes(), &u64::from(i).to_ne_bytes(), BPF_ANY)
+                .expect("update");
+        }
+        for i in (0..20_000u32).step_by(997) {
+            assert_eq!(
+                m.lookup(0, &i.to_ne_bytes()),
+                Some(u64::from(i).to_ne_bytes().to_vec())
+            );
+        }
+        assert!(m.take_moved());
+        // A run may not grow the arena: past the headroom, inserts fail with -ENOMEM and
+        // the overflow is recorded.
+        m.begin_run().expect("headroom");
+        let mut n = 0u32;
+        let err = loop {
+            match m.update(0, &(1_000_000 + n).to_ne_bytes(), &[0; 8], BPF_ANY) {
+                Ok(()) => n += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err, Errno::ENOMEM);
+        assert!(n >= RUN_HEADROOM, "{n}");
+        m.end_run();
+        assert_eq!(m.take_run_overflow().as_deref(), Some("big"));
+        // Outside a run the same insert lays out more room.
+        m.update(0, &(1_000_000 + n).to_ne_bytes(), &[1; 8], BPF_ANY)
+            .expect("update after the run");
+        let key = [32u8, 0, 0, 0, 10, 0, 0, 1];
+        m.update(1, &key, &[9; 8], BPF_ANY).expect("lpm update");
+        assert_eq!(m.lookup(1, &key), Some(vec![9; 8]));
     }
 }

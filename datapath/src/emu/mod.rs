@@ -75,6 +75,20 @@ fn v4_only(insn: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// Loads every program of `object`, with `allowed` (the map values) as allowed memory.
+fn load_programs(
+    object: &Object,
+    mode: ExecMode,
+    allowed: std::ops::Range<u64>,
+) -> Vec<Result<LoadedProgram, DatapathError>> {
+    (0..object.programs.len())
+        .map(|i| {
+            let code = prepare(object, i)?;
+            LoadedProgram::load(&object.programs[i].name, code, mode, allowed.clone())
+        })
+        .collect()
+}
+
 /// Prepares one program's bytecode for rbpf: map tokens in, ctx loads rewritten, helper
 /// calls checked.
 fn prepare(object: &Object, index: usize) -> Result<Vec<u8>, DatapathError> {
@@ -143,12 +157,8 @@ impl Emulator {
                     })?;
             }
         }
-        let programs = (0..object.programs.len())
-            .map(|i| {
-                let code = prepare(object, i)?;
-                LoadedProgram::load(&object.programs[i].name, code, mode, maps.arena_range())
-            })
-            .collect();
+        let programs = load_programs(object, mode, maps.arena_range());
+        maps.take_moved();
         Ok(Emulator {
             object: object.clone(),
             mode,
@@ -317,6 +327,19 @@ impl Datapath for Emulator {
 
     fn run(&mut self, program: &str, packet: &[u8]) -> Result<RunOutcome, DatapathError> {
         let first = self.program_index(program)?;
+        // Lay out room for the run's inserts now: the arena must not move during it.
+        self.maps
+            .begin_run()
+            .map_err(|(map, bytes)| DatapathError::OutOfMemory {
+                backend: backend_name(self.mode).into(),
+                map,
+                bytes,
+            })?;
+        if self.maps.take_moved() {
+            // The map values moved or grew: the programs get the new range (rbpf keeps
+            // allowed memory per VM, fixed when the VM is made).
+            self.programs = load_programs(&self.object, self.mode, self.maps.arena_range());
+        }
         // The packet goes right after the map values when it fits (see
         // `LoadedProgram::execute`), else into a buffer of its own.
         let (pkt, checked): (*mut [u8], Option<*const [u8]>) = if packet.len() <= PACKET_ROOM {
@@ -354,6 +377,14 @@ impl Datapath for Emulator {
         let events = std::mem::take(&mut state.events);
         drop(state);
         self.maps.end_run();
+        if let Some(map) = self.maps.take_run_overflow() {
+            return Err(DatapathError::RunHeadroom {
+                backend: backend_name(self.mode).into(),
+                program: program.into(),
+                map,
+                headroom: maps::RUN_HEADROOM,
+            });
+        }
         result.map(|retval| RunOutcome { retval, events })
     }
 }

@@ -56,6 +56,18 @@ impl ManifestError {
         }
     }
 
+    /// A file that could not be read (not a regular file, too large, an I/O error).
+    pub fn read(file: &Path, message: String) -> Self {
+        ManifestError {
+            file: file.to_path_buf(),
+            document: 0,
+            line: None,
+            column: None,
+            field: String::new(),
+            message: format!("cannot read file: {message}"),
+        }
+    }
+
     /// A deserialization error of the located YAML reader.
     pub fn from_node_error(file: &Path, document: usize, err: &crate::yaml::de::Error) -> Self {
         ManifestError {

@@ -786,7 +786,12 @@ pub fn parse_manifest_file(file: &Path, text: &str) -> Result<ManifestFile, Mani
 
 /// Reads `path` and parses it with [`parse_manifest_file`].
 pub fn load_manifest_file(path: &Path) -> Result<ManifestFile, ManifestError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ManifestError::io(path, &e))?;
+    let text = crate::fsread::read_bounded_string(
+        path,
+        crate::fsread::MAX_MANIFEST_BYTES,
+        "manifest file",
+    )
+    .map_err(|e| ManifestError::read(path, e))?;
     parse_manifest_file(path, &text)
 }
 
