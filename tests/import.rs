@@ -89,7 +89,7 @@ fn cluster_dump_imports_as_the_expected_scenario_and_runs_on_every_backend() {
         "left out: 1 Deployment (the dump has its pods)",
         "2 objects are being deleted (deletionTimestamp): kept",
         "1 pods have a second address",
-        "1 CiliumCIDRGroup",
+        "left out: 1 CiliumCIDRGroup (not imported yet",
         "1 ConfigMap",
     ] {
         assert!(notes.contains(line), "{line:?} not in:\n{notes}");
@@ -297,11 +297,12 @@ spec:
     let (t, p) = import_error("twice", &format!("{POD}---\n{POD}"), &[]);
     assert!(t.contains("pod x/a appears twice"), "{t}");
     assert!(t.contains(&format!("{p}:4")), "{t}");
-    // A policy using a field verdict does not model yet: an error, or left out (and said).
+    // A policy using a field verdict does not model: an error, or left out (and said).
+    // (toGroups needs a cloud provider's API: "not supported yet" for good.)
     let fqdn = cnp
         .replace(
             "fromCIDR: [10.0.0.0/33]",
-            "toFQDNs: [{matchName: example.com}]",
+            "toGroups: [{aws: {securityGroupsIds: [sg-0a1b2c]}}]",
         )
         .replace("ingress:", "egress:");
     let (t, p) = import_error("fqdn", &format!("{POD}---\n{fqdn}"), &[]);

@@ -672,6 +672,11 @@ fn read_file(
                 need_name(file, &o, &w.metadata)?;
                 dump.workloads.push((o.kind.clone(), w, origin(file, &o)));
             }
+            // Policy input rather than a policy; imported once the CIDR-group support of the
+            // policy2 lane is on main (it is then read like the policies).
+            ("CiliumCIDRGroup", _) => dump.leave_out(
+                "CiliumCIDRGroup (not imported yet: the scenario format has no CIDR groups)",
+            ),
             ("CronJob", "batch/v1") => dump.leave_out(
                 "CronJob (it has pods only while one of its Jobs runs: the dump's Jobs are imported)",
             ),
