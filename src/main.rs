@@ -942,7 +942,7 @@ fn check(scenario_path: Option<PathBuf>, paths: Vec<PathBuf>) -> Result<u8> {
 fn print_rules(m: &api::Manifest, world: Option<&engine::World>) {
     let r = translate::policy_ref(m);
     println!("  {r}");
-    for e in translate::translate(m) {
+    for e in translate::translate_in(m, world.map(|w| &w.cluster)) {
         let peers = match &e.peers {
             Peers::Nothing => "nothing (empty peer list)".to_string(),
             Peers::Unrestricted if e.ports.is_empty() => {

@@ -864,9 +864,8 @@ fn build_world_at(loaded: &LoadedScenario) -> Result<World, EngineError> {
             world.notes.push(format!("policies[{i}]: {n}"));
         }
         for m in f.manifests {
-            world
-                .repo
-                .apply(translate::policy_ref(&m), translate::translate(&m));
+            let entries = translate::translate_in(&m, Some(&world.cluster));
+            world.repo.apply(translate::policy_ref(&m), entries);
         }
     }
     Ok(world)
@@ -1483,7 +1482,8 @@ fn replay(
                 let note = skipped_note(src, &f);
                 for m in f.manifests {
                     let r = translate::policy_ref(&m);
-                    world.repo.apply(r.clone(), translate::translate(&m));
+                    let entries = translate::translate_in(&m, Some(&world.cluster));
+                    world.repo.apply(r.clone(), entries);
                     sync_step(backends, &world, &Change::PolicyApplied(&r), due)
                         .map_err(|e| at(file, &ctx, e))?;
                     done.push(r.to_string());

@@ -7,15 +7,17 @@
 use ipnet::IpNet;
 
 use crate::api::{self, Entity, Manifest};
-use crate::cluster::Protocol;
+use crate::cluster::{Cluster, Protocol};
 use crate::labels::{
-    LabelKey, Source, DEFAULT_CLUSTER, NAMESPACE_LABELS_PREFIX, POD_NAMESPACE, POLICY_CLUSTER,
+    Label, LabelKey, LabelSet, Source, DEFAULT_CLUSTER, NAMESPACE_LABELS_PREFIX, POD_NAMESPACE,
+    POLICY_CLUSTER,
 };
 use crate::policy::{
     L7Parser, L7Policy, Peers, PolicyEntry, PolicyKind, PolicyRef, PortProto, PortSpec, RuleOrigin,
     RuleVerdict,
 };
 use crate::selector::{Op, Requirement, Selector};
+use crate::service::Service;
 use crate::verdict::Direction;
 
 /// The policy object's reference (kind, namespace, name).
@@ -32,22 +34,93 @@ pub fn policy_ref(m: &Manifest) -> PolicyRef {
     }
 }
 
-/// Translates one manifest into its policy entries.
+/// Translates one manifest into its policy entries, in a cluster without services (a
+/// `toServices` entry then matches nothing).
 pub fn translate(m: &Manifest) -> Vec<PolicyEntry> {
+    translate_in(m, None)
+}
+
+/// Translates one manifest into its policy entries; `toServices` is resolved against the
+/// cluster's services, as Cilium's policy watcher does before the rule reaches the
+/// repository (`pkg/policy/k8s/service.go` `resolveToServices`).
+pub fn translate_in(m: &Manifest, cluster: Option<&Cluster>) -> Vec<PolicyEntry> {
     let pref = policy_ref(m);
     match m {
         Manifest::NetworkPolicy(knp) => translate_knp(&pref, knp),
         Manifest::CiliumNetworkPolicy(cnp) => cnp
             .rules()
             .enumerate()
-            .flat_map(|(i, r)| translate_rule(&pref, i, r, pref.namespace.as_deref()))
+            .flat_map(|(i, r)| translate_rule(&pref, i, r, pref.namespace.as_deref(), cluster))
             .collect(),
         Manifest::CiliumClusterwideNetworkPolicy(ccnp) => ccnp
             .rules()
             .enumerate()
-            .flat_map(|(i, r)| translate_rule(&pref, i, r, None))
+            .flat_map(|(i, r)| translate_rule(&pref, i, r, None, cluster))
             .collect(),
     }
+}
+
+/// Whether a `toServices` entry selects a service: `serviceRefMatches` (same name, and the
+/// namespace if one is given) or `serviceSelectorMatches` (the selector over the Service's
+/// own labels, label sources ignored, and the namespace if one is given). A selector is
+/// tried before a name when an entry has both (`processRule`).
+fn service_rule_matches(r: &api::ServiceRule, svc: &Service) -> bool {
+    let ns_ok = |ns: &str| ns.is_empty() || ns == svc.name.namespace;
+    if let Some(sel) = &r.k8s_service_selector {
+        let labels = LabelSet::new(
+            svc.labels
+                .iter()
+                .map(|(k, v)| Label::k8s(k.clone(), v.clone()))
+                .collect(),
+        );
+        ns_ok(&sel.namespace) && cilium_selector(&sel.selector).matches_labels(&labels)
+    } else if let Some(r) = &r.k8s_service {
+        ns_ok(&r.namespace) && r.service_name == svc.name.name
+    } else {
+        false
+    }
+}
+
+/// The peers `toServices` generates (`pkg/policy/k8s/service.go` `processRule`, Cilium main
+/// and 1.18 alike): for each matching service with a selector, a generated `toEndpoints`
+/// selector of its selector's labels (`k8s:` source) and `k8s:io.kubernetes.pod.namespace` =
+/// its namespace (`newEndpointSelectorForServiceSelector`), which then gets the local-cluster
+/// filter as any `toEndpoints` selector (spec §2.3); for each matching service without a
+/// selector, one generated `toCIDRSet` entry per backend address (/32, /128:
+/// `newServiceEndpoints`). Services in services order (name), deduplicated.
+fn service_selectors(rules: &[api::ServiceRule], cluster: Option<&Cluster>) -> Vec<Selector> {
+    let Some(c) = cluster else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for svc in c.services.values() {
+        for r in rules {
+            if !service_rule_matches(r, svc) {
+                continue;
+            }
+            match &svc.selector {
+                Some(sel) if !sel.is_empty() => {
+                    let mut reqs: Vec<Requirement> = sel
+                        .iter()
+                        .map(|(k, v)| Requirement::equals(k8s_key(k), v.clone()))
+                        .collect();
+                    reqs.push(Requirement::equals(
+                        k8s_key(POD_NAMESPACE),
+                        svc.name.namespace.clone(),
+                    ));
+                    out.push(with_cluster_filter(Selector::new(reqs)));
+                }
+                _ => {
+                    for ip in c.service_backend_ips(svc) {
+                        out.push(cidr_selector(&IpNet::from(ip), &[]));
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn k8s_key(k: &str) -> LabelKey {
@@ -399,6 +472,7 @@ fn translate_rule(
     rule_index: usize,
     r: &api::Rule,
     namespace: Option<&str>,
+    cluster: Option<&Cluster>,
 ) -> Vec<PolicyEntry> {
     let mut subject = cilium_selector(&r.endpoint_selector);
     if let Some(ns) = namespace {
@@ -477,6 +551,31 @@ fn translate_rule(
                 subject_is_init,
             );
             let ports = cnp_ports(&it.to_ports, &it.icmps);
+            let peers = match &it.to_services {
+                // toServices sits alone in its item (Sanitize refuses it with any other peer
+                // kind). Cilium resolves it in `egress` only: `processRule` never looks at
+                // `egressDeny`, whose toServices therefore generates nothing. What it
+                // generates (possibly nothing) is the item's whole L3: with no peer at all,
+                // `RulesToPolicyEntries` leaves L3 empty but non-nil, which `createL4Filter`
+                // turns into the wildcard when the item has ports (an L4-only rule), and
+                // which adds no filter when it has none (`mergeL4Filter` needs a non-empty
+                // L3 for the L3-only filter).
+                Some(svcs) => {
+                    let generated = if verdict == RuleVerdict::Allow {
+                        service_selectors(svcs, cluster)
+                    } else {
+                        Vec::new()
+                    };
+                    if !generated.is_empty() {
+                        Peers::Selectors(generated)
+                    } else if ports.is_empty() {
+                        Peers::Nothing
+                    } else {
+                        Peers::Unrestricted
+                    }
+                }
+                None => peers,
+            };
             let peers = portless_entries_select_nothing(peers, &ports, &it.to_ports, &it.icmps);
             let l7 = match verdict {
                 RuleVerdict::Allow => cnp_l7(&it.to_ports, dd_egress),

@@ -166,7 +166,6 @@ not_supported!(ns_to_groups, "toGroups");
 not_supported!(ns_from_requires, "fromRequires");
 not_supported!(ns_to_requires, "toRequires");
 not_supported!(ns_authentication, "authentication");
-not_supported!(ns_to_services, "toServices");
 not_supported!(ns_listener, "listener");
 not_supported!(ns_cidr_group_ref, "cidrGroupRef");
 not_supported!(ns_cidr_group_selector, "cidrGroupSelector");
@@ -268,8 +267,42 @@ pub struct EgressRule {
     pub to_entities: Option<Vec<Entity>>,
     /// `toFQDNs`: the IPs the DNS proxy has seen for these names (egress allow only).
     pub to_fqdns: Option<Vec<FqdnSelector>>,
+    /// `toServices`, resolved against the cluster's services when translated
+    /// (`translate::translate_in`; Cilium's `pkg/policy/k8s/service.go`).
+    pub to_services: Option<Vec<ServiceRule>>,
     pub to_ports: Vec<PortRule>,
     pub icmps: Vec<IcmpRule>,
+}
+
+/// A `toServices` entry (`pkg/policy/api/service.go` `Service`): by name or by the Service's
+/// labels. An empty `namespace` matches services in every namespace (`serviceRefMatches`,
+/// `serviceSelectorMatches`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceRule {
+    #[serde(default)]
+    pub k8s_service: Option<K8sServiceNamespace>,
+    #[serde(default)]
+    pub k8s_service_selector: Option<K8sServiceSelectorNamespace>,
+}
+
+/// `k8sService`: a service name and, optionally, its namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct K8sServiceNamespace {
+    #[serde(default)]
+    pub service_name: String,
+    #[serde(default)]
+    pub namespace: String,
+}
+
+/// `k8sServiceSelector`: a label selector over Service objects and, optionally, a namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct K8sServiceSelectorNamespace {
+    pub selector: EndpointSelector,
+    #[serde(default)]
+    pub namespace: String,
 }
 
 /// An egress deny rule (no `toFQDNs`, L7 `rules` or `authentication` in the API; its
@@ -440,8 +473,8 @@ struct RawEgressRule {
     to_cidr_set: Option<Vec<CidrRule>>,
     #[serde(default)]
     to_entities: Option<Vec<Entity>>,
-    #[serde(default, deserialize_with = "ns_to_services")]
-    to_services: Option<Never>,
+    #[serde(default)]
+    to_services: Option<Vec<ServiceRule>>,
     #[serde(default, deserialize_with = "ns_to_nodes")]
     to_nodes: Option<Never>,
     #[serde(default, deserialize_with = "ns_to_groups")]
@@ -469,8 +502,8 @@ struct RawEgressDenyRule {
     to_cidr_set: Option<Vec<CidrRule>>,
     #[serde(default)]
     to_entities: Option<Vec<Entity>>,
-    #[serde(default, deserialize_with = "ns_to_services")]
-    to_services: Option<Never>,
+    #[serde(default)]
+    to_services: Option<Vec<ServiceRule>>,
     #[serde(default, deserialize_with = "ns_to_nodes")]
     to_nodes: Option<Never>,
     #[serde(default, deserialize_with = "ns_to_groups")]
@@ -489,6 +522,7 @@ fn egress_rule(
     to_cidr_set: Option<Vec<CidrRule>>,
     to_entities: Option<Vec<Entity>>,
     to_fqdns: Option<Vec<FqdnSelector>>,
+    to_services: Option<Vec<ServiceRule>>,
     to_ports: Vec<PortRule>,
     icmps: Vec<IcmpRule>,
 ) -> Result<EgressRule, String> {
@@ -499,6 +533,7 @@ fn egress_rule(
         ("ToCIDRSet", len(&to_cidr_set)),
         ("ToEntities", len(&to_entities)),
         ("ToFQDNs", len(&to_fqdns)),
+        ("ToServices", len(&to_services)),
     ])?;
     check_ports_icmps(&to_ports, &icmps)?;
     Ok(EgressRule {
@@ -507,6 +542,7 @@ fn egress_rule(
         to_cidr_set,
         to_entities,
         to_fqdns,
+        to_services,
         to_ports,
         icmps,
     })
@@ -515,19 +551,14 @@ fn egress_rule(
 impl TryFrom<RawEgressRule> for EgressRule {
     type Error = String;
     fn try_from(r: RawEgressRule) -> Result<Self, String> {
-        never_set(&[
-            r.to_services,
-            r.to_nodes,
-            r.to_groups,
-            r.to_requires,
-            r.authentication,
-        ]);
+        never_set(&[r.to_nodes, r.to_groups, r.to_requires, r.authentication]);
         egress_rule(
             r.to_endpoints,
             r.to_cidr,
             r.to_cidr_set,
             r.to_entities,
             r.to_fqdns,
+            r.to_services,
             r.to_ports.unwrap_or_default(),
             r.icmps.unwrap_or_default(),
         )
@@ -541,13 +572,14 @@ struct EgressDeny(EgressRule);
 impl TryFrom<RawEgressDenyRule> for EgressDeny {
     type Error = String;
     fn try_from(r: RawEgressDenyRule) -> Result<Self, String> {
-        never_set(&[r.to_services, r.to_nodes, r.to_groups, r.to_requires]);
+        never_set(&[r.to_nodes, r.to_groups, r.to_requires]);
         egress_rule(
             r.to_endpoints,
             r.to_cidr,
             r.to_cidr_set,
             r.to_entities,
             None,
+            r.to_services,
             r.to_ports
                 .unwrap_or_default()
                 .into_iter()

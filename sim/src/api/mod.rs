@@ -52,8 +52,9 @@ mod tests;
 
 pub use cnp::{
     CidrRule, CiliumClusterwideNetworkPolicy, CiliumNetworkPolicy, DefaultDenyConfig,
-    EgressDenyRule, EgressRule, IcmpField, IcmpRule, IngressDenyRule, IngressRule, Label,
-    LogConfig, PortProtocol, PortRule, Rule, MAX_ICMP_FIELDS, MAX_PORTS,
+    EgressDenyRule, EgressRule, IcmpField, IcmpRule, IngressDenyRule, IngressRule,
+    K8sServiceNamespace, K8sServiceSelectorNamespace, Label, LogConfig, PortProtocol, PortRule,
+    Rule, ServiceRule, MAX_ICMP_FIELDS, MAX_PORTS,
 };
 pub use error::ManifestError;
 pub(crate) use knp::is_k8s_port_name;

@@ -868,10 +868,45 @@ fn deny_rules_have_fewer_fields() {
     );
 }
 
+// toServices as pkg/policy/api/service.go types it and Sanitize restricts it
+// (rule_validation.go l3Members: one peer kind per item).
+#[test]
+fn to_services_parse_and_validate() {
+    let m = parse(&cnp("  egress:\n  - toServices:\n    - k8sService: {serviceName: s, namespace: ns1}\n    - k8sServiceSelector: {selector: {matchLabels: {env: a}}}\n")).unwrap().remove(0);
+    let Manifest::CiliumNetworkPolicy(c) = &m else {
+        panic!("{m:?}")
+    };
+    let svcs = c.spec.as_ref().unwrap().egress[0]
+        .to_services
+        .clone()
+        .unwrap();
+    assert_eq!(svcs[0].k8s_service.as_ref().unwrap().service_name, "s");
+    assert_eq!(svcs[1].k8s_service_selector.as_ref().unwrap().namespace, "");
+    assert_err(
+        &cnp("  egress:\n  - toEndpoints: [{}] #!\n    toServices: [{k8sService: {serviceName: s}}]\n"),
+        "spec.egress[0]",
+        "Combining ToEndpoints and ToServices is not supported yet",
+    );
+    assert_err(
+        &cnp("  egress:\n  - toServices:\n    - k8sService: {name: s} #!\n"),
+        "spec.egress[0].toServices[0].k8sService.name",
+        "unknown field `name`",
+    );
+    assert_err(
+        &cnp("  egress:\n  - toServices:\n    - k8sServiceSelector: {namespace: ns1} #!\n"),
+        "spec.egress[0].toServices[0].k8sServiceSelector",
+        "missing field `selector`",
+    );
+    // egressDeny takes toServices too (EgressCommonRule).
+    assert!(parse(&cnp(
+        "  egressDeny:\n  - toServices: [{k8sService: {serviceName: s}}]\n"
+    ))
+    .is_ok());
+}
+
 #[test]
 fn unsupported_fields_are_errors() {
     let cases: &[(&str, &str, &str)] = &[
-        ("  egress:\n  - toServices: [] #!\n", "spec.egress[0].toServices", "toServices"),
         ("  nodeSelector: {} #!\n  ingress: [{}]\n", "spec.nodeSelector", "nodeSelector"),
         ("  ingress:\n  - fromNodes: [{}] #!\n", "spec.ingress[0].fromNodes", "fromNodes"),
         ("  egress:\n  - toNodes: [{}] #!\n", "spec.egress[0].toNodes", "toNodes"),
