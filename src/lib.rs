@@ -5,12 +5,16 @@ pub mod backends;
 pub mod churn;
 pub mod diff;
 pub mod dpbackend;
+pub mod flowlog;
 pub mod fuzz;
 pub mod htmlreport;
 pub mod hubble;
+pub mod impact;
 pub mod junit;
 pub mod pcap;
 pub mod progress;
+pub mod replay;
+pub mod suggest;
 
 use std::path::{Path, PathBuf};
 
