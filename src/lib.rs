@@ -1,6 +1,7 @@
 //! The `verdict` command's library side: which backends exist and how they are built, shared
 //! by the CLI and the end-to-end tests.
 
+pub mod audit;
 pub mod backends;
 pub mod churn;
 pub mod diff;

@@ -172,6 +172,11 @@ enum Cmd {
         /// Leave out the real-time section, so the output is byte-identical across runs.
         #[arg(long)]
         no_timings: bool,
+        /// Generate an invariant set (never, always on the first namespaces) and check it after
+        /// every step on every backend, propagation windows included; violations are reported
+        /// (transient ones as such), they do not fail the run.
+        #[arg(long)]
+        invariants: bool,
     },
     /// Policy map state, as `cilium-dbg bpf policy get` prints it.
     Policy {
@@ -280,6 +285,13 @@ enum Cmd {
     /// Exit status: 0 when the proof holds, 1 when a forwarded flow would be dropped, 2 on a
     /// usage error or input that cannot be read.
     Suggest(verdict::suggest::SuggestArgs),
+    /// Check scenarios' invariants (never, always, isolated) after the initial state and every
+    /// step, on every backend, propagation windows included, and print the evidence table:
+    /// each invariant, the instants and probes that checked it, pass or its counterexamples.
+    ///
+    /// Exit status: 0 when every invariant holds, 1 on a violation, 2 when a scenario cannot be
+    /// loaded.
+    Audit(verdict::audit::AuditArgs),
     /// Validate policy manifests and scenarios. A scenario file is checked with its own
     /// policies, and each rule shows which of the scenario's endpoints it selects.
     Check {
@@ -1356,6 +1368,7 @@ fn main() -> ExitCode {
         Cmd::Replay(args) => verdict::replay::run(&args),
         Cmd::Impact(args) => verdict::impact::run(&args),
         Cmd::Suggest(args) => verdict::suggest::run(&args),
+        Cmd::Audit(args) => verdict::audit::run(&args),
         Cmd::Churn {
             seed,
             nodes,
@@ -1370,6 +1383,7 @@ fn main() -> ExitCode {
             fuzz_policies,
             write_scenario,
             no_timings,
+            invariants,
         } => backends::validate(&backend)
             .map_err(anyhow::Error::msg)
             .and_then(|backends| {
@@ -1387,6 +1401,7 @@ fn main() -> ExitCode {
                     fuzz_policies,
                     write_scenario,
                     no_timings,
+                    invariants,
                 }))
             }),
         Cmd::Fuzz {

@@ -12,6 +12,7 @@ pub mod conntrack;
 pub mod engine;
 pub mod gen;
 pub mod identity;
+pub mod invariant;
 pub mod import;
 pub mod ipcache;
 pub mod labels;
