@@ -99,8 +99,7 @@ impl Ledger {
                     .iter()
                     .filter(|((s, i, p), _)| *s == v.step && *i == v.index && *p == v.probe)
                     .any(|(_, per)| {
-                        !eventual.is_empty()
-                            && eventual.iter().all(|b| per.get(b) == Some(&true))
+                        !eventual.is_empty() && eventual.iter().all(|b| per.get(b) == Some(&true))
                     });
                 v.transient = ok;
             }
@@ -257,7 +256,10 @@ pub struct ScenarioAudit {
 
 impl ScenarioAudit {
     pub fn violations(&self) -> usize {
-        self.invariants.iter().map(|(_, e)| e.violations.len()).sum()
+        self.invariants
+            .iter()
+            .map(|(_, e)| e.violations.len())
+            .sum()
     }
     pub fn passed(&self) -> bool {
         self.error.is_none()
@@ -280,7 +282,11 @@ pub fn audit_loaded(
     let factory = |name: &str| -> Result<Box<dyn Backend>, String> {
         let first = *count.borrow() == 0;
         *count.borrow_mut() += 1;
-        Ok(Box::new(InvariantTap::new(make(name)?, ledger.clone(), first)))
+        Ok(Box::new(InvariantTap::new(
+            make(name)?,
+            ledger.clone(),
+            first,
+        )))
     };
     let report = engine::run(loaded, names, &factory);
     let mut l = Rc::try_unwrap(ledger)
@@ -392,9 +398,15 @@ pub fn render_text(audits: &[ScenarioAudit]) -> String {
             } else if e.violations.is_empty() {
                 "pass".to_string()
             } else if transient == e.violations.len() {
-                format!("FAIL: {} counterexamples, all transient", e.violations.len())
+                format!(
+                    "FAIL: {} counterexamples, all transient",
+                    e.violations.len()
+                )
             } else {
-                format!("FAIL: {} counterexamples ({transient} transient)", e.violations.len())
+                format!(
+                    "FAIL: {} counterexamples ({transient} transient)",
+                    e.violations.len()
+                )
             };
             b.push_record([
                 inv.name.clone(),
@@ -491,7 +503,8 @@ fn junit(audits: &[ScenarioAudit]) -> String {
                             .join("\n"),
                     }
                 };
-                let mut tc = TestCase::new(&class, &format!("{}: {}", a.name, inv.name), 0.0, outcome);
+                let mut tc =
+                    TestCase::new(&class, &format!("{}: {}", a.name, inv.name), 0.0, outcome);
                 tc.system_out = Some(format!(
                     "{} invariant checked at {} instants with {} probes on {}",
                     e.kind,

@@ -165,7 +165,12 @@ fn generated_invariants(gs: &gen::GenScenario) -> Yaml {
         return gen::yseq(vec![]);
     };
     let second = ns.get(1).unwrap_or(first);
-    let port = || gen::yseq(vec![ym(vec![("port", gen::yi(80)), ("protocol", ys("TCP"))])]);
+    let port = || {
+        gen::yseq(vec![ym(vec![
+            ("port", gen::yi(80)),
+            ("protocol", ys("TCP")),
+        ])])
+    };
     let set = |from: Yaml, to: Yaml| ym(vec![("from", from), ("to", to), ("ports", port())]);
     let nsel = |n: &str| ym(vec![("namespace", ys(n))]);
     gen::yseq(vec![
@@ -640,7 +645,11 @@ pub fn churn(args: &ChurnArgs) -> anyhow::Result<ChurnOutput> {
             progress: first.then(|| progress.clone()),
         });
         Ok(if args.invariants {
-            Box::new(crate::audit::InvariantTap::new(timed, ledger.clone(), first))
+            Box::new(crate::audit::InvariantTap::new(
+                timed,
+                ledger.clone(),
+                first,
+            ))
         } else {
             timed
         })
@@ -858,7 +867,10 @@ pub fn churn(args: &ChurnArgs) -> anyhow::Result<ChurnOutput> {
                 if e.violations.is_empty() {
                     "pass".to_string()
                 } else {
-                    format!("{} violations ({transient} transient, in propagation windows)", e.violations.len())
+                    format!(
+                        "{} violations ({transient} transient, in propagation windows)",
+                        e.violations.len()
+                    )
                 }
             );
             for v in e.violations.iter().take(MAX_LISTED) {

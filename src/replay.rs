@@ -674,7 +674,7 @@ pub fn rule_text(d: &Decision) -> String {
     }
     let mut parts = Vec::new();
     for (dir, v) in [("egress", &d.egress), ("ingress", &d.ingress)] {
-        if let DirectionVerdict::Allowed { by, synthetic } = v {
+        if let DirectionVerdict::Allowed { by, synthetic, .. } = v {
             match synthetic {
                 Some(s) => parts.push(format!("{dir} allowed by {s}")),
                 None => parts.push(format!("{dir} allowed by {}", names(by))),
@@ -700,6 +700,7 @@ fn side_of(v: &DirectionVerdict) -> SideVerdict {
             _ => None,
         },
         match_type: None,
+        proxy_port: None,
     }
 }
 

@@ -395,10 +395,18 @@ fn churn_checks_a_generated_invariant_set() {
     let o = churn(&args).expect("churn");
     let r = &o.report;
     assert!(r.contains("invariants (generated; checked after the initial state and every step on oracle,model,rbpf)"), "{r}");
-    let lines: Vec<&str> = r.lines().filter(|l| l.contains(" instants, ") && l.contains(" probes: ")).collect();
+    let lines: Vec<&str> = r
+        .lines()
+        .filter(|l| l.contains(" instants, ") && l.contains(" probes: "))
+        .collect();
     assert_eq!(lines.len(), 3, "{r}");
     for l in &lines {
-        let instants: usize = l.split(": ").nth(1).and_then(|x| x.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+        let instants: usize = l
+            .split(": ")
+            .nth(1)
+            .and_then(|x| x.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
         assert!(instants > args.events, "checked after every step: {l}");
     }
     // Deterministic, as the rest of the report.

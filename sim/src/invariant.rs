@@ -160,7 +160,10 @@ fn port_of(p: &PortDecl) -> Result<(Protocol, u16), String> {
 /// The peers of a set at one instant, with their names.
 fn members(c: &Cluster, s: &PeerSetDecl) -> Result<Vec<(String, Peer)>, String> {
     let mut out: Vec<(String, Peer)> = Vec::new();
-    let any = s.namespace.is_some() || s.labels.is_some() || s.entity.is_some() || !s.endpoints.is_empty();
+    let any = s.namespace.is_some()
+        || s.labels.is_some()
+        || s.entity.is_some()
+        || !s.endpoints.is_empty();
     if !any {
         return Err("an empty peer set: give namespace, labels, entity or endpoints".into());
     }
@@ -202,7 +205,11 @@ fn members(c: &Cluster, s: &PeerSetDecl) -> Result<Vec<(String, Peer)>, String> 
                 out.push((pn.to_string(), Peer::Pod(pn.clone())));
             }
         }
-        Some(e) => return Err(format!("unknown entity {e:?}: expected world, host or cluster")),
+        Some(e) => {
+            return Err(format!(
+                "unknown entity {e:?}: expected world, host or cluster"
+            ))
+        }
     }
     for e in &s.endpoints {
         let p = c
@@ -241,31 +248,35 @@ fn same_family(c: &Cluster, a: &Peer, b: &Peer) -> bool {
 /// The probes that check an invariant in this cluster, now.
 pub fn probes(c: &Cluster, inv: &InvariantDecl) -> Result<Vec<InvariantProbe>, String> {
     let mut out = Vec::new();
-    let mut push = |from: &(String, Peer), to: &(String, Peer), ports: &[PortDecl]| -> Result<(), String> {
-        if from.1 == to.1 || !same_family(c, &from.1, &to.1) {
-            return Ok(());
-        }
-        for (protocol, dport) in ports_for(c, &to.1, ports)? {
-            if protocol == Protocol::Icmpv6 && c.ip_of(&to.1).is_some_and(|ip| ip.is_ipv4()) {
-                continue;
+    let mut push =
+        |from: &(String, Peer), to: &(String, Peer), ports: &[PortDecl]| -> Result<(), String> {
+            if from.1 == to.1 || !same_family(c, &from.1, &to.1) {
+                return Ok(());
             }
-            out.push(InvariantProbe {
-                from: from.0.clone(),
-                to: to.0.clone(),
-                flow: Flow {
-                    src: from.1.clone(),
-                    dst: to.1.clone(),
-                    protocol,
-                    dport,
-                },
-            });
-        }
-        Ok(())
-    };
+            for (protocol, dport) in ports_for(c, &to.1, ports)? {
+                if protocol == Protocol::Icmpv6 && c.ip_of(&to.1).is_some_and(|ip| ip.is_ipv4()) {
+                    continue;
+                }
+                out.push(InvariantProbe {
+                    from: from.0.clone(),
+                    to: to.0.clone(),
+                    flow: Flow {
+                        src: from.1.clone(),
+                        dst: to.1.clone(),
+                        protocol,
+                        dport,
+                    },
+                });
+            }
+            Ok(())
+        };
     match inv.kind()? {
         Kind::Never | Kind::Always => {
             let set = inv.never.as_ref().or(inv.always.as_ref()).expect("kind");
-            let (from, to) = (members(c, &set.from).map_err(|e| format!("from: {e}"))?, members(c, &set.to).map_err(|e| format!("to: {e}"))?);
+            let (from, to) = (
+                members(c, &set.from).map_err(|e| format!("from: {e}"))?,
+                members(c, &set.to).map_err(|e| format!("to: {e}"))?,
+            );
             for f in &from {
                 for t in &to {
                     push(f, t, &set.ports)?;
@@ -275,7 +286,10 @@ pub fn probes(c: &Cluster, inv: &InvariantDecl) -> Result<Vec<InvariantProbe>, S
         Kind::Isolated => {
             let iso = inv.isolated.as_ref().expect("kind");
             if !c.namespaces.contains_key(&iso.namespace) {
-                return Err(format!("namespace {:?} is not in the cluster", iso.namespace));
+                return Err(format!(
+                    "namespace {:?} is not in the cluster",
+                    iso.namespace
+                ));
             }
             let inside: Vec<(String, Peer)> = c
                 .pods
@@ -316,7 +330,10 @@ pub fn check(c: &Cluster, invs: &[InvariantDecl]) -> Result<(), (String, String)
             return Err((format!("{at}.name"), "may not be empty".into()));
         }
         if !names.insert(inv.name.clone()) {
-            return Err((format!("{at}.name"), format!("duplicate invariant name {:?}", inv.name)));
+            return Err((
+                format!("{at}.name"),
+                format!("duplicate invariant name {:?}", inv.name),
+            ));
         }
         let kind = inv.kind().map_err(|e| (at.clone(), e))?;
         let field = format!("{at}.{}", kind.as_str());
