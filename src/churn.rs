@@ -56,6 +56,9 @@ pub struct ChurnArgs {
     pub fuzz_policies: bool,
     pub write_scenario: Option<PathBuf>,
     pub no_timings: bool,
+    /// Generate an invariant set and check it after every step on every backend
+    /// (src/audit.rs).
+    pub invariants: bool,
 }
 
 impl ChurnArgs {
@@ -76,6 +79,9 @@ impl ChurnArgs {
         );
         if self.fuzz_policies {
             s.push_str(" --fuzz-policies");
+        }
+        if self.invariants {
+            s.push_str(" --invariants");
         }
         if let Some(p) = &self.write_scenario {
             let _ = write!(s, " --write-scenario {}", p.display());
@@ -142,8 +148,45 @@ fn tree_of(args: &ChurnArgs, description: String) -> Yaml {
                 )]),
             ),
         );
+        if args.invariants {
+            entries.push(("invariants".to_string(), generated_invariants(&gs)));
+        }
     }
     tree
+}
+
+/// The invariant set `--invariants` generates from the cluster's first namespaces: the world
+/// never reaches the first on 80/TCP, the second never reaches the first on 80/TCP, and the
+/// first always reaches itself on 80/TCP. Which of them the random policies keep is what the
+/// run finds out; their violations are findings, not failures of the run.
+fn generated_invariants(gs: &gen::GenScenario) -> Yaml {
+    let ns: Vec<&str> = gs.namespaces.iter().map(|n| n.name.as_str()).collect();
+    let Some(first) = ns.first() else {
+        return gen::yseq(vec![]);
+    };
+    let second = ns.get(1).unwrap_or(first);
+    let port = || {
+        gen::yseq(vec![ym(vec![
+            ("port", gen::yi(80)),
+            ("protocol", ys("TCP")),
+        ])])
+    };
+    let set = |from: Yaml, to: Yaml| ym(vec![("from", from), ("to", to), ("ports", port())]);
+    let nsel = |n: &str| ym(vec![("namespace", ys(n))]);
+    gen::yseq(vec![
+        ym(vec![
+            ("name", ys(format!("world-never-reaches-{first}"))),
+            ("never", set(ym(vec![("entity", ys("world"))]), nsel(first))),
+        ]),
+        ym(vec![
+            ("name", ys(format!("{second}-never-reaches-{first}"))),
+            ("never", set(nsel(second), nsel(first))),
+        ]),
+        ym(vec![
+            ("name", ys(format!("{first}-always-reaches-itself"))),
+            ("always", set(nsel(first), nsel(first))),
+        ]),
+    ])
 }
 
 /// What [`with_expectations`] wrote.
@@ -608,15 +651,27 @@ pub fn churn(args: &ChurnArgs) -> anyhow::Result<ChurnOutput> {
         crate::progress::Progress::new(args.events as u64, "events"),
         std::cell::Cell::new(None),
     ));
+    let ledger = Rc::new(RefCell::new(crate::audit::Ledger::new(
+        &loaded.scenario.invariants,
+    )));
     let factory = |name: &str| -> Result<Box<dyn Backend>, String> {
         let clock = Rc::new(RefCell::new(BackendClock::default()));
         let first = clocks.borrow().is_empty();
         clocks.borrow_mut().push((name.to_string(), clock.clone()));
-        Ok(Box::new(Timed {
+        let timed = Box::new(Timed {
             inner: make_backend(name)?,
             clock,
             progress: first.then(|| progress.clone()),
-        }))
+        });
+        Ok(if args.invariants {
+            Box::new(crate::audit::InvariantTap::new(
+                timed,
+                ledger.clone(),
+                first,
+            ))
+        } else {
+            timed
+        })
     };
     let t_run = Instant::now();
     let report = engine::run(&loaded, &args.backends, &factory);
@@ -810,6 +865,40 @@ pub fn churn(args: &ChurnArgs) -> anyhow::Result<ChurnOutput> {
                 out,
                 "  (only the first {MAX_BEFORE_CHECKS} transient allows were checked against the state before their window)"
             );
+        }
+    }
+    if args.invariants {
+        let mut l = ledger.borrow_mut();
+        l.settle();
+        let _ = writeln!(
+            out,
+            "invariants (generated; checked after the initial state and every step on {})",
+            report.backends.join(",")
+        );
+        for (inv, e) in &l.invariants {
+            let transient = e.violations.iter().filter(|v| v.transient).count();
+            let _ = writeln!(
+                out,
+                "  {} ({}): {} instants, {} probes: {}",
+                inv.name,
+                e.kind,
+                e.instants,
+                e.probes,
+                if e.violations.is_empty() {
+                    "pass".to_string()
+                } else {
+                    format!(
+                        "{} violations ({transient} transient, in propagation windows)",
+                        e.violations.len()
+                    )
+                }
+            );
+            for v in e.violations.iter().take(MAX_LISTED) {
+                let _ = writeln!(out, "    {}", crate::audit::counterexample_line(v));
+            }
+            if e.violations.len() > MAX_LISTED {
+                let _ = writeln!(out, "    ... {} more", e.violations.len() - MAX_LISTED);
+            }
         }
     }
     let passed = report.failure_count() == 0 && report.disagreement_count() == 0;

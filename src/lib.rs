@@ -1,16 +1,21 @@
 //! The `verdict` command's library side: which backends exist and how they are built, shared
 //! by the CLI and the end-to-end tests.
 
+pub mod audit;
 pub mod backends;
 pub mod churn;
 pub mod diff;
 pub mod dpbackend;
+pub mod flowlog;
 pub mod fuzz;
 pub mod htmlreport;
 pub mod hubble;
+pub mod impact;
 pub mod junit;
 pub mod pcap;
 pub mod progress;
+pub mod replay;
+pub mod suggest;
 
 use std::path::{Path, PathBuf};
 

@@ -172,6 +172,11 @@ enum Cmd {
         /// Leave out the real-time section, so the output is byte-identical across runs.
         #[arg(long)]
         no_timings: bool,
+        /// Generate an invariant set (never, always on the first namespaces) and check it after
+        /// every step on every backend, propagation windows included; violations are reported
+        /// (transient ones as such), they do not fail the run.
+        #[arg(long)]
+        invariants: bool,
     },
     /// Policy map state, as `cilium-dbg bpf policy get` prints it.
     Policy {
@@ -259,6 +264,34 @@ enum Cmd {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+    /// Replay recorded Hubble flows (`hubble observe -o json`) against a scenario's cluster on
+    /// every backend: per flow the recorded and the simulated verdicts and the deciding rule;
+    /// disagreements grouped by workload pair, port and protocol.
+    ///
+    /// Exit status: 0 when every compared flow agrees with its record and the backends agree,
+    /// 1 otherwise, 2 on a usage error or input that cannot be read.
+    Replay(verdict::replay::ReplayArgs),
+    /// What a proposed policy change does to recorded traffic: the flows replayed before and
+    /// after it, newly DROPPED and newly FORWARDED flows grouped by workload pair and port,
+    /// with the rules responsible.
+    ///
+    /// Exit status: 0 when nothing is newly dropped (or --allow-new-drops) and the backends
+    /// agree, 1 otherwise, 2 on a usage error or input that cannot be read.
+    Impact(verdict::impact::ImpactArgs),
+    /// Least-privilege CiliumNetworkPolicies from the connections recorded flows show, one per
+    /// workload, proven by replay (every forwarded flow stays allowed) and with what they newly
+    /// deny among unobserved pod-to-pod traffic.
+    ///
+    /// Exit status: 0 when the proof holds, 1 when a forwarded flow would be dropped, 2 on a
+    /// usage error or input that cannot be read.
+    Suggest(verdict::suggest::SuggestArgs),
+    /// Check scenarios' invariants (never, always, isolated) after the initial state and every
+    /// step, on every backend, propagation windows included, and print the evidence table:
+    /// each invariant, the instants and probes that checked it, pass or its counterexamples.
+    ///
+    /// Exit status: 0 when every invariant holds, 1 on a violation, 2 when a scenario cannot be
+    /// loaded.
+    Audit(verdict::audit::AuditArgs),
     /// Validate policy manifests and scenarios. A scenario file is checked with its own
     /// policies, and each rule shows which of the scenario's endpoints it selects.
     Check {
@@ -1336,6 +1369,10 @@ fn main() -> ExitCode {
             &scenario, &from, &to, port, &protocol, icmp_type, after_step,
         )),
         Cmd::Diff(args) => verdict::diff::run(args),
+        Cmd::Replay(args) => verdict::replay::run(&args),
+        Cmd::Impact(args) => verdict::impact::run(&args),
+        Cmd::Suggest(args) => verdict::suggest::run(&args),
+        Cmd::Audit(args) => verdict::audit::run(&args),
         Cmd::Churn {
             seed,
             nodes,
@@ -1350,6 +1387,7 @@ fn main() -> ExitCode {
             fuzz_policies,
             write_scenario,
             no_timings,
+            invariants,
         } => backends::validate(&backend)
             .map_err(anyhow::Error::msg)
             .and_then(|backends| {
@@ -1367,6 +1405,7 @@ fn main() -> ExitCode {
                     fuzz_policies,
                     write_scenario,
                     no_timings,
+                    invariants,
                 }))
             }),
         Cmd::Fuzz {

@@ -271,6 +271,7 @@ fn churn_args(seed: u64, fuzz_policies: bool) -> ChurnArgs {
         fuzz_policies,
         write_scenario: None,
         no_timings: true,
+        invariants: false,
     }
 }
 

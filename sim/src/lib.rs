@@ -14,6 +14,7 @@ pub mod fsread;
 pub mod gen;
 pub mod identity;
 pub mod import;
+pub mod invariant;
 pub mod ipcache;
 pub mod labels;
 pub mod mapstate;

@@ -36,6 +36,10 @@ pub struct Scenario {
     pub policies: Vec<PolicySource>,
     #[serde(default)]
     pub steps: Vec<Step>,
+    /// Properties checked after the initial state and every step, on every backend (a format
+    /// extension: scenarios/README.md; `verdict audit`).
+    #[serde(default)]
+    pub invariants: Vec<crate::invariant::InvariantDecl>,
 }
 
 #[derive(Debug, Default, Deserialize)]
