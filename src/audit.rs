@@ -270,12 +270,15 @@ impl ScenarioAudit {
     }
 }
 
+/// Makes the backend of a name (`oracle`, `model`, `rbpf`, ...).
+pub type BackendFactory<'a> = &'a dyn Fn(&str) -> Result<Box<dyn Backend>, String>;
+
 /// Runs one loaded scenario with its invariants checked on every backend.
 pub fn audit_loaded(
     loaded: &LoadedScenario,
     invs: &[InvariantDecl],
     names: &[String],
-    make: &dyn Fn(&str) -> Result<Box<dyn Backend>, String>,
+    make: BackendFactory<'_>,
 ) -> (engine::ScenarioReport, Ledger) {
     let ledger = Rc::new(RefCell::new(Ledger::new(invs)));
     let count = RefCell::new(0usize);

@@ -418,7 +418,7 @@ fn freed_addresses_are_reused_and_identities_are_released_with_their_last_pod() 
 fn churn_checks_a_generated_invariant_set() {
     let mut args = small(7, &["oracle", "model", "rbpf"]);
     args.invariants = true;
-    let o = churn(&args).expect("churn");
+    let o = churn::churn(&args).expect("churn");
     let r = &o.report;
     assert!(r.contains("invariants (generated; checked after the initial state and every step on oracle,model,rbpf)"), "{r}");
     let lines: Vec<&str> = r
@@ -436,5 +436,5 @@ fn churn_checks_a_generated_invariant_set() {
         assert!(instants > args.events, "checked after every step: {l}");
     }
     // Deterministic, as the rest of the report.
-    assert_eq!(churn(&args).expect("churn").report, o.report);
+    assert_eq!(churn::churn(&args).expect("churn").report, o.report);
 }

@@ -516,52 +516,35 @@ struct RawEgressDenyRule {
     icmps: Option<Vec<IcmpRule>>,
 }
 
-fn egress_rule(
-    to_endpoints: Option<Vec<EndpointSelector>>,
-    to_cidr: Option<Vec<Cidr>>,
-    to_cidr_set: Option<Vec<CidrRule>>,
-    to_entities: Option<Vec<Entity>>,
-    to_fqdns: Option<Vec<FqdnSelector>>,
-    to_services: Option<Vec<ServiceRule>>,
-    to_ports: Vec<PortRule>,
-    icmps: Vec<IcmpRule>,
-) -> Result<EgressRule, String> {
-    // `EgressCommonRule.sanitize` with `EgressRule.l3Members` (ToFQDNs is one of them).
+/// `EgressCommonRule.sanitize` with `EgressRule.l3Members` (ToFQDNs is one of them): the peer
+/// kinds are exclusive, and ports/ICMPs are checked as for ingress.
+fn egress_rule(rule: EgressRule) -> Result<EgressRule, String> {
     check_exclusive(&[
-        ("ToEndpoints", len(&to_endpoints)),
-        ("ToCIDR", len(&to_cidr)),
-        ("ToCIDRSet", len(&to_cidr_set)),
-        ("ToEntities", len(&to_entities)),
-        ("ToFQDNs", len(&to_fqdns)),
-        ("ToServices", len(&to_services)),
+        ("ToEndpoints", len(&rule.to_endpoints)),
+        ("ToCIDR", len(&rule.to_cidr)),
+        ("ToCIDRSet", len(&rule.to_cidr_set)),
+        ("ToEntities", len(&rule.to_entities)),
+        ("ToFQDNs", len(&rule.to_fqdns)),
+        ("ToServices", len(&rule.to_services)),
     ])?;
-    check_ports_icmps(&to_ports, &icmps)?;
-    Ok(EgressRule {
-        to_endpoints,
-        to_cidr,
-        to_cidr_set,
-        to_entities,
-        to_fqdns,
-        to_services,
-        to_ports,
-        icmps,
-    })
+    check_ports_icmps(&rule.to_ports, &rule.icmps)?;
+    Ok(rule)
 }
 
 impl TryFrom<RawEgressRule> for EgressRule {
     type Error = String;
     fn try_from(r: RawEgressRule) -> Result<Self, String> {
         never_set(&[r.to_nodes, r.to_groups, r.to_requires, r.authentication]);
-        egress_rule(
-            r.to_endpoints,
-            r.to_cidr,
-            r.to_cidr_set,
-            r.to_entities,
-            r.to_fqdns,
-            r.to_services,
-            r.to_ports.unwrap_or_default(),
-            r.icmps.unwrap_or_default(),
-        )
+        egress_rule(EgressRule {
+            to_endpoints: r.to_endpoints,
+            to_cidr: r.to_cidr,
+            to_cidr_set: r.to_cidr_set,
+            to_entities: r.to_entities,
+            to_fqdns: r.to_fqdns,
+            to_services: r.to_services,
+            to_ports: r.to_ports.unwrap_or_default(),
+            icmps: r.icmps.unwrap_or_default(),
+        })
     }
 }
 validated_map!(EgressRule, RawEgressRule, "an egress rule");
@@ -573,20 +556,21 @@ impl TryFrom<RawEgressDenyRule> for EgressDeny {
     type Error = String;
     fn try_from(r: RawEgressDenyRule) -> Result<Self, String> {
         never_set(&[r.to_nodes, r.to_groups, r.to_requires]);
-        egress_rule(
-            r.to_endpoints,
-            r.to_cidr,
-            r.to_cidr_set,
-            r.to_entities,
-            None,
-            r.to_services,
-            r.to_ports
+        egress_rule(EgressRule {
+            to_endpoints: r.to_endpoints,
+            to_cidr: r.to_cidr,
+            to_cidr_set: r.to_cidr_set,
+            to_entities: r.to_entities,
+            to_fqdns: None,
+            to_services: r.to_services,
+            to_ports: r
+                .to_ports
                 .unwrap_or_default()
                 .into_iter()
                 .map(|p| p.0)
                 .collect(),
-            r.icmps.unwrap_or_default(),
-        )
+            icmps: r.icmps.unwrap_or_default(),
+        })
         .map(EgressDeny)
     }
 }
