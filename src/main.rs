@@ -1012,6 +1012,14 @@ fn print_rules(m: &api::Manifest, world: Option<&engine::World>) {
                 ""
             }
         );
+        for (pp, l7) in &e.l7 {
+            let mut rules: Vec<String> = l7.http.iter().map(|h| format!("http {h}")).collect();
+            rules.extend(l7.dns.iter().map(|d| format!("dns {d}")));
+            if l7.wildcard {
+                rules.push("every request (wildcard)".to_string());
+            }
+            println!("      L7 {pp} -> {} proxy: {}", l7.parser, rules.join("; "));
+        }
         let Some(w) = world else { continue };
         let matching = |sel: &dyn Fn(&verdict_sim::labels::LabelSet) -> bool| -> Vec<String> {
             w.cluster
@@ -1205,13 +1213,43 @@ fn explain(
             DirectionVerdict::NotEnforced => {
                 println!("  {dir}: no rule selects the endpoint: allow")
             }
-            DirectionVerdict::Allowed { by, synthetic, .. } => {
+            DirectionVerdict::Allowed {
+                by,
+                synthetic,
+                redirect,
+                proxy_rules,
+            } => {
                 println!("  {dir}: allowed{selected}");
                 if let Some(s) = synthetic {
                     println!("    by {s}");
                 }
                 for o in by {
                     println!("    by {o}");
+                }
+                if let Some(p) = redirect {
+                    let side = if dir == "egress" {
+                        verdict_sim::verdict::Direction::Egress
+                    } else {
+                        verdict_sim::verdict::Direction::Ingress
+                    };
+                    let (listener, port) = verdict_sim::proxy::ProxyPorts::listener(*p, side);
+                    println!("    redirected to the {p} proxy ({listener}, proxy port {port}), which holds:");
+                    for r in proxy_rules {
+                        match &r.l7 {
+                            None => println!("      {}: every request (no L7 rules)", r.origin),
+                            Some(l7) if l7.wildcard => {
+                                println!("      {}: every request (wildcard rule)", r.origin)
+                            }
+                            Some(l7) => {
+                                for h in &l7.http {
+                                    println!("      {}: http {h}", r.origin);
+                                }
+                                for d in &l7.dns {
+                                    println!("      {}: dns {d}", r.origin);
+                                }
+                            }
+                        }
+                    }
                 }
             }
             DirectionVerdict::Denied { reason, by } => {
