@@ -433,6 +433,7 @@ impl Maps {
         let new_values = off.checked_add(bytes).ok_or(bytes)?;
         let words = new_values.checked_add(PACKET_ROOM).ok_or(bytes)? / 8;
         let before = self.arena.as_ptr();
+        let before_len = self.arena.len();
         if words > self.arena.capacity() {
             // Amortized doubling, without aborting on failure.
             let target = words.max(self.arena.capacity().saturating_mul(2));
@@ -446,7 +447,9 @@ impl Maps {
         self.arena[off / 8..].fill(0);
         self.arena.resize(words, 0);
         self.values_len = new_values;
-        if self.arena.as_ptr() != before {
+        // Moved or grown in place (realloc may extend without moving): either way the range
+        // registered with the programs is stale.
+        if self.arena.as_ptr() != before || self.arena.len() != before_len {
             self.moved = true;
         }
         Ok(off)
