@@ -292,6 +292,11 @@ enum Cmd {
     /// Exit status: 0 when every invariant holds, 1 on a violation, 2 when a scenario cannot be
     /// loaded.
     Audit(verdict::audit::AuditArgs),
+    /// Generate inputs: `gen world` builds the synthetic world of tools/genworld.py.
+    Gen {
+        #[command(subcommand)]
+        cmd: GenCmd,
+    },
     /// Validate policy manifests and scenarios. A scenario file is checked with its own
     /// policies, and each rule shows which of the scenario's endpoints it selects.
     Check {
@@ -302,6 +307,27 @@ enum Cmd {
         /// Manifest files, scenario files, or directories of them.
         #[arg(required = true, value_name = "PATH")]
         files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GenCmd {
+    /// The world of tools/genworld.py (`genworld.py NS PODS NPOL OUTDIR SEED`), built the same
+    /// way draw for draw: OUTDIR/probe.json and OUTDIR/policies/gen-NNN.json as the script
+    /// writes them, and OUTDIR/world.yaml, a scenario of that world with one all-'?' truth
+    /// table (every pod to every pod on 80/TCP) that `verdict run` replays on every backend.
+    World {
+        /// Namespaces.
+        ns: usize,
+        /// Pods per namespace (at most 245).
+        pods: usize,
+        /// NetworkPolicies.
+        npol: usize,
+        /// Where the files go (created; files of an earlier run are overwritten).
+        outdir: PathBuf,
+        /// The seed of Python's random.Random (the script's default is 1).
+        #[arg(default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -1360,6 +1386,27 @@ fn main() -> ExitCode {
             paths,
         }),
         Cmd::Check { scenario, files } => check(scenario, files),
+        Cmd::Gen {
+            cmd:
+                GenCmd::World {
+                    ns,
+                    pods,
+                    npol,
+                    outdir,
+                    seed,
+                },
+        } => verdict_sim::genworld::generate(ns, pods, npol, seed)
+            .and_then(|w| w.write(&outdir))
+            .map_err(anyhow::Error::msg)
+            .map(|()| {
+                // The script's last line, word for word.
+                println!(
+                    "{} {ns} ns x {pods} pods = {} pods; {npol} policies",
+                    outdir.display(),
+                    ns * pods
+                );
+                0
+            }),
         Cmd::Import {
             out,
             name,

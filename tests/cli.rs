@@ -983,3 +983,73 @@ fn twenty_nodes_run_on_rbpf_under_a_4_gb_address_space_limit() {
     assert_eq!(o.status.code(), Some(0), "{t}");
     assert!(t.contains("1 passed"), "{t}");
 }
+
+/// The genworld twin (issue 14): `verdict gen world NS PODS NPOL DIR SEED` writes the objects
+/// tools/genworld.py (a copy of ../shared/tools/genworld.py) writes for the same arguments,
+/// compared as JSON values; its world.yaml replays on oracle, model and rbpf, and they agree.
+#[test]
+fn gen_world_is_the_twin_of_genworld_py() {
+    use std::process::Command;
+    if Command::new("python3").arg("--version").output().is_err() {
+        println!("SKIP genworld twin: python3 is not on PATH");
+        eprintln!("SKIP genworld twin: python3 is not on PATH");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("verdict-genworld-{}", std::process::id()));
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    // Small pools (sample's pool path) and 30 namespaces (its set path, n > 21).
+    for (ns, pods, npol, seed) in [(3, 7, 25, 5), (30, 2, 60, 1)] {
+        let args = [ns.to_string(), pods.to_string(), npol.to_string()];
+        let py = dir.join(format!("py-{seed}"));
+        let rs = dir.join(format!("rs-{seed}"));
+        let o = Command::new("python3")
+            .arg(common::root().join("tools/genworld.py"))
+            .args(&args)
+            .arg(&py)
+            .arg(seed.to_string())
+            .output()
+            .expect("running genworld.py");
+        assert!(o.status.success(), "{}", common::text(&o));
+        let mut a: Vec<&str> = vec!["gen", "world"];
+        a.extend(args.iter().map(String::as_str));
+        let rs_s = rs.to_str().unwrap().to_string();
+        let seed_s = seed.to_string();
+        a.push(&rs_s);
+        a.push(&seed_s);
+        let o = verdict(&a);
+        assert_eq!(o.status.code(), Some(0), "{}", common::text(&o));
+        assert_eq!(read(&py.join("probe.json")), read(&rs.join("probe.json")));
+        let names = |d: &Path| {
+            let mut v: Vec<String> = std::fs::read_dir(d.join("policies"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&py), names(&rs));
+        assert_eq!(names(&rs).len(), npol);
+        for f in names(&py) {
+            assert_eq!(
+                read(&py.join("policies").join(&f)),
+                read(&rs.join("policies").join(&f)),
+                "{f} (seed {seed})"
+            );
+        }
+    }
+    let o = verdict(&[
+        "run",
+        "--backend",
+        "oracle,model,rbpf",
+        dir.join("rs-5/world.yaml").to_str().unwrap(),
+    ]);
+    let t = common::text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("441 unchecked compared") && t.contains("0 disagreements"),
+        "{t}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

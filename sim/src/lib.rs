@@ -12,6 +12,7 @@ pub mod conntrack;
 pub mod engine;
 pub mod fsread;
 pub mod gen;
+pub mod genworld;
 pub mod identity;
 pub mod import;
 pub mod invariant;
