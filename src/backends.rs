@@ -68,6 +68,7 @@ pub fn update_model(model: &mut Option<Model>, world: &World, change: &Change<'_
         Change::PodsRelabelled(moved) => m.pods_updated(c, moved.iter().map(|(n, _)| n)),
         Change::PolicyApplied(r) => m.policy_applied(&world.repo, r),
         Change::PolicyDeleted(r) => m.policy_deleted(r),
+        Change::CidrGroupChanged(name) => m.cidr_group_changed(c, name),
         Change::Clock => {}
     }
 }

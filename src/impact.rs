@@ -189,7 +189,10 @@ fn change_steps(a: &ImpactArgs, names: &[String]) -> Result<(Vec<Step>, Vec<Stri
             bail!("--apply {}: the file holds no policy", m.display());
         }
         for man in &f.manifests {
-            text.push(format!("apply {}", verdict_sim::translate::policy_ref(man)));
+            text.push(match verdict_sim::translate::policy_ref(man) {
+                Some(r) => format!("apply {r}"),
+                None => format!("apply CiliumCIDRGroup {}", man.name()),
+            });
         }
         steps.push(Step::Apply(PolicySource::File(abs.display().to_string())));
     }

@@ -999,7 +999,26 @@ fn check(scenario_path: Option<PathBuf>, paths: Vec<PathBuf>) -> Result<u8> {
 /// One manifest's rules as `verdict check` prints them; with a world, which endpoints each
 /// selects and which pods its peers select.
 fn print_rules(m: &api::Manifest, world: Option<&engine::World>) {
-    let r = translate::policy_ref(m);
+    let Some(r) = translate::policy_ref(m) else {
+        if let api::Manifest::CiliumCidrGroup(g) = m {
+            let cidrs: Vec<String> = g
+                .spec
+                .external_cidrs
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
+            println!(
+                "  CiliumCIDRGroup {}: {}",
+                g.metadata.name,
+                if cidrs.is_empty() {
+                    "no CIDRs".to_string()
+                } else {
+                    cidrs.join(", ")
+                }
+            );
+        }
+        return;
+    };
     println!("  {r}");
     for e in translate::translate_in(m, world.map(|w| &w.cluster)) {
         let peers = match &e.peers {

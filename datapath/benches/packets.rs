@@ -127,10 +127,9 @@ fn repository() -> Repository {
     let manifests = verdict_sim::api::parse_manifests(Path::new("packets.yaml"), POLICY)
         .expect("bench policy parses");
     for m in &manifests {
-        repo.apply(
-            verdict_sim::translate::policy_ref(m),
-            verdict_sim::translate::translate(m),
-        );
+        if let Some(key) = verdict_sim::translate::policy_ref(m) {
+            repo.apply(key, verdict_sim::translate::translate(m));
+        }
     }
     repo
 }

@@ -215,10 +215,9 @@ fn generate_repository(rng: &mut Rng) -> Repository {
         let manifests = verdict_sim::api::parse_manifests(Path::new("bench.yaml"), &yaml)
             .expect("generated policy parses");
         for m in &manifests {
-            repo.apply(
-                verdict_sim::translate::policy_ref(m),
-                verdict_sim::translate::translate(m),
-            );
+            if let Some(key) = verdict_sim::translate::policy_ref(m) {
+                repo.apply(key, verdict_sim::translate::translate(m));
+            }
         }
     }
     repo

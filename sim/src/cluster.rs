@@ -13,7 +13,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use thiserror::Error;
 
 use crate::identity::{Identity, IdentityAllocator, Scope};
-use crate::labels::{pod_identity_labels, LabelSet};
+use ipnet::IpNet;
+
+use crate::labels::{cidr_group_labels, pod_identity_labels, Label, LabelSet};
 
 /// `namespace/name` of a pod.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -228,7 +230,18 @@ pub struct Cluster {
     /// Kubernetes Services (`crate::service`).
     pub services: BTreeMap<crate::service::ServiceName, crate::service::Service>,
     pub identities: IdentityAllocator,
+    /// CiliumCIDRGroup objects by name.
+    pub cidr_groups: BTreeMap<String, CidrGroup>,
     next_endpoint_id: u32,
+}
+
+/// A CiliumCIDRGroup as the agent keeps it (`policyWatcher.cidrGroupCache`): the labels its
+/// prefixes get in the ipcache and its prefixes (masked, deduplicated).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CidrGroup {
+    /// [`cidr_group_labels`]: the name label and the object's labels, world not included.
+    pub labels: LabelSet,
+    pub cidrs: BTreeSet<IpNet>,
 }
 
 impl Cluster {
@@ -506,6 +519,39 @@ impl Cluster {
             self.reidentify(&pn, &mut change);
         }
         Ok(change)
+    }
+
+    /// Creates or replaces the CiliumCIDRGroup `name` (`onUpsertCIDRGroup`).
+    pub fn upsert_cidr_group(
+        &mut self,
+        name: &str,
+        object_labels: &BTreeMap<String, String>,
+        cidrs: impl IntoIterator<Item = IpNet>,
+    ) {
+        self.cidr_groups.insert(
+            name.to_string(),
+            CidrGroup {
+                labels: cidr_group_labels(name, object_labels),
+                cidrs: cidrs.into_iter().map(|c| c.trunc()).collect(),
+            },
+        );
+    }
+
+    /// Deletes a CiliumCIDRGroup; false when there is none of that name.
+    pub fn delete_cidr_group(&mut self, name: &str) -> bool {
+        self.cidr_groups.remove(name).is_some()
+    }
+
+    /// The CIDR-group labels an address outside the cluster carries: those of every group
+    /// with a prefix containing it. The ipcache gives the longest prefix containing an
+    /// address the labels of every shorter one as well (`mergeParentLabels`,
+    /// `pkg/ipcache/metadata.go`), so these are the labels of the address's identity.
+    pub fn cidr_group_labels_of(&self, ip: IpAddr) -> Vec<Label> {
+        self.cidr_groups
+            .values()
+            .filter(|g| g.cidrs.iter().any(|c| c.contains(&ip)))
+            .flat_map(|g| g.labels.iter().cloned())
+            .collect()
     }
 
     pub fn node(&self, name: &str) -> Option<&Node> {

@@ -87,6 +87,9 @@ pub enum Change<'a> {
     PodsRelabelled(&'a [(PodName, crate::identity::Identity)]),
     PolicyApplied(&'a PolicyRef),
     PolicyDeleted(&'a PolicyRef),
+    /// The CiliumCIDRGroup of this name was created, replaced or deleted (its current state,
+    /// or its absence, is in `World::cluster.cidr_groups`).
+    CidrGroupChanged(&'a str),
     /// The virtual clock moved (`World::clock_ns`).
     Clock,
 }
@@ -864,11 +867,38 @@ fn build_world_at(loaded: &LoadedScenario) -> Result<World, EngineError> {
             world.notes.push(format!("policies[{i}]: {n}"));
         }
         for m in f.manifests {
-            let entries = translate::translate_in(&m, Some(&world.cluster));
-            world.repo.apply(translate::policy_ref(&m), entries);
+            apply_manifest(&mut world, &m);
         }
     }
     Ok(world)
+}
+
+/// What applying one manifest changed.
+enum Applied {
+    Policy(PolicyRef),
+    CidrGroup(String),
+}
+
+/// Applies one manifest to the world: a policy to the repository, a CiliumCIDRGroup to the
+/// cluster (it is ipcache input, not policy).
+fn apply_manifest(world: &mut World, m: &Manifest) -> Applied {
+    match translate::policy_ref(m) {
+        Some(r) => {
+            let entries = translate::translate_in(m, Some(&world.cluster));
+            world.repo.apply(r.clone(), entries);
+            Applied::Policy(r)
+        }
+        None => {
+            if let Manifest::CiliumCidrGroup(g) = m {
+                world.cluster.upsert_cidr_group(
+                    &g.metadata.name,
+                    &g.metadata.labels,
+                    g.spec.external_cidrs.iter().map(|c| c.0),
+                );
+            }
+            Applied::CidrGroup(m.name().to_string())
+        }
+    }
 }
 
 const ENDPOINT_FORMS: &str =
@@ -1481,21 +1511,39 @@ fn replay(
                 let f = manifest_file_of(file, src)?;
                 let note = skipped_note(src, &f);
                 for m in f.manifests {
-                    let r = translate::policy_ref(&m);
-                    let entries = translate::translate_in(&m, Some(&world.cluster));
-                    world.repo.apply(r.clone(), entries);
-                    sync_step(backends, &world, &Change::PolicyApplied(&r), due)
-                        .map_err(|e| at(file, &ctx, e))?;
-                    done.push(r.to_string());
+                    match apply_manifest(&mut world, &m) {
+                        Applied::Policy(r) => {
+                            sync_step(backends, &world, &Change::PolicyApplied(&r), due)
+                                .map_err(|e| at(file, &ctx, e))?;
+                            done.push(r.to_string());
+                        }
+                        Applied::CidrGroup(name) => {
+                            sync_step(backends, &world, &Change::CidrGroupChanged(&name), due)
+                                .map_err(|e| at(file, &ctx, e))?;
+                            done.push(format!("CiliumCIDRGroup {name}"));
+                        }
+                    }
                 }
                 StepOutcome::Change(match note {
                     Some(n) => format!("applied {}; {n}", done.join(", ")),
                     None => format!("applied {}", done.join(", ")),
                 })
             }
+            Step::Delete(d) if d.kind == "CiliumCIDRGroup" => {
+                if !world.cluster.delete_cidr_group(&d.name) {
+                    return Err(at(
+                        file,
+                        &ctx,
+                        format!("no CiliumCIDRGroup {} to delete", d.name),
+                    ));
+                }
+                sync_step(backends, &world, &Change::CidrGroupChanged(&d.name), due)
+                    .map_err(|e| at(file, &ctx, e))?;
+                StepOutcome::Change(format!("deleted CiliumCIDRGroup {}", d.name))
+            }
             Step::Delete(d) => {
                 let kind = PolicyKind::parse(&d.kind).ok_or_else(|| {
-                    at(file, &ctx, format!("unknown kind {:?}: expected NetworkPolicy, CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy", d.kind))
+                    at(file, &ctx, format!("unknown kind {:?}: expected NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy or CiliumCIDRGroup", d.kind))
                 })?;
                 let namespace = match kind {
                     PolicyKind::CiliumClusterwideNetworkPolicy => None,

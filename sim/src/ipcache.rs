@@ -8,6 +8,13 @@
 //!   a node-local CIDR identity with labels `cidr:<prefix>` + `reserved:world`
 //!   (`pkg/labels/cidr.go`, spec §3.4), allocated with [`Scope::Local`] and reference-counted
 //!   by the selectors naming the prefix;
+//! - every prefix of a CiliumCIDRGroup → a node-local identity with the group's labels
+//!   (`cidrgroup:io.cilium.policy.cidrgroupname/<name>`, its object labels) + `reserved:world`
+//!   (`applyCIDRGroup`, `pkg/policy/k8s/cilium_cidr_group.go`), so one group is one identity.
+//!   As Cilium's ipcache metadata layer does (`mergeParentLabels`, `pkg/ipcache/metadata.go`),
+//!   a prefix also takes the labels of every shorter prefix holding it, but at most one
+//!   `cidr:` label (its own, else the longest parent's): an address inside a group resolves
+//!   to an identity that the group's selectors and the enclosing CIDR selectors all match;
 //! - [`Lpm`], the longest-prefix-match table with the kernel's `BPF_MAP_TYPE_LPM_TRIE`
 //!   semantics, which the policy map (`model`) uses as well.
 //!
@@ -234,14 +241,32 @@ pub struct CidrIdentityChange {
 pub struct IpCache {
     prefixes: BTreeMap<IpNet, PrefixInfo>,
     lpm: Lpm<20, IpCacheValue>,
-    /// Selector references per CIDR prefix.
-    cidr_refs: BTreeMap<IpNet, usize>,
+    /// The metadata of each CIDR prefix (selector references, CIDR groups), from which its
+    /// identity's labels are computed ([`IpCache::labels_of`]).
+    meta: BTreeMap<IpNet, PrefixMeta>,
+    /// CIDR groups by name: the labels they give their prefixes and the prefixes.
+    groups: BTreeMap<String, (LabelSet, BTreeSet<IpNet>)>,
     /// Node-local identities (Scope::Local): CIDR identities.
     local: IdentityAllocator,
     /// Prefixes whose entry may have changed since the journal was last taken, when a map
     /// writer asked for them ([`IpCache::enable_journal`]); `None` (the default) records
     /// nothing, so backends that never drain it do not accumulate it.
     journal: Option<BTreeSet<IpNet>>,
+}
+
+/// Who puts a CIDR prefix in the ipcache (the metadata layer's resources for it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct PrefixMeta {
+    /// Selectors naming the prefix (`cidr`, `except`).
+    refs: usize,
+    /// CIDR groups listing the prefix.
+    groups: BTreeSet<String>,
+}
+
+impl PrefixMeta {
+    fn is_empty(&self) -> bool {
+        self.refs == 0 && self.groups.is_empty()
+    }
 }
 
 /// The labels of the CIDR identity of `net`: its `cidr:` label and `reserved:world`; a /0
@@ -332,18 +357,11 @@ impl IpCache {
     pub fn add_selector(&mut self, sel: &Selector, change: &mut CidrIdentityChange) {
         for net in sel.prefixes() {
             let net = net.trunc();
-            let refs = self.cidr_refs.entry(net).or_insert(0);
-            *refs += 1;
-            if *refs > 1 {
-                continue;
+            let m = self.meta.entry(net).or_default();
+            m.refs += 1;
+            if m.refs == 1 {
+                self.recompute_under(net, change);
             }
-            let labels = cidr_identity_labels(&net);
-            let alloc = self.local.acquire(&labels, Scope::Local);
-            if alloc.new {
-                change.added.push((alloc.identity, labels));
-            }
-            self.prefixes.entry(net).or_default().cidr = Some(alloc.identity);
-            self.refresh(net);
         }
     }
 
@@ -351,25 +369,171 @@ impl IpCache {
     pub fn remove_selector(&mut self, sel: &Selector, change: &mut CidrIdentityChange) {
         for net in sel.prefixes() {
             let net = net.trunc();
-            let Some(refs) = self.cidr_refs.get_mut(&net) else {
+            let Some(m) = self.meta.get_mut(&net) else {
                 continue;
             };
-            *refs -= 1;
-            if *refs > 0 {
+            if m.refs == 0 {
                 continue;
             }
-            self.cidr_refs.remove(&net);
-            let id = self
-                .prefixes
-                .get_mut(&net)
-                .and_then(|info| info.cidr.take());
-            if let Some(id) = id {
-                if self.local.release(id) {
-                    change.removed.push(id);
+            m.refs -= 1;
+            if m.refs > 0 {
+                continue;
+            }
+            if m.is_empty() {
+                self.meta.remove(&net);
+            }
+            self.recompute_under(net, change);
+        }
+    }
+
+    /// Creates or replaces the CIDR group `name` with these labels (world not included) and
+    /// prefixes (`applyCIDRGroup`: new prefixes are upserted, stale ones removed, and every
+    /// prefix relabelled, as the labels may have changed).
+    pub fn upsert_cidr_group(
+        &mut self,
+        name: &str,
+        labels: &LabelSet,
+        cidrs: &BTreeSet<IpNet>,
+        change: &mut CidrIdentityChange,
+    ) {
+        let cidrs: BTreeSet<IpNet> = cidrs.iter().map(|c| c.trunc()).collect();
+        let old = self
+            .groups
+            .insert(name.to_string(), (labels.clone(), cidrs.clone()))
+            .map(|(_, c)| c)
+            .unwrap_or_default();
+        self.regroup(name, &old, &cidrs, change);
+    }
+
+    /// Removes the CIDR group `name` (`onDeleteCIDRGroup`).
+    pub fn remove_cidr_group(&mut self, name: &str, change: &mut CidrIdentityChange) {
+        if let Some((_, old)) = self.groups.remove(name) {
+            self.regroup(name, &old, &BTreeSet::new(), change);
+        }
+    }
+
+    fn regroup(
+        &mut self,
+        name: &str,
+        old: &BTreeSet<IpNet>,
+        new: &BTreeSet<IpNet>,
+        change: &mut CidrIdentityChange,
+    ) {
+        for net in old.difference(new) {
+            if let Some(m) = self.meta.get_mut(net) {
+                m.groups.remove(name);
+                if m.is_empty() {
+                    self.meta.remove(net);
                 }
             }
-            self.refresh(net);
         }
+        for net in new {
+            self.meta
+                .entry(*net)
+                .or_default()
+                .groups
+                .insert(name.to_string());
+        }
+        // Every prefix inside the group's, whether or not groups remain (the last group's
+        // removal must relabel what inherited from it).
+        let mut done = BTreeSet::new();
+        for net in old.union(new) {
+            for n in self.inside(*net) {
+                if done.insert(n) {
+                    self.recompute(n, change);
+                }
+            }
+        }
+    }
+
+    /// `net` and every prefix with metadata inside it: the prefixes whose labels a change at
+    /// `net` may change. Without CIDR groups a prefix inherits nothing its own `cidr:` label
+    /// does not already decide, so only `net` itself.
+    fn under(&self, net: IpNet) -> Vec<IpNet> {
+        if self.groups.is_empty() {
+            return vec![net];
+        }
+        self.inside(net)
+    }
+
+    /// `net` and every prefix with metadata inside it.
+    fn inside(&self, net: IpNet) -> Vec<IpNet> {
+        let mut out: Vec<IpNet> = self
+            .meta
+            .keys()
+            .filter(|k| **k != net && net.contains(*k))
+            .copied()
+            .collect();
+        out.push(net);
+        out
+    }
+
+    fn recompute_under(&mut self, net: IpNet, change: &mut CidrIdentityChange) {
+        for n in self.under(net) {
+            self.recompute(n, change);
+        }
+    }
+
+    /// The labels of the identity of `net` (`None`: it has no CIDR identity): its own and
+    /// its groups', then those of every shorter prefix with metadata, from the longest,
+    /// with at most one `cidr:` label (`mergeParentLabels`), then `reserved:world`.
+    fn labels_of(&self, net: &IpNet) -> Option<LabelSet> {
+        let own = self.meta.get(net).filter(|m| !m.is_empty())?;
+        if self.groups.is_empty() {
+            return Some(cidr_identity_labels(net));
+        }
+        let mut labels: Vec<Label> = Vec::new();
+        let mut cidr = (own.refs > 0).then_some(*net);
+        let add_groups = |m: &PrefixMeta, labels: &mut Vec<Label>| {
+            for g in &m.groups {
+                if let Some((l, _)) = self.groups.get(g) {
+                    labels.extend(l.iter().cloned());
+                }
+            }
+        };
+        add_groups(own, &mut labels);
+        for len in (0..net.prefix_len()).rev() {
+            let Ok(parent) = IpNet::new(net.addr(), len) else {
+                continue;
+            };
+            if let Some(m) = self.meta.get(&parent.trunc()) {
+                add_groups(m, &mut labels);
+                if cidr.is_none() && m.refs > 0 {
+                    cidr = Some(parent.trunc());
+                }
+            }
+        }
+        if let Some(c) = cidr.filter(|c| c.prefix_len() > 0) {
+            labels.push(cidr_label(&c));
+        }
+        labels.push(Label::reserved("world"));
+        Some(LabelSet::new(labels))
+    }
+
+    /// Gives `net` the identity of its current labels, releasing the one it had.
+    fn recompute(&mut self, net: IpNet, change: &mut CidrIdentityChange) {
+        let new = self.labels_of(&net);
+        let old = self.prefixes.get(&net).and_then(|i| i.cidr);
+        if old.is_some() && old.and_then(|id| self.local.labels(id)) == new.as_ref() {
+            return;
+        }
+        let new_id = new.map(|labels| {
+            let alloc = self.local.acquire(&labels, Scope::Local);
+            if alloc.new {
+                change.added.push((alloc.identity, labels));
+            }
+            alloc.identity
+        });
+        if let Some(id) = old {
+            if self.local.release(id) {
+                change.removed.push(id);
+            }
+        }
+        if new_id.is_none() && old.is_none() {
+            return;
+        }
+        self.prefixes.entry(net).or_default().cidr = new_id;
+        self.refresh(net);
     }
 
     /// The identity of `ip` as `observer_node`'s ipcache resolves it (world when nothing
@@ -536,6 +700,58 @@ mod tests {
         assert_eq!(rm.removed, vec![inner, outer]);
         assert_eq!(c.lookup("n", ip("10.96.0.10")).identity, Identity::WORLD);
         assert!(c.is_empty());
+    }
+
+    // pkg/policy/k8s/cilium_cidr_group.go applyCIDRGroup: a group's prefixes share one
+    // identity (its labels + world); pkg/ipcache/metadata.go mergeParentLabels: a prefix takes
+    // the labels of every shorter one, with at most one cidr: label (the longest).
+    #[test]
+    fn cidr_groups_label_their_prefixes_and_children_inherit() {
+        let mut c = IpCache::new();
+        let mut ch = CidrIdentityChange::default();
+        let vpn = crate::labels::cidr_group_labels("vpn", &[("role".into(), "vpn".into())].into());
+        let two: BTreeSet<IpNet> = [net("10.48.0.0/24"), net("10.16.0.0/24")].into();
+        c.upsert_cidr_group("vpn", &vpn, &two, &mut ch);
+        assert_eq!(ch.added.len(), 1, "one identity per group: {ch:?}");
+        let g = c.lookup("n", ip("10.48.0.5")).identity;
+        assert_eq!(c.lookup("n", ip("10.16.0.5")).identity, g);
+        assert_eq!(
+            c.local_labels(g).unwrap().to_string(),
+            "reserved:world cidrgroup:io.cilium.policy.cidrgroupname/vpn cidrgroup:role=vpn cidrgroup:role+vpn"
+        );
+        // A selector prefix inside the group carries the group's labels; one enclosing the
+        // group gives the group prefixes its cidr: label.
+        c.add_selector(&cidr_sel("10.48.0.128/25", &[]), &mut ch);
+        c.add_selector(&cidr_sel("10.0.0.0/8", &[]), &mut ch);
+        let inner = c.lookup("n", ip("10.48.0.200")).identity;
+        assert_eq!(
+            c.local_labels(inner).unwrap().to_string(),
+            "reserved:world cidr:10.48.0.128/25 cidrgroup:io.cilium.policy.cidrgroupname/vpn cidrgroup:role=vpn cidrgroup:role+vpn"
+        );
+        let grouped = c.lookup("n", ip("10.16.0.5")).identity;
+        assert_eq!(
+            c.local_labels(grouped).unwrap().to_string(),
+            "reserved:world cidr:10.0.0.0/8 cidrgroup:io.cilium.policy.cidrgroupname/vpn cidrgroup:role=vpn cidrgroup:role+vpn"
+        );
+        assert_eq!(c.lookup("n", ip("10.48.0.5")).identity, grouped);
+        // Deleting the group relabels what inherited from it and drops its own prefixes.
+        let mut rm = CidrIdentityChange::default();
+        c.remove_cidr_group("vpn", &mut rm);
+        assert_eq!(
+            c.local_labels(c.lookup("n", ip("10.48.0.200")).identity)
+                .unwrap()
+                .to_string(),
+            "reserved:world cidr:10.48.0.128/25"
+        );
+        assert_eq!(
+            c.lookup("n", ip("10.16.0.5")).prefix,
+            Some(net("10.0.0.0/8"))
+        );
+        assert!(rm.removed.contains(&inner) && rm.removed.contains(&grouped));
+        c.remove_selector(&cidr_sel("10.48.0.128/25", &[]), &mut rm);
+        c.remove_selector(&cidr_sel("10.0.0.0/8", &[]), &mut rm);
+        assert!(c.is_empty());
+        assert_eq!(c.local_identities().count(), 0);
     }
 
     // spec §7 #9: in-cluster addresses never resolve to CIDR identities.

@@ -193,6 +193,41 @@ pub const POLICY_CLUSTER: &str = "io.cilium.k8s.policy.cluster";
 pub const SERVICE_ACCOUNT: &str = "io.cilium.k8s.policy.serviceaccount";
 /// Cilium's default cluster name.
 pub const DEFAULT_CLUSTER: &str = "default";
+/// `api.LabelPrefixGroupName`: the prefix of a CIDR group's name label.
+pub const CIDR_GROUP_NAME_PREFIX: &str = "io.cilium.policy.cidrgroupname";
+/// Labels under this prefix are Cilium's own and never copied from objects
+/// (`k8sConst.LabelPrefix`, `utils.RemoveCiliumLabels`).
+pub const CILIUM_LABEL_PREFIX: &str = "io.cilium.k8s";
+
+/// The label every prefix of the CiliumCIDRGroup `name` carries:
+/// `cidrgroup:io.cilium.policy.cidrgroupname/<name>` (`api.LabelForCIDRGroupRef`).
+pub fn cidr_group_name_key(name: &str) -> LabelKey {
+    LabelKey::new(
+        Source::CidrGroup,
+        format!("{CIDR_GROUP_NAME_PREFIX}/{name}"),
+    )
+}
+
+/// The labels a CiliumCIDRGroup gives each of its prefixes in the ipcache, before the world
+/// label (`cidrsAndLabelsForCIDRGroup`, `pkg/policy/k8s/cilium_cidr_group.go`): the name
+/// label, and for each of the object's labels (Cilium's own removed) `cidrgroup:<k>=<v>`
+/// plus the encoded `cidrgroup:<k>+<v>` that `cidrGroupSelector` matches.
+pub fn cidr_group_labels(name: &str, object_labels: &BTreeMap<String, String>) -> LabelSet {
+    let key = cidr_group_name_key(name);
+    let mut out = vec![Label::new(key.source, key.key, "")];
+    for (k, v) in object_labels {
+        if k.starts_with(CILIUM_LABEL_PREFIX) {
+            continue;
+        }
+        out.push(Label::new(Source::CidrGroup, k.clone(), v.clone()));
+        out.push(Label::new(
+            Source::CidrGroup,
+            format!("{k}{}{v}", crate::selector::CIDR_GROUP_ENCODED_SEP),
+            "",
+        ));
+    }
+    LabelSet::new(out)
+}
 
 /// Builds a pod's identity labels as Cilium does (`SanitizePodLabels`, spec §2.4), filtered to
 /// identity-relevant labels (spec §3.3).

@@ -231,6 +231,12 @@ impl Model {
         for (id, labels) in cluster.identities.iter() {
             m.selectors.add_identity(id, labels);
         }
+        let mut cidr = CidrIdentityChange::default();
+        for (name, g) in &cluster.cidr_groups {
+            m.ipcache
+                .upsert_cidr_group(name, &g.labels, &g.cidrs, &mut cidr);
+        }
+        m.apply_cidr_change(&cidr);
         for (key, entries) in repo.policies() {
             m.sync_policy_entries(key, Some(entries.to_vec()));
         }
@@ -358,6 +364,34 @@ impl Model {
                 }
                 self.ipcache.upsert_node(&n.name, n.ip);
             }
+        }
+    }
+
+    /// The CiliumCIDRGroup `name` was created, replaced or deleted in `cluster`: its
+    /// prefixes' identities change in the ipcache, and the selectors that select them with
+    /// them (`applyCIDRGroup` upserts the ipcache metadata; the selector cache follows the
+    /// identities).
+    pub fn cidr_group_changed(&mut self, cluster: &Cluster, name: &str) {
+        let mut cidr = CidrIdentityChange::default();
+        match cluster.cidr_groups.get(name) {
+            Some(g) => self
+                .ipcache
+                .upsert_cidr_group(name, &g.labels, &g.cidrs, &mut cidr),
+            None => self.ipcache.remove_cidr_group(name, &mut cidr),
+        }
+        self.apply_cidr_change(&cidr);
+        self.flush();
+    }
+
+    /// Feeds CIDR identities that appeared or vanished to the selector cache.
+    fn apply_cidr_change(&mut self, cidr: &CidrIdentityChange) {
+        for (id, labels) in &cidr.added {
+            let changed = self.selectors.add_identity(*id, labels);
+            self.note_selection_change(*id, changed);
+        }
+        for id in &cidr.removed {
+            let changed = self.selectors.remove_identity(*id);
+            self.note_selection_change(*id, changed);
         }
     }
 
@@ -518,14 +552,7 @@ impl Model {
                 self.ipcache.remove_selector(s, &mut cidr);
             }
         }
-        for (id, labels) in &cidr.added {
-            let changed = self.selectors.add_identity(*id, labels);
-            self.note_selection_change(*id, changed);
-        }
-        for id in &cidr.removed {
-            let changed = self.selectors.remove_identity(*id);
-            self.note_selection_change(*id, changed);
-        }
+        self.apply_cidr_change(&cidr);
         // Subjects selected by the old or the new entries.
         for id in self.by_identity.keys() {
             let Some(labels) = self.selectors.labels(*id) else {

@@ -11,7 +11,9 @@
 //! it; a side outside the cluster (world, a node's host) enforces nothing (no host firewall).
 //!
 //! CIDR peers are decided on the peer's address directly (`x ∈ cidr`, `x ∉ except`), and
-//! never match cluster endpoints (spec §3.4, §7 #9).
+//! never match cluster endpoints (spec §3.4, §7 #9). CIDR-group peers (`cidrGroupRef`,
+//! `cidrGroupSelector`) are decided on the labels of the CiliumCIDRGroups whose prefixes
+//! hold the address, read from the group objects.
 
 use std::net::IpAddr;
 
@@ -227,10 +229,17 @@ fn target_labels(
     observer_node: &str,
 ) -> (LabelSet, Option<IpAddr>) {
     match peer {
-        Peer::World(ip) => (
-            Identity::WORLD.reserved_labels().unwrap_or_default(),
-            Some(*ip),
-        ),
+        // The world, plus the labels of the CiliumCIDRGroups holding the address.
+        Peer::World(ip) => {
+            let mut labels: Vec<_> = Identity::WORLD
+                .reserved_labels()
+                .unwrap_or_default()
+                .iter()
+                .cloned()
+                .collect();
+            labels.extend(cluster.cidr_group_labels_of(*ip));
+            (LabelSet::new(labels), Some(*ip))
+        }
         _ => {
             let id = cluster
                 .cluster_identity(peer, observer_node)

@@ -32,7 +32,20 @@ pub enum Requirement {
     Cidr(IpNet),
     /// The identity carries no `cidr:` label for a prefix contained in this one (`except`).
     NotCidr(IpNet),
+    /// A `cidrGroupSelector` requirement, matched against the key+value encoded labels a
+    /// CIDR group gives its prefixes (`matchesEncodedRequirement`,
+    /// `pkg/policy/types/requirements.go`): `In`/`NotIn` ask whether a label
+    /// `cidrgroup:<key>+<value>` exists for one of the values, so that two groups with
+    /// different values for one key both match; `Exists`/`DoesNotExist` look at the plain key.
+    Encoded {
+        key: LabelKey,
+        op: Op,
+    },
 }
+
+/// The separator of key+value encoded CIDR-group labels (`labels.CIDRGroupEncodedSep`; safe,
+/// as Kubernetes label keys and values cannot contain `+`).
+pub const CIDR_GROUP_ENCODED_SEP: char = '+';
 
 /// What a selector is matched against: an identity's labels, and for the oracle the address
 /// of a peer outside the cluster (which Cilium would give a CIDR identity).
@@ -80,6 +93,24 @@ impl Requirement {
             }
             Requirement::Cidr(net) => has_cidr_within(t, net),
             Requirement::NotCidr(net) => !has_cidr_within(t, net),
+            Requirement::Encoded { key, op } => {
+                let encoded_exists = |values: &[String]| {
+                    values.iter().any(|v| {
+                        let k = LabelKey::new(
+                            key.source,
+                            format!("{}{CIDR_GROUP_ENCODED_SEP}{v}", key.key),
+                        );
+                        let found = t.labels.get(&k).next().is_some();
+                        found
+                    })
+                };
+                match op {
+                    Op::In(values) => encoded_exists(values),
+                    Op::NotIn(values) => !encoded_exists(values),
+                    Op::Exists => t.labels.get(key).next().is_some(),
+                    Op::DoesNotExist => t.labels.get(key).next().is_none(),
+                }
+            }
         }
     }
 }
@@ -191,6 +222,13 @@ impl fmt::Display for Requirement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Requirement::Label { key, op } => {
+                if matches!(op, Op::DoesNotExist) {
+                    write!(f, "!{key}")
+                } else {
+                    write!(f, "{key}{op}")
+                }
+            }
+            Requirement::Encoded { key, op } => {
                 if matches!(op, Op::DoesNotExist) {
                     write!(f, "!{key}")
                 } else {

@@ -9,8 +9,8 @@ use ipnet::IpNet;
 use crate::api::{self, Entity, Manifest};
 use crate::cluster::{Cluster, Protocol};
 use crate::labels::{
-    Label, LabelKey, LabelSet, Source, DEFAULT_CLUSTER, NAMESPACE_LABELS_PREFIX, POD_NAMESPACE,
-    POLICY_CLUSTER,
+    cidr_group_name_key, Label, LabelKey, LabelSet, Source, DEFAULT_CLUSTER,
+    NAMESPACE_LABELS_PREFIX, POD_NAMESPACE, POLICY_CLUSTER,
 };
 use crate::policy::{
     L7Parser, L7Policy, Peers, PolicyEntry, PolicyKind, PolicyRef, PortProto, PortSpec, RuleOrigin,
@@ -20,31 +20,35 @@ use crate::selector::{Op, Requirement, Selector};
 use crate::service::Service;
 use crate::verdict::Direction;
 
-/// The policy object's reference (kind, namespace, name).
-pub fn policy_ref(m: &Manifest) -> PolicyRef {
+/// The policy object's reference (kind, namespace, name); `None` for a CiliumCIDRGroup,
+/// which is not a policy (it goes to the cluster's ipcache input, `Cluster::cidr_groups`).
+pub fn policy_ref(m: &Manifest) -> Option<PolicyRef> {
     let kind = match m {
         Manifest::NetworkPolicy(_) => PolicyKind::NetworkPolicy,
         Manifest::CiliumNetworkPolicy(_) => PolicyKind::CiliumNetworkPolicy,
         Manifest::CiliumClusterwideNetworkPolicy(_) => PolicyKind::CiliumClusterwideNetworkPolicy,
+        Manifest::CiliumCidrGroup(_) => return None,
     };
-    PolicyRef {
+    Some(PolicyRef {
         kind,
         namespace: m.namespace().map(str::to_string),
         name: m.name().to_string(),
-    }
+    })
 }
 
 /// Translates one manifest into its policy entries, in a cluster without services (a
-/// `toServices` entry then matches nothing).
+/// `toServices` entry then matches nothing; none for a CiliumCIDRGroup).
 pub fn translate(m: &Manifest) -> Vec<PolicyEntry> {
     translate_in(m, None)
 }
 
-/// Translates one manifest into its policy entries; `toServices` is resolved against the
-/// cluster's services, as Cilium's policy watcher does before the rule reaches the
-/// repository (`pkg/policy/k8s/service.go` `resolveToServices`).
+/// Translates one manifest into its policy entries (none for a CiliumCIDRGroup); `toServices`
+/// is resolved against the cluster's services, as Cilium's policy watcher does before the rule
+/// reaches the repository (`pkg/policy/k8s/service.go` `resolveToServices`).
 pub fn translate_in(m: &Manifest, cluster: Option<&Cluster>) -> Vec<PolicyEntry> {
-    let pref = policy_ref(m);
+    let Some(pref) = policy_ref(m) else {
+        return Vec::new();
+    };
     match m {
         Manifest::NetworkPolicy(knp) => translate_knp(&pref, knp),
         Manifest::CiliumNetworkPolicy(cnp) => cnp
@@ -57,6 +61,7 @@ pub fn translate_in(m: &Manifest, cluster: Option<&Cluster>) -> Vec<PolicyEntry>
             .enumerate()
             .flat_map(|(i, r)| translate_rule(&pref, i, r, None, cluster))
             .collect(),
+        Manifest::CiliumCidrGroup(_) => Vec::new(),
     }
 }
 
@@ -127,14 +132,23 @@ fn k8s_key(k: &str) -> LabelKey {
     LabelKey::new(Source::K8s, k)
 }
 
-fn requirement(key: LabelKey, op: &api::Operator, values: &[String]) -> Requirement {
-    let op = match op {
-        api::Operator::In => Op::In(values.to_vec()),
-        api::Operator::NotIn => Op::NotIn(values.to_vec()),
+fn op_of(op: &api::Operator, values: &[String]) -> Op {
+    let sorted = |v: &[String]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v.dedup();
+        v
+    };
+    match op {
+        api::Operator::In => Op::In(sorted(values)),
+        api::Operator::NotIn => Op::NotIn(sorted(values)),
         api::Operator::Exists => Op::Exists,
         api::Operator::DoesNotExist => Op::DoesNotExist,
-    };
-    Requirement::label(key, op)
+    }
+}
+
+fn requirement(key: LabelKey, op: &api::Operator, values: &[String]) -> Requirement {
+    Requirement::label(key, op_of(op, values))
 }
 
 /// Converts a label selector, mapping every key through `key`.
@@ -254,6 +268,51 @@ pub fn cidr_selector(cidr: &IpNet, except: &[IpNet]) -> Selector {
         ));
     } else {
         reqs.push(Requirement::Cidr(cidr.trunc()));
+    }
+    Selector::new(reqs)
+}
+
+/// A `cidrGroupSelector` key: `cidrgroup:<key>` unless the key names a source
+/// (`labels.NewSourceEncodedLabelKey(LabelSourceCIDRGroupKeyPrefix, key)`).
+fn cidr_group_selector_key(raw: &str) -> LabelKey {
+    if let Some((src, key)) = raw.split_once(':') {
+        if let Some(source) = Source::parse(src) {
+            return LabelKey::new(source, key);
+        }
+    }
+    LabelKey::new(Source::CidrGroup, raw)
+}
+
+/// The selector of one `fromCIDRSet`/`toCIDRSet` entry (`newCIDRRuleSelector`,
+/// `pkg/policy/types/selector.go`): a CIDR selector; for `cidrGroupRef` an Exists
+/// requirement on the group's name label; for `cidrGroupSelector` its requirements on
+/// `cidrgroup:` keys, matched against the encoded labels. `except` adds `!cidr:<except>`
+/// in every case.
+pub fn cidr_rule_selector(rule: &api::CidrRule) -> Selector {
+    let except: Vec<IpNet> = rule.except.iter().map(|e| e.0).collect();
+    let mut reqs: Vec<Requirement> = except
+        .iter()
+        .map(|e| Requirement::NotCidr(e.trunc()))
+        .collect();
+    match &rule.peer {
+        api::CidrPeer::Cidr(c) => return cidr_selector(&c.0, &except),
+        api::CidrPeer::GroupRef(name) => {
+            reqs.push(Requirement::label(cidr_group_name_key(name), Op::Exists));
+        }
+        api::CidrPeer::GroupSelector(sel) => {
+            for (k, v) in &sel.match_labels {
+                reqs.push(Requirement::Encoded {
+                    key: cidr_group_selector_key(k),
+                    op: Op::In(vec![v.clone()]),
+                });
+            }
+            for e in &sel.match_expressions {
+                reqs.push(Requirement::Encoded {
+                    key: cidr_group_selector_key(&e.key),
+                    op: op_of(&e.operator, &e.values),
+                });
+            }
+        }
     }
     Selector::new(reqs)
 }
@@ -426,8 +485,7 @@ fn cnp_peers(
     if let Some(sets) = cidr_sets {
         present = true;
         for s in sets {
-            let except: Vec<IpNet> = s.except.iter().map(|e| e.0).collect();
-            sels.push(cidr_selector(&s.cidr.0, &except));
+            sels.push(cidr_rule_selector(s));
         }
     }
     if let Some(es) = entities {

@@ -4,9 +4,9 @@
 //! Fields that Cilium supports but this project does not model yet are rejected with
 //! "not supported yet: <field>" at the field, never silently dropped.
 
-use super::de::{not_supported, validated_map, Never};
+use super::de::{not_supported, removed_list, validated_map, Never};
 use super::l7::{FqdnSelector, L7Rules, TlsContext};
-use super::meta::{EndpointSelector, ObjectMeta};
+use super::meta::{check_dns_subdomain, EndpointSelector, ObjectMeta};
 use super::net::{
     icmp_type_code, Cidr, Entity, IcmpFamily, Port, PrefixCidr, Protocol, RawIcmpType,
 };
@@ -163,12 +163,22 @@ not_supported!(ns_from_nodes, "fromNodes");
 not_supported!(ns_to_nodes, "toNodes");
 not_supported!(ns_from_groups, "fromGroups");
 not_supported!(ns_to_groups, "toGroups");
-not_supported!(ns_from_requires, "fromRequires");
-not_supported!(ns_to_requires, "toRequires");
+// `fromRequires`/`toRequires` were deprecated in Cilium 1.17 and removed in 1.19
+// (cilium/cilium c98e572b9f "policy: Remove support for FromRequires and ToRequires"): the
+// current CRDs keep the fields as `+kubebuilder:validation:MaxItems=0`, so the API server
+// refuses any item and accepts an empty list (`pkg/policy/api/ingress.go`, `egress.go`).
+removed_list!(
+    rm_from_requires,
+    "fromRequires was deprecated in Cilium 1.17 and removed in 1.19, whose CRD allows no items; \
+     require the labels in each fromEndpoints selector instead"
+);
+removed_list!(
+    rm_to_requires,
+    "toRequires was deprecated in Cilium 1.17 and removed in 1.19, whose CRD allows no items; \
+     require the labels in each toEndpoints selector instead"
+);
 not_supported!(ns_authentication, "authentication");
 not_supported!(ns_listener, "listener");
-not_supported!(ns_cidr_group_ref, "cidrGroupRef");
-not_supported!(ns_cidr_group_selector, "cidrGroupSelector");
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -352,7 +362,7 @@ struct RawIngressRule {
     from_nodes: Option<Never>,
     #[serde(default, deserialize_with = "ns_from_groups")]
     from_groups: Option<Never>,
-    #[serde(default, deserialize_with = "ns_from_requires")]
+    #[serde(default, deserialize_with = "rm_from_requires")]
     from_requires: Option<Never>,
     #[serde(default)]
     to_ports: Option<Vec<PortRule>>,
@@ -377,7 +387,7 @@ struct RawIngressDenyRule {
     from_nodes: Option<Never>,
     #[serde(default, deserialize_with = "ns_from_groups")]
     from_groups: Option<Never>,
-    #[serde(default, deserialize_with = "ns_from_requires")]
+    #[serde(default, deserialize_with = "rm_from_requires")]
     from_requires: Option<Never>,
     #[serde(default)]
     to_ports: Option<Vec<PortDenyRule>>,
@@ -479,7 +489,7 @@ struct RawEgressRule {
     to_nodes: Option<Never>,
     #[serde(default, deserialize_with = "ns_to_groups")]
     to_groups: Option<Never>,
-    #[serde(default, deserialize_with = "ns_to_requires")]
+    #[serde(default, deserialize_with = "rm_to_requires")]
     to_requires: Option<Never>,
     #[serde(default, rename = "toFQDNs")]
     to_fqdns: Option<Vec<FqdnSelector>>,
@@ -508,7 +518,7 @@ struct RawEgressDenyRule {
     to_nodes: Option<Never>,
     #[serde(default, deserialize_with = "ns_to_groups")]
     to_groups: Option<Never>,
-    #[serde(default, deserialize_with = "ns_to_requires")]
+    #[serde(default, deserialize_with = "rm_to_requires")]
     to_requires: Option<Never>,
     #[serde(default)]
     to_ports: Option<Vec<PortDenyRule>>,
@@ -576,16 +586,36 @@ impl TryFrom<RawEgressDenyRule> for EgressDeny {
 }
 validated_map!(EgressDeny, RawEgressDenyRule, "an egress deny rule");
 
-/// A `fromCIDRSet`/`toCIDRSet` entry: a prefix and exceptions inside it.
+/// A `fromCIDRSet`/`toCIDRSet` entry: a prefix, a CiliumCIDRGroup by name, or CIDR groups
+/// by label (exactly one, `CIDRRule.sanitize`), and exceptions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CidrRule {
-    pub cidr: Cidr,
+    pub peer: CidrPeer,
+    /// `except`. With `cidr` each lies inside it (checked); with a group Cilium checks
+    /// nothing (`sanitize` returns before the check) and the exceptions apply to the
+    /// group's addresses.
     pub except: Vec<Cidr>,
+}
+
+/// What a [`CidrRule`] selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CidrPeer {
+    /// `cidr`.
+    Cidr(Cidr),
+    /// `cidrGroupRef`: the CiliumCIDRGroup of that name (a DNS subdomain).
+    GroupRef(String),
+    /// `cidrGroupSelector`: every CiliumCIDRGroup whose labels match. Keys without a source
+    /// get `cidrgroup:` (`NewESFromK8sLabelSelector(LabelSourceCIDRGroupKeyPrefix, ...)`).
+    GroupSelector(EndpointSelector),
 }
 
 impl fmt::Display for CidrRule {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}", self.cidr)?;
+        match &self.peer {
+            CidrPeer::Cidr(c) => write!(f, "{c}")?,
+            CidrPeer::GroupRef(name) => write!(f, "cidrGroupRef {name}")?,
+            CidrPeer::GroupSelector(sel) => write!(f, "cidrGroupSelector {}", sel.0)?,
+        }
         for e in &self.except {
             write!(f, " except {e}")?;
         }
@@ -600,29 +630,57 @@ struct RawCidrRule {
     cidr: Option<PrefixCidr>,
     #[serde(default)]
     except: Option<Vec<PrefixCidr>>,
-    #[serde(default, deserialize_with = "ns_cidr_group_ref")]
-    cidr_group_ref: Option<Never>,
-    #[serde(default, deserialize_with = "ns_cidr_group_selector")]
-    cidr_group_selector: Option<Never>,
+    #[serde(default)]
+    cidr_group_ref: Option<String>,
+    #[serde(default)]
+    cidr_group_selector: Option<EndpointSelector>,
 }
 
 impl TryFrom<RawCidrRule> for CidrRule {
     type Error = String;
     fn try_from(r: RawCidrRule) -> Result<Self, String> {
-        never_set(&[r.cidr_group_ref, r.cidr_group_selector]);
-        let Some(PrefixCidr(cidr)) = r.cidr else {
-            return Err("cidr must be specified".into());
-        };
-        let mut except = Vec::new();
-        for PrefixCidr(e) in r.except.unwrap_or_default() {
-            if !cidr.contains(&e) {
-                return Err(format!(
-                    "allow CIDR prefix {cidr} does not contain exclude CIDR prefix {e}"
-                ));
-            }
-            except.push(e);
+        // `omitempty`: an empty string is no reference.
+        let group_ref = r.cidr_group_ref.filter(|s| !s.is_empty());
+        let set = usize::from(r.cidr.is_some())
+            + usize::from(group_ref.is_some())
+            + usize::from(r.cidr_group_selector.is_some());
+        if set == 0 {
+            return Err("one of cidr, cidrGroupRef, or cidrGroupSelector is required".into());
         }
-        Ok(CidrRule { cidr, except })
+        if set > 1 {
+            return Err(
+                "more than one of cidr, cidrGroupRef, or cidrGroupSelector may not be set".into(),
+            );
+        }
+        let except: Vec<Cidr> = r
+            .except
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.0)
+            .collect();
+        let peer = match (r.cidr, group_ref, r.cidr_group_selector) {
+            (Some(PrefixCidr(cidr)), _, _) => {
+                for e in &except {
+                    if !cidr.contains(e) {
+                        return Err(format!(
+                            "allow CIDR prefix {cidr} does not contain exclude CIDR prefix {e}"
+                        ));
+                    }
+                }
+                CidrPeer::Cidr(cidr)
+            }
+            (None, Some(name), _) => {
+                // `CIDRGroupRef`: `MaxLength=253` and the DNS-subdomain pattern.
+                check_dns_subdomain(&name)
+                    .map_err(|e| format!("cidrGroupRef: Invalid value: {name:?}: {e}"))?;
+                CidrPeer::GroupRef(name)
+            }
+            (None, None, Some(sel)) => CidrPeer::GroupSelector(sel),
+            (None, None, None) => {
+                return Err("one of cidr, cidrGroupRef, or cidrGroupSelector is required".into())
+            }
+        };
+        Ok(CidrRule { peer, except })
     }
 }
 validated_map!(CidrRule, RawCidrRule, "a CIDR rule");

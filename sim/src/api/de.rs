@@ -169,3 +169,47 @@ macro_rules! not_supported {
     };
 }
 pub(crate) use not_supported;
+
+/// Defines `fn $fn_name` for `#[serde(deserialize_with)]` on an `Option<Never>` field that the
+/// current CRD schema keeps only as `MaxItems=0` (a removed feature): `null` and `[]` are
+/// accepted, as the API server accepts them, and any item is the API server's error at the
+/// value, followed by `$why`.
+macro_rules! removed_list {
+    ($fn_name:ident, $why:expr) => {
+        fn $fn_name<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<$crate::api::de::Never>, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Option<$crate::api::de::Never>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an empty list")
+                }
+                fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                    Ok(None)
+                }
+                fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                    Ok(None)
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                    self,
+                    mut seq: A,
+                ) -> Result<Self::Value, A::Error> {
+                    let mut n = 0usize;
+                    while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                        n += 1;
+                    }
+                    if n == 0 {
+                        return Ok(None);
+                    }
+                    Err(serde::de::Error::custom(format!(
+                        "Too many: {n}: must have at most 0 items ({})",
+                        $why
+                    )))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    };
+}
+pub(crate) use removed_list;

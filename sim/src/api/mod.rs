@@ -8,10 +8,14 @@
 //! It gives no meaning to a policy: turning rules into policy entries belongs to the next step
 //! of the flow (policy resolution).
 //!
+//! It also reads `CiliumCIDRGroup` (cilium.io/v2 and v2alpha1), which is not a policy but
+//! what `cidrGroupRef`/`cidrGroupSelector` select.
+//!
 //! Fields that Cilium supports but this project does not model yet (Kafka and generic L7
-//! rules, `toServices`, `nodeSelector`, `fromNodes`/`toNodes`, groups, `fromRequires`/`toRequires`,
-//! `authentication`, CIDR groups, TLS/SNI/listener, extended IP protocols) are errors
-//! ("not supported yet: <field>"), never silently ignored.
+//! rules, `toServices`, `nodeSelector`, `fromNodes`/`toNodes`, groups, `authentication`,
+//! TLS/SNI/listener, extended IP protocols) are errors ("not supported yet: <field>"), never
+//! silently ignored; `fromRequires`/`toRequires`, removed in Cilium 1.19, take no items, as
+//! the current CRD says.
 //!
 //! # Entry points
 //! - [`parse_manifest_file`] / [`load_manifest_file`]: a file as `kubectl apply -f` takes it:
@@ -40,6 +44,7 @@
 //! errors worded as the API server words them, with the quoted spelling to use. Fields the
 //! schema declares int-or-string (a NetworkPolicy `port`, an ICMP `type`) take both.
 
+mod ccg;
 mod cnp;
 mod de;
 mod error;
@@ -50,8 +55,9 @@ mod net;
 #[cfg(test)]
 mod tests;
 
+pub use ccg::{CidrGroupSpec, CiliumCidrGroup};
 pub use cnp::{
-    CidrRule, CiliumClusterwideNetworkPolicy, CiliumNetworkPolicy, DefaultDenyConfig,
+    CidrPeer, CidrRule, CiliumClusterwideNetworkPolicy, CiliumNetworkPolicy, DefaultDenyConfig,
     EgressDenyRule, EgressRule, IcmpField, IcmpRule, IngressDenyRule, IngressRule,
     K8sServiceNamespace, K8sServiceSelectorNamespace, Label, LogConfig, PortProtocol, PortRule,
     Rule, ServiceRule, MAX_ICMP_FIELDS, MAX_PORTS,
@@ -87,6 +93,9 @@ pub enum Manifest {
     NetworkPolicy(NetworkPolicy),
     CiliumNetworkPolicy(CiliumNetworkPolicy),
     CiliumClusterwideNetworkPolicy(CiliumClusterwideNetworkPolicy),
+    /// Not a policy, but policy input: the CIDRs that `cidrGroupRef`/`cidrGroupSelector`
+    /// select (it feeds the ipcache, not the policy repository).
+    CiliumCidrGroup(CiliumCidrGroup),
 }
 
 impl Manifest {
@@ -103,6 +112,7 @@ impl Manifest {
             Manifest::CiliumClusterwideNetworkPolicy(_) => {
                 ManifestKind::CiliumClusterwideNetworkPolicy
             }
+            Manifest::CiliumCidrGroup(_) => ManifestKind::CiliumCidrGroup,
         }
     }
 
@@ -111,6 +121,7 @@ impl Manifest {
             Manifest::NetworkPolicy(p) => &p.metadata,
             Manifest::CiliumNetworkPolicy(p) => &p.metadata,
             Manifest::CiliumClusterwideNetworkPolicy(p) => &p.metadata,
+            Manifest::CiliumCidrGroup(g) => &g.metadata,
         }
     }
 
@@ -120,11 +131,11 @@ impl Manifest {
     }
 
     /// The namespace: `metadata.namespace`, or `"default"` when absent, for the namespaced
-    /// kinds; `None` for a CiliumClusterwideNetworkPolicy (a namespace written on it is
-    /// ignored, as the API server does for cluster-scoped objects).
+    /// kinds; `None` for a CiliumClusterwideNetworkPolicy or a CiliumCIDRGroup (a namespace
+    /// written on them is ignored, as the API server does for cluster-scoped objects).
     pub fn namespace(&self) -> Option<&str> {
         match self {
-            Manifest::CiliumClusterwideNetworkPolicy(_) => None,
+            Manifest::CiliumClusterwideNetworkPolicy(_) | Manifest::CiliumCidrGroup(_) => None,
             _ => Some(self.metadata().namespace.as_deref().unwrap_or("default")),
         }
     }
@@ -145,13 +156,15 @@ pub enum ManifestKind {
     NetworkPolicy,
     CiliumNetworkPolicy,
     CiliumClusterwideNetworkPolicy,
+    CiliumCidrGroup,
 }
 
 impl ManifestKind {
-    pub const ALL: [ManifestKind; 3] = [
+    pub const ALL: [ManifestKind; 4] = [
         ManifestKind::NetworkPolicy,
         ManifestKind::CiliumNetworkPolicy,
         ManifestKind::CiliumClusterwideNetworkPolicy,
+        ManifestKind::CiliumCidrGroup,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -159,10 +172,11 @@ impl ManifestKind {
             ManifestKind::NetworkPolicy => "NetworkPolicy",
             ManifestKind::CiliumNetworkPolicy => "CiliumNetworkPolicy",
             ManifestKind::CiliumClusterwideNetworkPolicy => "CiliumClusterwideNetworkPolicy",
+            ManifestKind::CiliumCidrGroup => "CiliumCIDRGroup",
         }
     }
 
-    /// The only `apiVersion` that serves this kind.
+    /// The current `apiVersion` of this kind (the one to write).
     pub fn api_version(&self) -> &'static str {
         match self {
             ManifestKind::NetworkPolicy => "networking.k8s.io/v1",
@@ -170,8 +184,24 @@ impl ManifestKind {
         }
     }
 
+    /// Whether `api_version` serves this kind. Cilium main's CRD for CiliumCIDRGroup serves
+    /// `v2` (the storage version) and the deprecated `v2alpha1`, which Cilium's own
+    /// CiliumCIDRGroup docs still use (`ciliumcidrgroups.yaml`, `versions`).
+    pub fn serves(&self, api_version: &str) -> bool {
+        api_version == self.api_version()
+            || (*self == ManifestKind::CiliumCidrGroup && api_version == "cilium.io/v2alpha1")
+    }
+
     pub fn is_namespaced(&self) -> bool {
-        !matches!(self, ManifestKind::CiliumClusterwideNetworkPolicy)
+        !matches!(
+            self,
+            ManifestKind::CiliumClusterwideNetworkPolicy | ManifestKind::CiliumCidrGroup
+        )
+    }
+
+    /// Whether objects of this kind are policies (go to the policy repository).
+    pub fn is_policy(&self) -> bool {
+        *self != ManifestKind::CiliumCidrGroup
     }
 }
 
@@ -190,17 +220,18 @@ impl std::str::FromStr for ManifestKind {
             .copied()
             .ok_or_else(|| {
                 format!(
-                    "unsupported kind {s} (expected NetworkPolicy, CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy)"
+                    "unsupported kind {s} (expected NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy or CiliumCIDRGroup)"
                 )
             })
     }
 }
 
 fn wrong_api_version(api_version: &str, kind: ManifestKind) -> String {
-    format!(
-        "apiVersion {api_version:?} does not serve kind {kind}: expected {}",
-        kind.api_version()
-    )
+    let expected = match kind {
+        ManifestKind::CiliumCidrGroup => "cilium.io/v2 (or the deprecated cilium.io/v2alpha1)",
+        k => k.api_version(),
+    };
+    format!("apiVersion {api_version:?} does not serve kind {kind}: expected {expected}")
 }
 
 // `status` is part of every kind's schema and is written by the cluster, never by the policy
@@ -226,10 +257,13 @@ const FIELDS_CILIUM: &[&str] = &[
     "description",
 ];
 const FIELDS_KNP: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
+// `CiliumCIDRGroup` has no status (`cidrgroups_types.go`).
+const FIELDS_CCG: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
 
 fn known_fields(kind: Option<ManifestKind>) -> &'static [&'static str] {
     match kind {
         Some(ManifestKind::NetworkPolicy) => FIELDS_KNP,
+        Some(ManifestKind::CiliumCidrGroup) => FIELDS_CCG,
         _ => FIELDS_CILIUM,
     }
 }
@@ -274,9 +308,7 @@ impl<'de> DeserializeSeed<'de> for KindSeed<'_> {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ManifestKind, E> {
                 let kind: ManifestKind = v.parse().map_err(E::custom)?;
                 match self.0 {
-                    Some(av) if av != kind.api_version() => {
-                        Err(E::custom(wrong_api_version(av, kind)))
-                    }
+                    Some(av) if !kind.serves(av) => Err(E::custom(wrong_api_version(av, kind))),
                     _ => Ok(kind),
                 }
             }
@@ -299,9 +331,7 @@ impl<'de> DeserializeSeed<'de> for ApiVersionSeed {
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
                 match self.0 {
-                    Some(kind) if v != kind.api_version() => {
-                        Err(E::custom(wrong_api_version(v, kind)))
-                    }
+                    Some(kind) if !kind.serves(v) => Err(E::custom(wrong_api_version(v, kind))),
                     _ => Ok(v.to_string()),
                 }
             }
@@ -351,6 +381,7 @@ fn read_manifest<'de, A: MapAccess<'de>>(
     let mut kind: Option<ManifestKind> = None;
     let mut metadata: Option<ObjectMeta> = None;
     let mut knp_spec: Option<NetworkPolicySpec> = None;
+    let mut ccg_spec: Option<CidrGroupSpec> = None;
     let mut spec: Option<Rule> = None;
     let mut specs: Option<Vec<Rule>> = None;
     let mut status_seen = false;
@@ -395,6 +426,10 @@ fn read_manifest<'de, A: MapAccess<'de>>(
                     (ManifestKind::NetworkPolicy, _) => {
                         return Err(A::Error::unknown_field(&key, FIELDS_KNP))
                     }
+                    (ManifestKind::CiliumCidrGroup, "spec") => ccg_spec.is_some(),
+                    (ManifestKind::CiliumCidrGroup, _) => {
+                        return Err(A::Error::unknown_field(&key, FIELDS_CCG))
+                    }
                     (_, "spec") => spec.is_some(),
                     _ => specs.is_some(),
                 };
@@ -403,6 +438,7 @@ fn read_manifest<'de, A: MapAccess<'de>>(
                 }
                 match (k, key.as_str()) {
                     (ManifestKind::NetworkPolicy, _) => knp_spec = Some(map.next_value()?),
+                    (ManifestKind::CiliumCidrGroup, _) => ccg_spec = Some(map.next_value()?),
                     (_, "spec") => spec = Some(map.next_value()?),
                     _ => specs = Some(map.next_value()?),
                 }
@@ -432,11 +468,23 @@ fn read_manifest<'de, A: MapAccess<'de>>(
     if description_seen && kind == ManifestKind::NetworkPolicy {
         return Err(A::Error::unknown_field("description", FIELDS_KNP));
     }
+    if kind == ManifestKind::CiliumCidrGroup {
+        for (seen, field) in [(description_seen, "description"), (status_seen, "status")] {
+            if seen {
+                return Err(A::Error::unknown_field(field, FIELDS_CCG));
+            }
+        }
+    }
     if api_version.is_none() {
         return Err(A::Error::missing_field("apiVersion"));
     }
     let metadata = metadata.ok_or_else(|| A::Error::missing_field("metadata"))?;
-    if kind != ManifestKind::NetworkPolicy && spec.is_none() && specs.is_none() {
+    if matches!(
+        kind,
+        ManifestKind::CiliumNetworkPolicy | ManifestKind::CiliumClusterwideNetworkPolicy
+    ) && spec.is_none()
+        && specs.is_none()
+    {
         return Err(A::Error::custom(format!(
             "Invalid {kind} spec(s): empty policy (neither spec nor specs is set)"
         )));
@@ -458,6 +506,11 @@ fn read_manifest<'de, A: MapAccess<'de>>(
                 specs,
             })
         }
+        // `+kubebuilder:validation:Required` on `spec`.
+        ManifestKind::CiliumCidrGroup => Manifest::CiliumCidrGroup(CiliumCidrGroup {
+            metadata,
+            spec: ccg_spec.ok_or_else(|| A::Error::missing_field("spec"))?,
+        }),
     })
 }
 
@@ -501,7 +554,7 @@ pub enum ObjectClass {
 /// `projectcalico.org/v3` NetworkPolicy) is another resource and is skipped.
 pub fn classify(api_version: &str, kind: &str) -> Result<ObjectClass, String> {
     if let Ok(k) = kind.parse::<ManifestKind>() {
-        if api_version == k.api_version() {
+        if k.serves(api_version) {
             return Ok(ObjectClass::Policy(k));
         }
         let group = api_version.split_once('/').map_or("", |(g, _)| g);

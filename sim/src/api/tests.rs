@@ -912,11 +912,7 @@ fn unsupported_fields_are_errors() {
         ("  egress:\n  - toNodes: [{}] #!\n", "spec.egress[0].toNodes", "toNodes"),
         ("  ingress:\n  - fromGroups: [] #!\n", "spec.ingress[0].fromGroups", "fromGroups"),
         ("  egress:\n  - toGroups: [] #!\n", "spec.egress[0].toGroups", "toGroups"),
-        ("  ingress:\n  - fromRequires: [{}] #!\n", "spec.ingress[0].fromRequires", "fromRequires"),
-        ("  egress:\n  - toRequires: [{}] #!\n", "spec.egress[0].toRequires", "toRequires"),
         ("  ingress:\n  - authentication: {mode: required} #!\n", "spec.ingress[0].authentication", "authentication"),
-        ("  ingress:\n  - fromCIDRSet:\n    - cidrGroupRef: g #!\n", "spec.ingress[0].fromCIDRSet[0].cidrGroupRef", "cidrGroupRef"),
-        ("  ingress:\n  - fromCIDRSet:\n    - cidrGroupSelector: {} #!\n", "spec.ingress[0].fromCIDRSet[0].cidrGroupSelector", "cidrGroupSelector"),
         ("  egress:\n  - toPorts:\n    - serverNames: [a.com] #!\n", "spec.egress[0].toPorts[0]", "serverNames"),
         ("  egress:\n  - toPorts:\n    - listener: {name: l} #!\n", "spec.egress[0].toPorts[0].listener", "listener"),
         ("  egress:\n  - toPorts:\n    - terminatingTLS: {secret: {name: s}} #!\n", "spec.egress[0].toPorts[0]", "terminatingTLS"),
@@ -928,6 +924,117 @@ fn unsupported_fields_are_errors() {
     for (rest, field, what) in cases {
         assert_err(&cnp(rest), field, &format!("not supported yet: {what}"));
     }
+}
+
+/// `fromRequires`/`toRequires` were removed in Cilium 1.19: the CRD keeps them as
+/// `MaxItems=0` (`pkg/policy/api/ingress.go`, `egress.go`), so an item is the API server's
+/// "Too many" error and an empty list is accepted.
+#[test]
+fn requires_fields_allow_no_items() {
+    assert_err(
+        &cnp("  ingress:\n  - fromRequires: [{matchLabels: {env: prod}}] #!\n"),
+        "spec.ingress[0].fromRequires",
+        "Too many: 1: must have at most 0 items (fromRequires was deprecated in Cilium 1.17 and removed in 1.19",
+    );
+    assert_err(
+        &cnp("  egress:\n  - toRequires: [a, b] #!\n"),
+        "spec.egress[0].toRequires",
+        "Too many: 2: must have at most 0 items (toRequires was deprecated",
+    );
+    assert_err(
+        &cnp("  ingressDeny:\n  - fromRequires: [{}] #!\n"),
+        "spec.ingressDeny[0].fromRequires",
+        "Too many: 1",
+    );
+    let rule = cnp_rule(&cnp(
+        "  ingress:\n  - fromRequires: []\n    fromEndpoints: [{}]\n  egress:\n  - toRequires: null\n",
+    ));
+    assert_eq!(rule.ingress.len(), 1);
+    assert_eq!(rule.egress.len(), 1);
+}
+
+/// CiliumCIDRGroup (`pkg/k8s/apis/cilium.io/client/crds/v2/ciliumcidrgroups.yaml`): served at
+/// cilium.io/v2 and the deprecated v2alpha1; `spec.externalCIDRs` required; items are
+/// prefixes; no status.
+#[test]
+fn cidr_groups_parse_as_the_crd_validates_them() {
+    // Documentation/network/kubernetes/ciliumcidrgroup.rst's example, in v2alpha1.
+    let g = one("apiVersion: cilium.io/v2alpha1\nkind: CiliumCIDRGroup\nmetadata:\n  name: vpn-example-1\n  labels:\n    role: vpn\nspec:\n  externalCIDRs:\n    - \"10.48.0.0/24\"\n    - \"10.16.0.0/24\"\n");
+    let Manifest::CiliumCidrGroup(g) = g else {
+        panic!("not a group: {g:?}")
+    };
+    assert_eq!(g.metadata.labels["role"], "vpn");
+    let cidrs: Vec<String> = g
+        .spec
+        .external_cidrs
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(cidrs, ["10.48.0.0/24", "10.16.0.0/24"]);
+    // Cluster-scoped; an empty list is allowed (MinItems=0).
+    let m = one("kind: CiliumCIDRGroup\napiVersion: cilium.io/v2\nmetadata: {name: g, namespace: x}\nspec: {externalCIDRs: []}\n");
+    assert_eq!(m.namespace(), None);
+    assert_eq!(m.to_string(), "CiliumCIDRGroup g");
+    assert_err(
+        "apiVersion: cilium.io/v1\nkind: CiliumCIDRGroup #!\nmetadata: {name: g}\nspec: {externalCIDRs: []}\n",
+        "kind",
+        "does not serve kind CiliumCIDRGroup: expected cilium.io/v2 (or the deprecated cilium.io/v2alpha1)",
+    );
+    assert_err(
+        "apiVersion: cilium.io/v2\nkind: CiliumCIDRGroup\nmetadata: {name: g}\nspec: {} #!\n",
+        "spec",
+        "spec.externalCIDRs: Required value",
+    );
+    assert_err(
+        "apiVersion: cilium.io/v2 #!\nkind: CiliumCIDRGroup\nmetadata: {name: g}\n",
+        "",
+        "missing field `spec`",
+    );
+    assert_err(
+        "apiVersion: cilium.io/v2\nkind: CiliumCIDRGroup\nmetadata: {name: g}\nspec:\n  externalCIDRs: [10.0.0.1] #!\n",
+        "spec.externalCIDRs[0]",
+        "expected an address with a prefix length",
+    );
+    assert_err(
+        "apiVersion: cilium.io/v2\nkind: CiliumCIDRGroup\nmetadata: {name: g}\nspec: {externalCIDRs: []}\nstatus: {} #!\n",
+        "status",
+        "unknown field `status`",
+    );
+    assert_err(
+        "apiVersion: cilium.io/v2\nkind: CiliumCIDRGroup\nmetadata: {name: g}\nspec: {externalCIDRs: [], cidrs: []} #!\n",
+        "spec.cidrs",
+        "unknown field `cidrs`",
+    );
+}
+
+/// `fromCIDRSet`/`toCIDRSet` entries: exactly one of cidr, cidrGroupRef, cidrGroupSelector
+/// (`CIDRRule.sanitize`, `pkg/policy/api/rule_validation.go`); a group reference is a DNS
+/// subdomain (the CRD's pattern); `except` is not checked against a group.
+#[test]
+fn cidr_rules_take_one_of_cidr_and_the_group_fields() {
+    let rule = cnp_rule(&cnp("  ingress:\n  - fromCIDRSet:\n    - cidrGroupRef: vpn-example-1\n      except: [10.48.0.0/25]\n    - cidrGroupSelector:\n        matchLabels: {role: vpn}\n"));
+    let sets = rule.ingress[0].from_cidr_set.as_ref().expect("fromCIDRSet");
+    assert_eq!(sets[0].peer, CidrPeer::GroupRef("vpn-example-1".into()));
+    assert_eq!(
+        sets[0].to_string(),
+        "cidrGroupRef vpn-example-1 except 10.48.0.0/25"
+    );
+    assert!(matches!(&sets[1].peer, CidrPeer::GroupSelector(s) if s.match_labels["role"] == "vpn"));
+    assert_err(
+        &cnp("  ingress:\n  - fromCIDRSet:\n    - cidr: 10.0.0.0/8 #!\n      cidrGroupRef: g\n"),
+        "spec.ingress[0].fromCIDRSet[0]",
+        "more than one of cidr, cidrGroupRef, or cidrGroupSelector may not be set",
+    );
+    assert_err(
+        &cnp("  ingress:\n  - fromCIDRSet:\n    - except: [10.0.0.0/8] #!\n"),
+        "spec.ingress[0].fromCIDRSet[0]",
+        "one of cidr, cidrGroupRef, or cidrGroupSelector is required",
+    );
+    assert_err(
+        &cnp("  egress:\n  - toCIDRSet:\n    - cidrGroupRef: Bad_Name #!\n"),
+        "spec.egress[0].toCIDRSet[0]",
+        "cidrGroupRef: Invalid value: \"Bad_Name\"",
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -76,10 +76,9 @@ fn repo(yaml: &str) -> Repository {
     let ms =
         crate::api::parse_manifests(Path::new("test.yaml"), yaml).expect("test manifest parses");
     for m in &ms {
-        r.apply(
-            crate::translate::policy_ref(m),
-            crate::translate::translate(m),
-        );
+        if let Some(key) = crate::translate::policy_ref(m) {
+            r.apply(key, crate::translate::translate(m));
+        }
     }
     r
 }
