@@ -599,10 +599,23 @@ pub fn flow_record(world: &World, model: Option<&Model>, node: &str, ev: &Event)
         p => (json!(null), format!("IP protocol {p}"), false),
     };
     flow.set("l4", l4);
-    flow.set("source", endpoint_json(world, model, f.src, c.src_identity));
+    // A record that names no identity (Cilium's egress TRACE_TO_PROXY: UNKNOWN_ID) gets the
+    // ipcache's, as pkg/hubble/parser/common/endpoint.go ResolveEndpoint does when the
+    // datapath identity is IdentityUnknown.
+    let resolve = |ip: IpAddr, id: u32| -> u32 {
+        match (id, model) {
+            (0, Some(m)) => m.ipcache().lookup(node, ip).identity.0,
+            _ => id,
+        }
+    };
+    let (src_identity, dst_identity) = (
+        resolve(f.src, c.src_identity),
+        resolve(f.dst, c.dst_identity),
+    );
+    flow.set("source", endpoint_json(world, model, f.src, src_identity));
     flow.set(
         "destination",
-        endpoint_json(world, model, f.dst, c.dst_identity),
+        endpoint_json(world, model, f.dst, dst_identity),
     );
     flow.set("Type", json!("L3_L4"));
     flow.set("node_name", json!(node));
@@ -676,8 +689,10 @@ pub fn flow_record(world: &World, model: Option<&Model>, node: &str, ev: &Event)
         flow.set("policy_match_type", json!(mt));
     }
     if let Event::Trace(t) = ev {
+        // flow.proto TraceObservationPoint: TO_PROXY 1, TO_ENDPOINT 101, FROM_ENDPOINT 5.
         let point = match t.obs_point {
             abi::TRACE_TO_LXC => json!("TO_ENDPOINT"),
+            abi::TRACE_TO_PROXY => json!("TO_PROXY"),
             abi::TRACE_FROM_LXC => json!("FROM_ENDPOINT"),
             n => json!(n),
         };
@@ -699,6 +714,12 @@ pub fn flow_record(world: &World, model: Option<&Model>, node: &str, ev: &Event)
         );
     }
     flow.set("is_reply", is_reply.map_or(Value::Null, |b| json!(b)));
+    // decodeProxyPort: a TO_PROXY trace's dst_id (0, omitted, on a reply's way back).
+    if let Event::Trace(t) = ev {
+        if let Some(p) = t.proxy_port() {
+            flow.set("proxy_port", json!(p));
+        }
+    }
     flow.set("Summary", json!(summary));
 
     // CorrelatePolicy: policy verdicts allowed, audited, or denied by policy.
@@ -734,9 +755,9 @@ pub fn flow_record(world: &World, model: Option<&Model>, node: &str, ev: &Event)
             }
         ),
         Event::Drop(d) => DropReason::from_code(d.reason.0).text(),
+        // pkg/monitor/api/types.go TraceObservationPoints.
         Event::Trace(t) => match t.obs_point {
-            abi::TRACE_TO_LXC => "to-endpoint".to_string(),
-            abi::TRACE_FROM_LXC => "from-endpoint".to_string(),
+            abi::TRACE_TO_LXC | abi::TRACE_TO_PROXY | abi::TRACE_FROM_LXC => t.point_name(),
             n => format!("{n}"),
         },
     };
@@ -750,9 +771,9 @@ pub fn flow_record(world: &World, model: Option<&Model>, node: &str, ev: &Event)
     let compact = compact_line(
         c.timestamp,
         &host_port(world, f.src, sp),
-        c.src_identity,
+        src_identity,
         &host_port(world, f.dst, dp),
-        c.dst_identity,
+        dst_identity,
         is_reply,
         &flow_type,
         verdict_text,
