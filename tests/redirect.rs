@@ -70,10 +70,11 @@ steps:
   - send: {id: c1, direction: forward, verdict: allow}
 "#;
 
-fn load() -> LoadedScenario {
+/// The scenario, written to a file of the test's own (tests run in parallel threads).
+fn load(test: &str) -> LoadedScenario {
     let dir = std::env::temp_dir().join(format!("verdict-redirect-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path: PathBuf = dir.join("redirect.yaml");
+    let path: PathBuf = dir.join(format!("{test}.yaml"));
     std::fs::write(&path, SCENARIO).unwrap();
     scenario::load(&path).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -206,8 +207,8 @@ impl Backend for Proxy {
     }
 }
 
-fn replay(names: &[String], egress: bool, upstream: bool) -> ScenarioReport {
-    let loaded = load();
+fn replay(test: &str, names: &[String], egress: bool, upstream: bool) -> ScenarioReport {
+    let loaded = load(test);
     let factory = |name: &str| -> Result<Box<dyn Backend>, String> {
         Ok(Box::new(Proxy {
             inner: DatapathBackend::new(name, maker(name, egress)),
@@ -263,7 +264,7 @@ fn redirects(egress: Option<u16>, ingress: Option<u16>) -> Redirects {
 #[test]
 fn ingress_redirect_on_every_datapath() {
     let names = datapaths("ingress_redirect_on_every_datapath");
-    let r = replay(&names, false, false);
+    let r = replay("ingress", &names, false, false);
     let got = outcomes(&r);
     assert_eq!(got.len(), 4 * names.len(), "{got:?}");
     for (step, ctx, b, o) in &got {
@@ -326,7 +327,7 @@ fn ingress_redirect_on_every_datapath() {
 #[test]
 fn egress_redirect_stops_at_the_proxy_until_upstream() {
     let names = datapaths("egress_redirect_stops_at_the_proxy_until_upstream");
-    let held = replay(&names, true, false);
+    let held = replay("egress-held", &names, true, false);
     for b in &names {
         let o = &outcomes(&held)
             .into_iter()
@@ -365,7 +366,7 @@ fn egress_redirect_stops_at_the_proxy_until_upstream() {
         assert_eq!(to_proxy[0]["traffic_direction"], "EGRESS", "{b}");
     }
 
-    let through = replay(&names, true, true);
+    let through = replay("egress-through", &names, true, true);
     for (step, ctx, b, o) in outcomes(&through) {
         let want = match step {
             // the server's reply reaches the client's ingress: back to the egress proxy
@@ -393,7 +394,7 @@ fn egress_redirect_stops_at_the_proxy_until_upstream() {
 /// that all redirect agree, their maps and records byte for byte.
 #[test]
 fn diff_compares_redirects() {
-    let loaded = load();
+    let loaded = load("diff");
     let make = |n: &str| -> Result<Contender, String> {
         match n {
             "model" => diff::contender(n),
