@@ -4,7 +4,8 @@
 //! Two things are compared:
 //!
 //! - verdicts: every probe of every step on every backend (allowed or not, drop code,
-//!   deciding direction and, among backends that compute one, the match type), as
+//!   deciding direction, proxy redirects and, among backends that compute one, the match
+//!   type), as
 //!   [`ProbeCheck::disagreement`] defines it; a backend that errors where others answer
 //!   counts too;
 //! - datapath state: between the datapath backends (`rbpf`, `rbpf-jit`, `kernel`), the raw
@@ -314,7 +315,10 @@ pub fn results_disagree(results: &[(String, Result<Outcome, String>)]) -> bool {
         return false;
     };
     if oks.iter().any(|o| {
-        o.allowed != first.allowed || o.reason != first.reason || o.direction != first.direction
+        o.allowed != first.allowed
+            || o.reason != first.reason
+            || o.direction != first.direction
+            || o.redirect != first.redirect
     }) {
         return true;
     }
@@ -325,7 +329,8 @@ pub fn results_disagree(results: &[(String, Result<Outcome, String>)]) -> bool {
     }
 }
 
-/// One cell of a verdict table: verdict, drop code with Hubble's name, direction, match.
+/// One cell of a verdict table: verdict, drop code with Hubble's name, direction, match,
+/// proxy redirects (`redirect=egress:15001`).
 pub fn outcome_cell(r: &Result<Outcome, String>) -> String {
     match r {
         Err(e) => format!("error: {e}"),
@@ -339,6 +344,9 @@ pub fn outcome_cell(r: &Result<Outcome, String>) -> String {
             }
             if let Some(m) = o.match_type {
                 let _ = write!(s, " match={m}");
+            }
+            if o.redirect.any() {
+                let _ = write!(s, " redirect={}", o.redirect);
             }
             s
         }

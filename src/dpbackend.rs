@@ -24,12 +24,12 @@ use verdict_datapath::backend::Datapath;
 use verdict_datapath::control::{MapWriter, NodeDelta, NodeMaps, WriteStats};
 use verdict_datapath::events::{self, Event};
 use verdict_datapath::packet::{Packet, L4};
-use verdict_sim::cluster::{Peer, Protocol};
+use verdict_sim::cluster::{Peer, PodName, Protocol};
 use verdict_sim::conntrack::ConnPacket;
 use verdict_sim::engine::{Backend, Change, FlowRecord, World};
 use verdict_sim::model::Model;
 use verdict_sim::oracle::Flow;
-use verdict_sim::verdict::{Direction, DropReason, MatchType, Outcome};
+use verdict_sim::verdict::{Direction, DropReason, MatchType, Outcome, Redirects};
 
 use crate::backends::update_model;
 
@@ -123,6 +123,8 @@ pub struct DatapathBackend {
     /// Raw records since the last `take_raw_records`, when kept (off by default, so runs
     /// that never look at them do not accumulate them).
     raw: Option<Vec<RawRecord>>,
+    /// The last probe or packet, when the source's egress proxy holds it.
+    upstream: Option<Upstream>,
 }
 
 const FIRST_PORT: u16 = 33000;
@@ -140,6 +142,7 @@ impl DatapathBackend {
             flows: Vec::new(),
             writes: WriteStats::default(),
             raw: None,
+            upstream: None,
         }
     }
 
@@ -417,6 +420,12 @@ impl DatapathBackend {
 impl DatapathBackend {
     /// Runs a frame through the source pod's egress program (on its node) and then the
     /// destination pod's ingress program (on its node), and reads the outcome from the events.
+    ///
+    /// A packet the egress program redirects to the proxy (a `TRACE_TO_PROXY` trace) went
+    /// to the source's egress proxy, not to the destination (Cilium's bpf_lxc.c
+    /// ipv4_forward_to_destination: `ctx_redirect_to_proxy4` instead of delivery): the run
+    /// stops there, with `redirect.egress` set, and [`Backend::proxy_upstream`] continues it
+    /// at the destination's ingress once the proxy lets it through.
     pub fn run_frame(
         &mut self,
         world: &World,
@@ -424,61 +433,52 @@ impl DatapathBackend {
         dst: &Peer,
         frame: &[u8],
     ) -> Result<Outcome, String> {
-        let c = &world.cluster;
-        let deny = |d: Direction, s: &Side| Outcome {
-            allowed: false,
-            reason: s.drop,
-            direction: Some(d),
-            match_type: s.verdict_match.flatten(),
-            redirect: verdict_sim::verdict::Redirects::default(),
-        };
+        self.upstream = None;
         let mut egress = None;
         if let Peer::Pod(p) = src {
-            let node = c
-                .pods
-                .get(p)
-                .map(|p| p.node.clone())
-                .ok_or("source pod vanished")?;
+            let node = pod_node(world, p, "source")?;
             let (passed, evs) = self.run(&node, abi::programs::FROM_CONTAINER, frame)?;
             let s = side(passed, &evs);
             if !s.passed {
                 self.ct_full(&node, &s)?;
                 return Ok(deny(Direction::Egress, &s));
             }
+            if s.redirect.is_some() {
+                let out = combine(Some(&s), None);
+                self.upstream = Some(Upstream {
+                    dst: dst.clone(),
+                    frame: frame.to_vec(),
+                    egress: s,
+                });
+                return Ok(out);
+            }
             egress = Some(s);
         }
+        self.ingress_side(world, dst, frame, egress)
+    }
+
+    /// The destination pod's ingress program on `frame`, after `egress` passed.
+    fn ingress_side(
+        &mut self,
+        world: &World,
+        dst: &Peer,
+        frame: &[u8],
+        egress: Option<Side>,
+    ) -> Result<Outcome, String> {
         let mut ingress = None;
         if let Peer::Pod(p) = dst {
-            let node = c
-                .pods
-                .get(p)
-                .map(|p| p.node.clone())
-                .ok_or("destination pod vanished")?;
+            let node = pod_node(world, p, "destination")?;
             let (passed, evs) = self.run(&node, abi::programs::TO_CONTAINER, frame)?;
             let s = side(passed, &evs);
             if !s.passed {
                 self.ct_full(&node, &s)?;
-                return Ok(deny(Direction::Ingress, &s));
+                let mut o = deny(Direction::Ingress, &s);
+                o.redirect.egress = egress.and_then(|e| e.redirect);
+                return Ok(o);
             }
             ingress = Some(s);
         }
-        // Allowed: the deciding side is the enforcing ingress, else the enforcing egress.
-        let enforced = |s: &Option<Side>| s.as_ref().and_then(|s| s.verdict_match);
-        let (direction, match_type) = if let Some(m) = enforced(&ingress) {
-            (Some(Direction::Ingress), m)
-        } else if let Some(m) = enforced(&egress) {
-            (Some(Direction::Egress), m)
-        } else {
-            (None, None)
-        };
-        Ok(Outcome {
-            allowed: true,
-            reason: None,
-            direction,
-            match_type,
-            // The BPF programs report no proxy redirect yet (issue 10, lane l7dp).
-            redirect: verdict_sim::verdict::Redirects::default(),
-        })
+        Ok(combine(egress.as_ref(), ingress.as_ref()))
     }
 }
 
@@ -513,6 +513,57 @@ impl DatapathBackend {
     }
 }
 
+/// The node a pod runs on.
+fn pod_node(world: &World, pod: &PodName, what: &str) -> Result<String, String> {
+    world
+        .cluster
+        .pods
+        .get(pod)
+        .map(|p| p.node.clone())
+        .ok_or_else(|| format!("{what} pod vanished"))
+}
+
+/// A packet one side dropped.
+fn deny(d: Direction, s: &Side) -> Outcome {
+    Outcome {
+        allowed: false,
+        reason: s.drop,
+        direction: Some(d),
+        match_type: s.verdict_match.flatten(),
+        redirect: Redirects::NONE,
+    }
+}
+
+/// A packet both sides passed (a side outside the cluster, or not yet run, is `None`): the
+/// deciding side is the enforcing ingress, else the enforcing egress.
+fn combine(egress: Option<&Side>, ingress: Option<&Side>) -> Outcome {
+    let enforced = |s: Option<&Side>| s.and_then(|s| s.verdict_match);
+    let (direction, match_type) = if let Some(m) = enforced(ingress) {
+        (Some(Direction::Ingress), m)
+    } else if let Some(m) = enforced(egress) {
+        (Some(Direction::Egress), m)
+    } else {
+        (None, None)
+    };
+    Outcome {
+        allowed: true,
+        reason: None,
+        direction,
+        match_type,
+        redirect: Redirects {
+            egress: egress.and_then(|s| s.redirect),
+            ingress: ingress.and_then(|s| s.redirect),
+        },
+    }
+}
+
+/// A packet the source's egress proxy holds: what [`Backend::proxy_upstream`] sends on.
+struct Upstream {
+    dst: Peer,
+    frame: Vec<u8>,
+    egress: Side,
+}
+
 fn to_sim_match(m: events::MatchType) -> Option<MatchType> {
     Some(match m {
         events::MatchType::None => MatchType::None,
@@ -527,11 +578,15 @@ fn to_sim_match(m: events::MatchType) -> Option<MatchType> {
 }
 
 /// What one side (one program run) decided.
+#[derive(Clone, Debug)]
 struct Side {
     passed: bool,
     drop: Option<DropReason>,
     /// The policy-verdict notification's match type, when the direction enforces policy.
     verdict_match: Option<Option<MatchType>>,
+    /// The proxy port of the side's `TRACE_TO_PROXY` trace (0 on a redirected
+    /// connection's return path).
+    redirect: Option<u16>,
 }
 
 fn side(passed: bool, evs: &[Event]) -> Side {
@@ -539,12 +594,17 @@ fn side(passed: bool, evs: &[Event]) -> Side {
         passed,
         drop: None,
         verdict_match: None,
+        redirect: None,
     };
     for e in evs {
         match e {
             Event::Drop(d) => s.drop = Some(DropReason::from_code(d.reason.0)),
             Event::PolicyVerdict(pv) => s.verdict_match = Some(to_sim_match(pv.match_type)),
-            Event::Trace(_) => {}
+            Event::Trace(t) => {
+                if let Some(p) = t.proxy_port() {
+                    s.redirect = Some(p);
+                }
+            }
         }
     }
     s
@@ -634,6 +694,18 @@ impl Backend for DatapathBackend {
             .ok_or_else(|| format!("{}: used before the initial sync", self.name()))?;
         m.proxy_rules(&world.cluster, flow, dir, proxy_port)
     }
+
+    fn proxy_upstream(&mut self, world: &World) -> Result<Outcome, String> {
+        let up = self.upstream.take().ok_or_else(|| {
+            format!(
+                "{}: no packet is waiting at an egress proxy (proxy_upstream follows an outcome with redirect.egress)",
+                self.name
+            )
+        })?;
+        self.flush(world.clock_ns)?;
+        self.ingress_side(world, &up.dst, &up.frame, Some(up.egress))
+    }
+
     fn take_flows(&mut self, world: &World) -> Vec<FlowRecord> {
         let model = self.model.as_ref();
         std::mem::take(&mut self.flows)

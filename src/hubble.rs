@@ -33,11 +33,16 @@
 //! out, because nothing in a scenario determines them: `interface` (the lxc device's index and
 //! name come from the CNI's container ID), `workloads` (scenario pods have no owner
 //! references), `file` (the programs' drop notifications carry no source line), policy
-//! `uid` labels (manifests are applied without one), DNS names and services (no L7 yet).
+//! `uid` labels (manifests are applied without one), DNS names and services.
 //!
-//! The JSON is built with [`FlowJson`], which orders and prunes fields by [`FLOW_FIELDS`], so
-//! another record kind (an `l7` record: `Type: L7`, `l7: {type, latency_ns, http|dns}`) only
-//! sets its fields.
+//! The JSON is built with [`FlowJson`], which orders and prunes fields by [`FLOW_FIELDS`].
+//! L7 records ([`l7_flow_record`], from a typed [`L7Event`]) follow
+//! `pkg/hubble/parser/seven/parser.go` `Decode`: `Type: L7`, `event_type` 129 (access log),
+//! `l7: {type, latency_ns, http|dns}`, `is_reply`/`reply` true on responses, the proxy's
+//! observation point as `traffic_direction`, FORWARDED/DROPPED/ERROR from the proxy's verdict
+//! and no drop reason; [`http_exchange`] and [`dns_exchange`] give the records Cilium's
+//! proxies log for one request (a denied HTTP request: request DROPPED, then the proxy's 403
+//! response FORWARDED; a refused DNS query: the request DROPPED, nothing else).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -599,10 +604,23 @@ pub fn flow_record(world: &World, model: Option<&Model>, node: &str, ev: &Event)
         p => (json!(null), format!("IP protocol {p}"), false),
     };
     flow.set("l4", l4);
-    flow.set("source", endpoint_json(world, model, f.src, c.src_identity));
+    // A record that names no identity (Cilium's egress TRACE_TO_PROXY: UNKNOWN_ID) gets the
+    // ipcache's, as pkg/hubble/parser/common/endpoint.go ResolveEndpoint does when the
+    // datapath identity is IdentityUnknown.
+    let resolve = |ip: IpAddr, id: u32| -> u32 {
+        match (id, model) {
+            (0, Some(m)) => m.ipcache().lookup(node, ip).identity.0,
+            _ => id,
+        }
+    };
+    let (src_identity, dst_identity) = (
+        resolve(f.src, c.src_identity),
+        resolve(f.dst, c.dst_identity),
+    );
+    flow.set("source", endpoint_json(world, model, f.src, src_identity));
     flow.set(
         "destination",
-        endpoint_json(world, model, f.dst, c.dst_identity),
+        endpoint_json(world, model, f.dst, dst_identity),
     );
     flow.set("Type", json!("L3_L4"));
     flow.set("node_name", json!(node));
@@ -676,8 +694,10 @@ pub fn flow_record(world: &World, model: Option<&Model>, node: &str, ev: &Event)
         flow.set("policy_match_type", json!(mt));
     }
     if let Event::Trace(t) = ev {
+        // flow.proto TraceObservationPoint: TO_PROXY 1, TO_ENDPOINT 101, FROM_ENDPOINT 5.
         let point = match t.obs_point {
             abi::TRACE_TO_LXC => json!("TO_ENDPOINT"),
+            abi::TRACE_TO_PROXY => json!("TO_PROXY"),
             abi::TRACE_FROM_LXC => json!("FROM_ENDPOINT"),
             n => json!(n),
         };
@@ -699,6 +719,12 @@ pub fn flow_record(world: &World, model: Option<&Model>, node: &str, ev: &Event)
         );
     }
     flow.set("is_reply", is_reply.map_or(Value::Null, |b| json!(b)));
+    // decodeProxyPort: a TO_PROXY trace's dst_id (0, omitted, on a reply's way back).
+    if let Event::Trace(t) = ev {
+        if let Some(p) = t.proxy_port() {
+            flow.set("proxy_port", json!(p));
+        }
+    }
     flow.set("Summary", json!(summary));
 
     // CorrelatePolicy: policy verdicts allowed, audited, or denied by policy.
@@ -734,9 +760,9 @@ pub fn flow_record(world: &World, model: Option<&Model>, node: &str, ev: &Event)
             }
         ),
         Event::Drop(d) => DropReason::from_code(d.reason.0).text(),
+        // pkg/monitor/api/types.go TraceObservationPoints.
         Event::Trace(t) => match t.obs_point {
-            abi::TRACE_TO_LXC => "to-endpoint".to_string(),
-            abi::TRACE_FROM_LXC => "from-endpoint".to_string(),
+            abi::TRACE_TO_LXC | abi::TRACE_TO_PROXY | abi::TRACE_FROM_LXC => t.point_name(),
             n => format!("{n}"),
         },
     };
@@ -750,9 +776,9 @@ pub fn flow_record(world: &World, model: Option<&Model>, node: &str, ev: &Event)
     let compact = compact_line(
         c.timestamp,
         &host_port(world, f.src, sp),
-        c.src_identity,
+        src_identity,
         &host_port(world, f.dst, dp),
-        c.dst_identity,
+        dst_identity,
         is_reply,
         &flow_type,
         verdict_text,
@@ -761,9 +787,503 @@ pub fn flow_record(world: &World, model: Option<&Model>, node: &str, ev: &Event)
     FlowRecord { json, compact }
 }
 
+// --- L7 flows: the proxies' access-log records as Hubble prints them --------------------------
+
+/// What an access-log record reports (`pkg/proxy/accesslog` `FlowType`; flow.proto
+/// `L7FlowType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L7Kind {
+    Request,
+    Response,
+}
+
+/// The proxy's verdict on the record (`pkg/proxy/accesslog` `FlowVerdict`), as Hubble's
+/// `seven` parser maps it (`decodeVerdict`: Denied → DROPPED, Forwarded → FORWARDED, Error →
+/// ERROR).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L7Verdict {
+    Forwarded,
+    Denied,
+    Error,
+}
+
+/// An HTTP record (`accesslog.LogRecordHTTP`; flow.proto `HTTP`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRecord {
+    /// The response's status; requests carry none (`decodeHTTP` leaves `code` unset on a
+    /// request).
+    pub code: u16,
+    pub method: String,
+    /// The URL as Cilium's Envoy access log builds it (`pkg/envoy` `ParseURL(scheme, host,
+    /// path)`): `http://<host><path>`.
+    pub url: String,
+    /// `HTTP/1.1` (`pkg/envoy` `GetProtocol`).
+    pub protocol: String,
+    /// The request's headers, as `(name, value)`; printed sorted by name with Go's
+    /// canonical form (`net/http` `Header`), one entry per value (`decodeHTTP`).
+    pub headers: Vec<(String, String)>,
+}
+
+/// A DNS record (`accesslog.LogRecordDNS`; flow.proto `DNS`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsRecord {
+    /// The queried name, fully qualified with the trailing dot, as the DNS proxy logs it.
+    pub query: String,
+    pub ips: Vec<IpAddr>,
+    pub ttl: u32,
+    pub cnames: Vec<String>,
+    /// `proxy` for the DNS proxy (`accesslog.DNSSourceProxy`).
+    pub observation_source: String,
+    /// The response code (0 NOERROR, 3 NXDOMAIN, 5 REFUSED, ...).
+    pub rcode: u16,
+    /// Question types by number (1 A, 28 AAAA, ...).
+    pub qtypes: Vec<u16>,
+    /// Answer record types by number.
+    pub rrtypes: Vec<u16>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum L7Record {
+    Http(HttpRecord),
+    Dns(DnsRecord),
+}
+
+/// One access-log record of an L7 proxy, the input of [`l7_flow_record`]. Source and
+/// destination are as the record names them: a response's source is the server
+/// (`pkg/envoy/accesslog_server.go` `logRecord` swaps them for responses;
+/// `pkg/fqdn/messagehandler` `NotifyOnDNSMsg` does the same for DNS answers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L7Event {
+    /// Virtual time, ns.
+    pub time_ns: u64,
+    /// The node whose proxy logged it.
+    pub node: String,
+    pub kind: L7Kind,
+    pub verdict: L7Verdict,
+    /// The proxy's observation point (`accesslog.ObservationPoint`): an egress proxy of the
+    /// source pod or an ingress proxy of the destination pod.
+    pub direction: Direction,
+    /// TCP for HTTP, UDP or TCP for DNS.
+    pub protocol: Protocol,
+    pub src: IpAddr,
+    pub src_port: u16,
+    pub src_identity: u32,
+    pub dst: IpAddr,
+    pub dst_port: u16,
+    pub dst_identity: u32,
+    /// Response latency (`computeResponseTime`); 0 when unknown, as for requests without
+    /// an `X-Request-Id`.
+    pub latency_ns: u64,
+    pub record: L7Record,
+}
+
+/// `MessageTypeAccessLog` (`pkg/monitor/api/types.go`): the `event_type.type` of L7 flows.
+pub const MESSAGE_TYPE_ACCESS_LOG: u8 = 129;
+
+/// Go's `textproto.CanonicalMIMEHeaderKey`: the first letter and every letter after a `-`
+/// upper case, the rest lower case; a key with a byte that is not a token character stays as
+/// it is.
+pub fn canonical_header_key(k: &str) -> String {
+    let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+    if k.is_empty() || !k.bytes().all(token) {
+        return k.to_string();
+    }
+    let mut upper = true;
+    k.chars()
+        .map(|c| {
+            let out = if upper {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            };
+            upper = c == '-';
+            out
+        })
+        .collect()
+}
+
+/// gopacket's `layers.DNSType.String()` for the types a policy simulator meets.
+pub fn dns_type_name(t: u16) -> String {
+    match t {
+        1 => "A",
+        2 => "NS",
+        5 => "CNAME",
+        6 => "SOA",
+        12 => "PTR",
+        15 => "MX",
+        16 => "TXT",
+        28 => "AAAA",
+        33 => "SRV",
+        41 => "OPT",
+        _ => "Unknown",
+    }
+    .to_string()
+}
+
+/// gopacket's `layers.DNSResponseCode.String()` (used by Hubble's `dnsSummary` for a
+/// non-zero code; "Server Failure " does end in a space there).
+pub fn dns_rcode_name(rcode: u16) -> &'static str {
+    match rcode {
+        0 => "No Error",
+        1 => "Format Error",
+        2 => "Server Failure ",
+        3 => "Non-Existent Domain",
+        4 => "Not Implemented",
+        5 => "Query Refused",
+        _ => "Unknown",
+    }
+}
+
+/// The `l7` message and the summary line of one record (`decodeLayer7`, `decodeHTTP`,
+/// `decodeDNS`, `httpSummary`, `dnsSummary` in `pkg/hubble/parser/seven`).
+fn l7_json(e: &L7Event) -> (Value, String) {
+    let kind = match e.kind {
+        L7Kind::Request => "REQUEST",
+        L7Kind::Response => "RESPONSE",
+    };
+    let mut l7 = Map::new();
+    l7.insert("type".into(), json!(kind));
+    // uint64: a string in protojson (omitted when 0).
+    l7.insert(
+        "latency_ns".into(),
+        if e.latency_ns == 0 {
+            Value::Null
+        } else {
+            json!(e.latency_ns.to_string())
+        },
+    );
+    let summary = match &e.record {
+        L7Record::Http(h) => {
+            let mut sorted: Vec<(String, &str)> = h
+                .headers
+                .iter()
+                .map(|(k, v)| (canonical_header_key(k), v.as_str()))
+                .collect();
+            // slices.Sorted(maps.Keys(headers)), values of one key in order.
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            let headers: Vec<Value> = sorted
+                .iter()
+                .map(|(k, v)| json!({"key": k, "value": v}))
+                .collect();
+            let code = match e.kind {
+                L7Kind::Request => Value::Null,
+                L7Kind::Response => json!(h.code),
+            };
+            l7.insert(
+                "http".into(),
+                json!({"code": code, "method": h.method, "url": h.url, "protocol": h.protocol, "headers": headers}),
+            );
+            let request = format!("{} {}", h.method, h.url);
+            match e.kind {
+                L7Kind::Request => format!("{} {request}", h.protocol),
+                L7Kind::Response => format!(
+                    "{} {} {}ms ({request})",
+                    h.protocol,
+                    h.code,
+                    e.latency_ns / 1_000_000
+                ),
+            }
+        }
+        L7Record::Dns(d) => {
+            let qtypes: Vec<String> = d.qtypes.iter().map(|t| dns_type_name(*t)).collect();
+            let dns = match e.kind {
+                // decodeDNS: only query, observation_source and qtypes on a request.
+                L7Kind::Request => json!({
+                    "query": d.query,
+                    "observation_source": d.observation_source,
+                    "qtypes": qtypes,
+                }),
+                L7Kind::Response => json!({
+                    "query": d.query,
+                    "ips": d.ips.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+                    "ttl": d.ttl,
+                    "cnames": d.cnames,
+                    "observation_source": d.observation_source,
+                    "rcode": d.rcode,
+                    "qtypes": qtypes,
+                    "rrtypes": d.rrtypes.iter().map(|t| dns_type_name(*t)).collect::<Vec<_>>(),
+                }),
+            };
+            l7.insert("dns".into(), dns);
+            let qtype_str = qtypes.join(",");
+            match e.kind {
+                L7Kind::Request => format!("DNS Query {} {qtype_str}", d.query),
+                L7Kind::Response => {
+                    let answer = if d.rcode != 0 {
+                        format!("RCode: {}", dns_rcode_name(d.rcode))
+                    } else {
+                        let mut parts = Vec::new();
+                        if !d.ips.is_empty() {
+                            let ips: Vec<String> = d.ips.iter().map(|i| i.to_string()).collect();
+                            parts.push(format!("{:?}", ips.join(",")));
+                        }
+                        if !d.cnames.is_empty() {
+                            parts.push(format!("CNAMEs: {:?}", d.cnames.join(",")));
+                        }
+                        parts.join(" ")
+                    };
+                    let source = if d.observation_source == "proxy" {
+                        "Proxy"
+                    } else {
+                        "Query"
+                    };
+                    format!(
+                        "DNS Answer {answer} TTL: {} ({source} {} {qtype_str})",
+                        d.ttl, d.query
+                    )
+                }
+            }
+        }
+    };
+    (Value::Object(l7), summary)
+}
+
+/// Renders one L7 record as `hubble observe` prints it, `-o json` and compact: the flow
+/// `pkg/hubble/parser/seven/parser.go` `Decode` builds (`Type: L7`, `event_type` 129, `l7`,
+/// `is_reply` and `reply` true for responses, the direction of the proxy's observation point,
+/// no drop reason) and the line `hubble/pkg/printer` writes (`GetFlowType`: `http-request`,
+/// `http-response`, `dns-request proxy`, `dns-response proxy`; the summary of `httpSummary` /
+/// `dnsSummary`).
+pub fn l7_flow_record(world: &World, model: Option<&Model>, e: &L7Event) -> FlowRecord {
+    let v6 = e.src.is_ipv6();
+    let mut flow = FlowJson::default();
+    flow.set("time", json!(rfc3339(e.time_ns)));
+    flow.set(
+        "emitter",
+        json!({"name": "Verdict", "version": env!("CARGO_PKG_VERSION")}),
+    );
+    let verdict = match e.verdict {
+        L7Verdict::Forwarded => "FORWARDED",
+        L7Verdict::Denied => "DROPPED",
+        L7Verdict::Error => "ERROR",
+    };
+    flow.set("verdict", json!(verdict));
+    flow.set(
+        "IP",
+        json!({"source": e.src.to_string(), "destination": e.dst.to_string(), "ipVersion": if v6 { "IPv6" } else { "IPv4" }}),
+    );
+    let ports = json!({"source_port": e.src_port, "destination_port": e.dst_port});
+    let l4 = match e.protocol {
+        Protocol::Udp => json!({ "UDP": ports }),
+        Protocol::Sctp => json!({ "SCTP": ports }),
+        _ => json!({ "TCP": ports }),
+    };
+    flow.set("l4", l4);
+    flow.set("source", endpoint_json(world, model, e.src, e.src_identity));
+    flow.set(
+        "destination",
+        endpoint_json(world, model, e.dst, e.dst_identity),
+    );
+    flow.set("Type", json!("L7"));
+    flow.set("node_name", json!(e.node));
+    flow.set("node_labels", json!(node_labels(&e.node)));
+    let (l7, summary) = l7_json(e);
+    flow.set("l7", l7);
+    let is_reply = e.kind == L7Kind::Response;
+    flow.set("reply", json!(is_reply));
+    flow.set("event_type", json!({"type": MESSAGE_TYPE_ACCESS_LOG}));
+    let direction = match e.direction {
+        Direction::Ingress => "INGRESS",
+        Direction::Egress => "EGRESS",
+    };
+    flow.set("traffic_direction", json!(direction));
+    flow.set("is_reply", json!(is_reply));
+    flow.set("Summary", json!(summary));
+    let json = response(flow.into_value(), &e.node, e.time_ns);
+
+    let flow_type = match &e.record {
+        L7Record::Http(_) => format!("http-{}", if is_reply { "response" } else { "request" }),
+        L7Record::Dns(d) => format!(
+            "dns-{} {}",
+            if is_reply { "response" } else { "request" },
+            d.observation_source
+        ),
+    };
+    let compact = compact_line(
+        e.time_ns,
+        &host_port(world, e.src, Some(e.src_port)),
+        e.src_identity,
+        &host_port(world, e.dst, Some(e.dst_port)),
+        e.dst_identity,
+        Some(is_reply),
+        &flow_type,
+        verdict,
+        &summary,
+    );
+    FlowRecord { json, compact }
+}
+
+/// One HTTP request through an L7 proxy and what came back, for [`http_exchange`].
+#[derive(Clone, Debug)]
+pub struct HttpExchange {
+    pub time_ns: u64,
+    /// The node of the proxy (the client's for an egress proxy, the server's for ingress).
+    pub node: String,
+    pub direction: Direction,
+    pub client: (IpAddr, u16, u32),
+    pub server: (IpAddr, u16, u32),
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    /// Whether the L7 policy allowed the request.
+    pub allowed: bool,
+    /// The server's status for an allowed request (the proxy answers 403 itself to a denied
+    /// one).
+    pub code: u16,
+}
+
+/// The records Cilium's Envoy filter logs for one request (cilium/proxy `cilium/l7policy.cc`
+/// `AccessFilter::decodeHeaders` and `encodeHeaders`; `pkg/envoy/accesslog.go` `GetVerdict`):
+/// allowed, a request FORWARDED and the server's response FORWARDED; denied, the request
+/// DROPPED (`EntryType::Denied`) and the proxy's own 403 response, FORWARDED. Cilium's docs
+/// show the pair (`Documentation/network/servicemesh/default-deny-ingress-policy.rst`:
+/// `http-request DROPPED (HTTP/1.1 GET ...)`, then `http-response FORWARDED (HTTP/1.1 403 0ms
+/// (GET ...))`).
+pub fn http_exchange(x: &HttpExchange) -> Vec<L7Event> {
+    let http = |code: u16| {
+        L7Record::Http(HttpRecord {
+            code,
+            method: x.method.clone(),
+            url: x.url.clone(),
+            protocol: "HTTP/1.1".to_string(),
+            headers: x.headers.clone(),
+        })
+    };
+    let (c, s) = (x.client, x.server);
+    let request = L7Event {
+        time_ns: x.time_ns,
+        node: x.node.clone(),
+        kind: L7Kind::Request,
+        verdict: if x.allowed {
+            L7Verdict::Forwarded
+        } else {
+            L7Verdict::Denied
+        },
+        direction: x.direction,
+        protocol: Protocol::Tcp,
+        src: c.0,
+        src_port: c.1,
+        src_identity: c.2,
+        dst: s.0,
+        dst_port: s.1,
+        dst_identity: s.2,
+        latency_ns: 0,
+        record: http(0),
+    };
+    let response = L7Event {
+        kind: L7Kind::Response,
+        verdict: L7Verdict::Forwarded,
+        src: s.0,
+        src_port: s.1,
+        src_identity: s.2,
+        dst: c.0,
+        dst_port: c.1,
+        dst_identity: c.2,
+        record: http(if x.allowed { x.code } else { 403 }),
+        ..request.clone()
+    };
+    vec![request, response]
+}
+
+/// One DNS query through the DNS proxy, for [`dns_exchange`].
+#[derive(Clone, Debug)]
+pub struct DnsExchange {
+    pub time_ns: u64,
+    pub node: String,
+    pub protocol: Protocol,
+    pub client: (IpAddr, u16, u32),
+    pub server: (IpAddr, u16, u32),
+    /// The name, fully qualified (trailing dot).
+    pub query: String,
+    pub qtype: u16,
+    /// Whether the DNS rules allowed the query.
+    pub allowed: bool,
+    /// The server's answer to an allowed query.
+    pub rcode: u16,
+    pub ips: Vec<IpAddr>,
+    pub ttl: u32,
+    pub cnames: Vec<String>,
+}
+
+/// The records the DNS proxy logs for one query (`pkg/fqdn/dnsproxy/proxy.go` `ServeDNS`,
+/// `pkg/fqdn/messagehandler` `NotifyOnDNSMsg`): allowed, the request FORWARDED and the
+/// answer FORWARDED (observation point egress, source `proxy`); denied, only the request,
+/// DROPPED (the proxy answers REFUSED without logging the answer).
+pub fn dns_exchange(x: &DnsExchange) -> Vec<L7Event> {
+    let (c, s) = (x.client, x.server);
+    let request = L7Event {
+        time_ns: x.time_ns,
+        node: x.node.clone(),
+        kind: L7Kind::Request,
+        verdict: if x.allowed {
+            L7Verdict::Forwarded
+        } else {
+            L7Verdict::Denied
+        },
+        direction: Direction::Egress,
+        protocol: x.protocol,
+        src: c.0,
+        src_port: c.1,
+        src_identity: c.2,
+        dst: s.0,
+        dst_port: s.1,
+        dst_identity: s.2,
+        latency_ns: 0,
+        record: L7Record::Dns(DnsRecord {
+            query: x.query.clone(),
+            ips: Vec::new(),
+            ttl: 0,
+            cnames: Vec::new(),
+            observation_source: "proxy".to_string(),
+            rcode: 0,
+            qtypes: vec![x.qtype],
+            rrtypes: Vec::new(),
+        }),
+    };
+    if !x.allowed {
+        return vec![request];
+    }
+    // Answer types: one per answer record, CNAMEs first as a resolver returns them.
+    let mut rrtypes: Vec<u16> = x.cnames.iter().map(|_| 5).collect();
+    rrtypes.extend(x.ips.iter().map(|ip| if ip.is_ipv4() { 1 } else { 28 }));
+    let response = L7Event {
+        kind: L7Kind::Response,
+        verdict: L7Verdict::Forwarded,
+        src: s.0,
+        src_port: s.1,
+        src_identity: s.2,
+        dst: c.0,
+        dst_port: c.1,
+        dst_identity: c.2,
+        record: L7Record::Dns(DnsRecord {
+            query: x.query.clone(),
+            ips: x.ips.clone(),
+            ttl: x.ttl,
+            cnames: x.cnames.clone(),
+            observation_source: "proxy".to_string(),
+            rcode: x.rcode,
+            qtypes: vec![x.qtype],
+            rrtypes,
+        }),
+        ..request.clone()
+    };
+    vec![request, response]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_keys_take_go_s_canonical_form() {
+        // textproto.CanonicalMIMEHeaderKey, as net/http.Header stores keys.
+        assert_eq!(canonical_header_key("x-token"), "X-Token");
+        assert_eq!(canonical_header_key("ACCEPT"), "Accept");
+        assert_eq!(canonical_header_key("content-TYPE"), "Content-Type");
+        assert_eq!(canonical_header_key("x token"), "x token");
+        assert_eq!(dns_type_name(28), "AAAA");
+        assert_eq!(dns_rcode_name(5), "Query Refused");
+    }
 
     #[test]
     fn virtual_time_renders_as_protojson_timestamps() {

@@ -117,6 +117,9 @@ impl Backend for Flip {
     fn packet(&mut self, w: &World, p: &ConnPacket) -> Result<Outcome, String> {
         self.inner.packet(w, p)
     }
+    fn proxy_upstream(&mut self, w: &World) -> Result<Outcome, String> {
+        self.inner.proxy_upstream(w)
+    }
 }
 
 #[test]

@@ -35,7 +35,9 @@
  *   then a drop (type 1, subtype = reason) for every drop, or a trace (type 4, subtype
  *   TRACE_FROM_LXC in from_container, TRACE_TO_LXC in to_container) for every forwarded
  *   packet. Cilium also emits TRACE_FROM_LXC at the start of every from-container
- *   packet, dropped or not; we trace forwarded packets only.
+ *   packet, dropped or not; we trace forwarded packets only. A packet redirected to the
+ *   proxy gets a TRACE_TO_PROXY trace (dst_id = proxy port): after TRACE_FROM_LXC at
+ *   egress, instead of TRACE_TO_LXC at ingress (tail_verdict).
  *
  * Policy for packets whose local endpoint is not in cilium_lxc: egress drops with
  * DROP_INVALID_SIP (132), Cilium's verdict for a source IP that is not the endpoint's
@@ -234,34 +236,68 @@ int tail_policy(struct __sk_buff *skb)
 	return TC_ACT_SHOT;
 }
 
+/* Whether the packet goes to the proxy: policy returned a proxy port, or it is a REPLY
+ * or RELATED packet of a connection whose CT entry has proxy_redirect. */
+static __always_inline int redirects(const struct verdict_state *st)
+{
+	__u8 status = st->tuple.ct_status;
+
+	return st->verdict > 0 ||
+	       ((status == CT_REPLY || status == CT_RELATED) && st->ct_proxy_redirect);
+}
+
 /* Acts on the decision: CT entry for an allowed NEW packet, the policy-verdict
  * notification when the direction is enforced and the packet is denied or not
- * ESTABLISHED (bpf_lxc.c), then a drop or trace record and the metrics. */
+ * ESTABLISHED (bpf_lxc.c), then a drop or trace record and the metrics.
+ *
+ * Proxy redirects (bpf_lxc.c handle_ipv4_from_lxc / ipv4_forward_to_destination at
+ * egress, ipv4_policy at ingress; the same for IPv6): a packet whose policy returned a
+ * proxy port (st->verdict > 0), or a REPLY/RELATED packet whose CT entry has
+ * proxy_redirect ("return traffic to an ingress proxy" at egress, "to an egress proxy" at
+ * ingress; port 0), goes to the proxy: a TRACE_TO_PROXY trace with the proxy port as
+ * dst_id, after the from-endpoint trace at egress and instead of the to-endpoint trace at
+ * ingress. The packet passes (TC_ACT_OK: ctx_redirect_to_proxy4/6 returns CTX_ACT_OK
+ * and leaves delivery to the stack). At egress an ESTABLISHED packet whose CT entry's
+ * proxy_redirect differs from what policy now says recreates the entry ("Recreate the CT
+ * entry if the proxy_redirect flag is stale", handle_ipv4_from_lxc, ct_recreate4);
+ * ipv4_policy at ingress creates entries for CT_NEW only, so an ingress entry keeps its
+ * bit. */
 SEC("tc")
 int tail_verdict(struct __sk_buff *skb)
 {
 	struct verdict_state *st = scratch();
 	__u64 now = clock_now_ns();
-	__u8 reason;
+	__u8 reason, status = st ? st->tuple.ct_status : 0;
 
 	if (!st)
 		return TC_ACT_SHOT;
-	if (!st->drop_reason && st->tuple.ct_status == CT_NEW)
+	if (!st->drop_reason &&
+	    (status == CT_NEW ||
+	     (status == CT_ESTABLISHED && st->dir == DIR_EGRESS &&
+	      st->ct_proxy_redirect != (st->verdict > 0))))
 		st->drop_reason = ct_create(st, now);
 
 	/* EP_F_INGRESS_POLICY == DIR_INGRESS and EP_F_EGRESS_POLICY == DIR_EGRESS. */
 	if (st->policy_checked && (st->ep_flags & st->dir) &&
 	    (st->verdict < 0 || st->tuple.ct_status != CT_ESTABLISHED))
-		emit_event(st, CILIUM_NOTIFY_POLICY_VERDICT, 0, now);
+		emit_event(st, CILIUM_NOTIFY_POLICY_VERDICT, 0, st->ep_id);
 
 	reason = st->drop_reason;
 	update_metrics(reason, st->dir, st->len);
 	if (reason) {
-		emit_event(st, CILIUM_NOTIFY_DROP, reason, now);
+		emit_event(st, CILIUM_NOTIFY_DROP, reason, st->ep_id);
 		return TC_ACT_SHOT;
 	}
-	emit_event(st, CILIUM_NOTIFY_TRACE, st->dir == DIR_INGRESS ? TRACE_TO_LXC : TRACE_FROM_LXC,
-		   now);
+	/* redirects() reads st after each emit_event, and emit_event reads the clock itself:
+	 * rbpf's JIT runs a subprogram on its caller's stack frame (rbpf 0.4.1 jit.rs
+	 * emit_local_call leaves R10 alone), so no value on this program's stack may live
+	 * across emit_event, whose record is on the stack. */
+	if (st->dir == DIR_EGRESS)
+		emit_event(st, CILIUM_NOTIFY_TRACE, TRACE_FROM_LXC, st->ep_id);
+	else if (!redirects(st))
+		emit_event(st, CILIUM_NOTIFY_TRACE, TRACE_TO_LXC, st->ep_id);
+	if (redirects(st))
+		emit_event(st, CILIUM_NOTIFY_TRACE, TRACE_TO_PROXY, st->verdict > 0 ? st->verdict : 0);
 	return TC_ACT_OK;
 }
 

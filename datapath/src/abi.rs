@@ -74,14 +74,19 @@ pub const TUPLE_F_IN: u8 = 1;
 pub const CT_F_RX_CLOSING: u16 = 0x1;
 pub const CT_F_TX_CLOSING: u16 = 0x2;
 pub const CT_F_SEEN_NON_SYN: u16 = 0x4;
+/// Cilium's `ct_entry.proxy_redirect`: replies of this connection go back to the proxy.
+pub const CT_F_PROXY_REDIRECT: u16 = 0x8;
 
 /// Monitor message types (the first byte of every event record).
 pub const CILIUM_NOTIFY_DROP: u8 = 1;
 pub const CILIUM_NOTIFY_TRACE: u8 = 4;
 pub const CILIUM_NOTIFY_POLICY_VERDICT: u8 = 5;
 
-/// Trace observation points (Cilium `bpf/lib/trace.h`).
+/// Trace observation points (Cilium `bpf/lib/notify.h` `enum trace_point`).
 pub const TRACE_TO_LXC: u8 = 0;
+/// The packet was handed to the L7 proxy; the record's `ep_id` (Cilium's `dst_id`) is the
+/// proxy port, 0 on the return path of a redirected connection.
+pub const TRACE_TO_PROXY: u8 = 1;
 pub const TRACE_FROM_LXC: u8 = 5;
 
 /// ipcache LPM prefix of a full-address lookup.
@@ -241,7 +246,8 @@ pub struct VerdictState {
     pub auth_type: u8,
     pub audited: u8,
     pub policy_checked: u8,
-    pub pad0: u8,
+    /// The CT entry the lookup hit has `CT_F_PROXY_REDIRECT`.
+    pub ct_proxy_redirect: u8,
     pub drop_reason: u32,
 }
 

@@ -324,8 +324,31 @@ pub struct Drop {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Trace {
     pub common: Common,
-    /// Cilium's observation point (`TRACE_TO_LXC` 0, `TRACE_FROM_LXC` 5).
+    /// Cilium's observation point (`TRACE_TO_LXC` 0, `TRACE_TO_PROXY` 1, `TRACE_FROM_LXC`
+    /// 5).
     pub obs_point: u8,
+    /// Cilium's `dst_id`: the local endpoint, or for `TRACE_TO_PROXY` the proxy port (0 on
+    /// the return path of a redirected connection).
+    pub dst_id: u16,
+}
+
+impl Trace {
+    /// The proxy port of a `TRACE_TO_PROXY` trace (Hubble's `proxy_port`,
+    /// `pkg/hubble/parser/threefour/parser.go` decodeProxyPort: the trace's `DstID`).
+    pub fn proxy_port(&self) -> Option<u16> {
+        (self.obs_point == abi::TRACE_TO_PROXY).then_some(self.dst_id)
+    }
+
+    /// Cilium's observation point name (`pkg/monitor/api/types.go` TraceObservationPoints:
+    /// `to-endpoint`, `to-proxy`, `from-endpoint`).
+    pub fn point_name(&self) -> String {
+        match self.obs_point {
+            abi::TRACE_TO_LXC => "to-endpoint".to_string(),
+            abi::TRACE_TO_PROXY => "to-proxy".to_string(),
+            abi::TRACE_FROM_LXC => "from-endpoint".to_string(),
+            p => format!("trace-point-{p}"),
+        }
+    }
 }
 
 /// One ring-buffer record.
@@ -386,6 +409,7 @@ impl Event {
             abi::CILIUM_NOTIFY_TRACE => Event::Trace(Trace {
                 common,
                 obs_point: ev.subtype,
+                dst_id: ev.ep_id,
             }),
             t => return Err(DecodeError::UnknownType(t)),
         })
@@ -421,15 +445,15 @@ impl fmt::Display for Event {
                 e.reason, c.direction, c.endpoint, c.src_identity, c.dst_identity, c.flow
             ),
             Event::Trace(e) => {
-                let point = match e.obs_point {
-                    abi::TRACE_TO_LXC => "to-endpoint".to_string(),
-                    abi::TRACE_FROM_LXC => "from-endpoint".to_string(),
-                    p => format!("trace-point-{p}"),
-                };
+                write!(f, "{} FORWARDED ({})", e.point_name(), c.flow.ct_status)?;
+                // pkg/monitor/datapath_trace.go traceSummary: "-> proxy port N".
+                if let Some(p) = e.proxy_port().filter(|p| *p != 0) {
+                    write!(f, " port {p}")?;
+                }
                 write!(
                     f,
-                    "{point} FORWARDED ({}) ep {} identity {}->{}: {}",
-                    c.flow.ct_status, c.endpoint, c.src_identity, c.dst_identity, c.flow
+                    " ep {} identity {}->{}: {}",
+                    c.endpoint, c.src_identity, c.dst_identity, c.flow
                 )
             }
         }

@@ -457,10 +457,44 @@ pub struct Redirects {
     pub ingress: Option<u16>,
 }
 
+impl Redirects {
+    /// No proxy involved.
+    pub const NONE: Redirects = Redirects {
+        egress: None,
+        ingress: None,
+    };
+
+    pub fn any(&self) -> bool {
+        self.egress.is_some() || self.ingress.is_some()
+    }
+
+    /// The redirect of one side.
+    pub fn side(&self, d: Direction) -> Option<u16> {
+        match d {
+            Direction::Egress => self.egress,
+            Direction::Ingress => self.ingress,
+        }
+    }
+}
+
+impl fmt::Display for Redirects {
+    /// `egress:15001`, `ingress:15002`, `egress:15001,ingress:15002`; empty for none.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sep = "";
+        for (d, p) in [("egress", self.egress), ("ingress", self.ingress)] {
+            if let Some(p) = p {
+                write!(f, "{sep}{d}:{p}")?;
+                sep = ",";
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Outcome {
     /// Whether any side redirected to a proxy.
     pub fn redirected(&self) -> bool {
-        self.redirect.egress.is_some() || self.redirect.ingress.is_some()
+        self.redirect.any()
     }
 }
 

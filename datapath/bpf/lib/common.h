@@ -38,9 +38,13 @@
 #define CILIUM_NOTIFY_TRACE 4
 #define CILIUM_NOTIFY_POLICY_VERDICT 5
 
-/* Trace observation points (bpf/lib/trace.h enum: TRACE_TO_LXC is 0, TRACE_FROM_LXC 5).
- * Hubble maps TRACE_TO_LXC to TO_ENDPOINT (101) and TRACE_FROM_LXC to FROM_ENDPOINT (5). */
+/* Trace observation points (bpf/lib/notify.h enum trace_point: TRACE_TO_LXC 0,
+ * TRACE_TO_PROXY 1, TRACE_FROM_LXC 5). Hubble maps TRACE_TO_LXC to TO_ENDPOINT (101),
+ * TRACE_TO_PROXY to TO_PROXY (1) and TRACE_FROM_LXC to FROM_ENDPOINT (5); for TO_PROXY it
+ * reads the trace's dst_id as the flow's proxy_port (pkg/hubble/parser/threefour/parser.go
+ * decodeProxyPort). */
 #define TRACE_TO_LXC 0
+#define TRACE_TO_PROXY 1
 #define TRACE_FROM_LXC 5
 
 /* CT lookup results (bpf/lib/conntrack.h); also Cilium's trace reasons
@@ -149,7 +153,7 @@ struct verdict_state {
 	__u8 auth_type;		   /* 120 */
 	__u8 audited;		   /* 121 */
 	__u8 policy_checked;	   /* 122: 1 when policy ran (NEW/ESTABLISHED) */
-	__u8 pad0;		   /* 123 */
+	__u8 ct_proxy_redirect;	   /* 123: the CT entry the lookup hit has proxy_redirect */
 	__u32 drop_reason;	   /* 124: positive code, 0 = forward */
 };
 

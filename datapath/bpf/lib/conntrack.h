@@ -27,7 +27,11 @@
  *   (again on every later FIN or RST). Cilium no longer reports CT_REOPENED (its trace
  *   reason is "reserved").
  * - ct_create is Cilium's ct_create4/6: a TCP entry starts as if a SYN created it
- *   (CT_SYN_TIMEOUT, SYN seen on this side), whatever packet created it.
+ *   (CT_SYN_TIMEOUT, SYN seen on this side), whatever packet created it. The entry carries
+ *   proxy_redirect when policy redirected the packet (ct_create_fill_entry); a lookup hands
+ *   the hit entry's bit to the caller (ct_lookup_fill_state), which redirects REPLY and
+ *   RELATED packets of such a connection to the proxy and, at egress, recreates an
+ *   ESTABLISHED entry whose bit no longer matches the policy (verdict.bpf.c tail_verdict).
  * - ICMP errors that quote no tracked flow are looked up by their own tuple (ports 0). */
 #ifndef VERDICT_CONNTRACK_H
 #define VERDICT_CONNTRACK_H
@@ -107,6 +111,12 @@ static __noinline int ct_hit(struct ct_entry *e, const struct verdict_state *st,
 	return CT_ESTABLISHED;
 }
 
+/* ct_lookup_fill_state: the entry's proxy_redirect bit for the caller. */
+static __always_inline __u8 ct_proxy_flag(const struct ct_entry *e)
+{
+	return (e->flags & CT_F_PROXY_REDIRECT) != 0;
+}
+
 static __always_inline struct ct_entry *ct_find(struct ct_key *key, __u64 now)
 {
 	struct ct_entry *e = bpf_map_lookup_elem(&cilium_ct_any, key);
@@ -135,8 +145,11 @@ static __always_inline int ct_lookup(struct verdict_state *st, __u64 now)
 		key.dport = st->inner.dport;
 		key.nexthdr = st->inner.proto;
 		key.flags = flags ^ 1;
-		if (ct_find(&key, now))
+		e = ct_find(&key, now);
+		if (e) {
+			st->ct_proxy_redirect = ct_proxy_flag(e);
 			return CT_RELATED;
+		}
 	}
 
 	key.nexthdr = t->proto;
@@ -147,8 +160,10 @@ static __always_inline int ct_lookup(struct verdict_state *st, __u64 now)
 	key.flags = flags ^ 1;
 	e = ct_find(&key, now);
 	/* A reopened reverse entry is CT_NEW there: go on to the forward lookup. */
-	if (e && ct_hit(e, st, now) == CT_ESTABLISHED)
+	if (e && ct_hit(e, st, now) == CT_ESTABLISHED) {
+		st->ct_proxy_redirect = ct_proxy_flag(e);
 		return CT_REPLY;
+	}
 
 	copy_addr16(key.saddr, t->saddr);
 	copy_addr16(key.daddr, t->daddr);
@@ -156,8 +171,10 @@ static __always_inline int ct_lookup(struct verdict_state *st, __u64 now)
 	key.dport = t->dport;
 	key.flags = flags;
 	e = ct_find(&key, now);
-	if (e)
+	if (e) {
+		st->ct_proxy_redirect = ct_proxy_flag(e);
 		return ct_hit(e, st, now);
+	}
 	return CT_NEW;
 }
 
@@ -180,6 +197,10 @@ static __always_inline int ct_create(const struct verdict_state *st, __u64 now)
 	/* ct_create4: seen_flags is SYN for TCP, whatever the packet carries. */
 	ct_update_timeout(&e, t->proto, t->proto == IPPROTO_TCP ? TCP_FLAG_SYN : 0,
 			  st->dir == DIR_INGRESS, now);
+	/* ct_create_fill_entry: "Note if this is a proxy connection so that replies can be
+	 * redirected back to the proxy" (the callers set proxy_redirect = proxy_port > 0). */
+	if (st->verdict > 0)
+		e.flags |= CT_F_PROXY_REDIRECT;
 	e.packets = 1;
 	e.bytes = st->len;
 	e.src_sec_id = st->dir == DIR_EGRESS ? st->ep_identity : st->remote_identity;

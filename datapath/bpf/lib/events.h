@@ -10,6 +10,7 @@
 #define VERDICT_EVENTS_H
 
 #include "maps.h"
+#include "clock.h"
 
 /* policy_verdict_notify.flags (bpf/lib/policy_log.h): dir:2, ipv6:1, match_type:3,
  * audited:1, pad:1. */
@@ -34,14 +35,22 @@ struct verdict_event {
 	__u8 flags;	     /* PV_F_* layout */
 	__u8 auth_type;
 	__u8 reason;	     /* trace reason = CT status */
-	__u16 ep_id;	     /* local endpoint id (trace dst_id / drop dst_id) */
+	__u16 ep_id;	     /* trace dst_id (local endpoint; TO_PROXY: proxy port) / drop dst_id */
 	__u32 cookie;	     /* policy-log cookie of the deciding entry */
 	struct flow_tuple tuple;
 };
 
-/* A bpf-to-bpf subprogram: called up to twice per packet, kept once in the code. */
-static __noinline int emit_event(struct verdict_state *st, __u32 type, __u32 subtype, __u64 now)
+/* A bpf-to-bpf subprogram: called up to three times per packet, kept once in the code.
+ * dst_id is the record's ep_id: the local endpoint, except on a TRACE_TO_PROXY trace, which
+ * carries the proxy port there, as Cilium's send_trace_notify(ctx, TRACE_TO_PROXY, ...,
+ * bpf_ntohs(proxy_port), ...) does in bpf_lxc.c (0 on the return path of a redirected
+ * connection). Cilium's egress TO_PROXY trace also names no destination identity
+ * (UNKNOWN_ID); Hubble then takes the identity from the ipcache
+ * (pkg/hubble/parser/common/endpoint.go ResolveEndpoint). */
+static __noinline int emit_event(struct verdict_state *st, __u32 type, __u32 subtype,
+				 __u32 dst_id)
 {
+	__u64 now = clock_now_ns();
 	struct verdict_event ev = {};
 	int egress = st->dir == DIR_EGRESS;
 
@@ -60,7 +69,9 @@ static __noinline int emit_event(struct verdict_state *st, __u32 type, __u32 sub
 		   (st->match_type << PV_F_MATCH_SHIFT) | (st->audited << PV_F_AUDITED_SHIFT);
 	ev.auth_type = st->auth_type;
 	ev.reason = st->tuple.ct_status;
-	ev.ep_id = st->ep_id;
+	ev.ep_id = dst_id;
+	if (type == CILIUM_NOTIFY_TRACE && subtype == TRACE_TO_PROXY && egress)
+		ev.dst_label = 0;
 	ev.cookie = st->cookie;
 	__builtin_memcpy(&ev.tuple, &st->tuple, sizeof(ev.tuple));
 	/* BPF_RB_NO_WAKEUP: the harness drains the ring after every run and never waits on it;

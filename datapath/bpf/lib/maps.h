@@ -92,11 +92,15 @@ struct ct_key {
 	__u8 pad;
 };
 
-/* Cilium's ct_entry bit fields rx_closing, tx_closing, seen_non_syn. rx is the side an
- * ingress (to_container) hook sees, tx an egress (from_container) hook's. */
+/* Cilium's ct_entry bit fields rx_closing, tx_closing, seen_non_syn, proxy_redirect. rx is
+ * the side an ingress (to_container) hook sees, tx an egress (from_container) hook's.
+ * proxy_redirect: "Connection is redirected to a proxy" (bpf/lib/conntrack.h struct
+ * ct_entry), set by ct_create when policy returned a proxy port, so that replies go back
+ * to the proxy. */
 #define CT_F_RX_CLOSING 0x1
 #define CT_F_TX_CLOSING 0x2
 #define CT_F_SEEN_NON_SYN 0x4
+#define CT_F_PROXY_REDIRECT 0x8
 
 struct ct_entry {
 	__u64 expires; /* ns on the harness clock; the entry is dead from this time on */

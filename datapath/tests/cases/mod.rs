@@ -253,7 +253,13 @@ pub fn summary(ev: &Event) -> String {
             p.cookie
         ),
         Event::Drop(d) => format!("drop {} {}", d.reason.0, d.common.direction),
-        Event::Trace(t) => format!("trace {} {}", t.obs_point, t.common.flow.ct_status),
+        Event::Trace(t) => match t.proxy_port() {
+            Some(port) => format!(
+                "trace {} {} port={port}",
+                t.obs_point, t.common.flow.ct_status
+            ),
+            None => format!("trace {} {}", t.obs_point, t.common.flow.ct_status),
+        },
     }
 }
 
@@ -468,7 +474,10 @@ pub fn run_all(h: &mut dyn Harness) -> Result<usize, String> {
         TO,
         &f,
         OK,
-        &["verdict INGRESS L3-L4 15001 cookie=20", "trace 0 new"],
+        &[
+            "verdict INGRESS L3-L4 15001 cookie=20",
+            "trace 1 new port=15001",
+        ],
     );
     let f = tcp(X1.0, C.0, 5000, 22, syn);
     c.check(
@@ -968,5 +977,209 @@ pub fn run_all(h: &mut dyn Harness) -> Result<usize, String> {
             "metrics (133, ingress): expected count 4, got {other:?}"
         )),
     }
+    redirect_cases(&mut c, SEC + 130 * SEC);
     c.finish()
+}
+
+/// A redirect entry (proxy port > 0). Its precedence has a low byte in 2..=254 (spec §5.1:
+/// "2–254 redirect"), above a plain allow's 1 on the same tier.
+fn predirect(proto: u8, port_prefix: u32, proxy: u16, cookie: u32) -> policy_abi::PolicyEntry {
+    policy_abi::PolicyEntry {
+        precedence: (policy_abi::PRECEDENCE_ALLOW & !0xff) | 0x80,
+        ..pentry(proto, port_prefix, false, proxy, 0, cookie)
+    }
+}
+
+fn ct_flags(c: &mut Checker<'_>, key: &abi::CtKey) -> Option<(u16, u64)> {
+    c.harness()
+        .lookup(abi::maps::CT, key.as_bytes())
+        .and_then(|v| abi::CtEntry::from_bytes(&v))
+        .map(|e| (e.flags, e.packets))
+}
+
+fn ct_key(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> abi::CtKey {
+    abi::CtKey {
+        saddr: abi::addr_bytes(ip(src)).0,
+        daddr: abi::addr_bytes(ip(dst)).0,
+        sport: sport.to_be_bytes(),
+        dport: dport.to_be_bytes(),
+        nexthdr: TCP,
+        flags,
+        family: abi::FAMILY_IPV4,
+        pad: 0,
+    }
+}
+
+/// Proxy redirects, as Cilium main's bpf_lxc.c does them: policy_can_egress/ingress hand
+/// back the entry's proxy port (bpf/lib/policy.h __policy_check `*proxy_port =
+/// policy->proxy_port`), the policy verdict carries it (bpf/lib/policy_log.h
+/// send_policy_verdict_notify: `verdict = proxy_port` when the verdict is OK), the packet
+/// gets a TRACE_TO_PROXY trace whose dst_id is the port (ipv4_forward_to_destination at
+/// egress, ipv4_policy's redirect_to_proxy at ingress), ct_create4 records proxy_redirect
+/// (ct_create_fill_entry), replies and related packets of the connection go back to the
+/// proxy with port 0 (handle_ipv4_from_lxc and ipv4_policy, CT_REPLY/CT_RELATED), and an
+/// ESTABLISHED egress packet whose entry's flag is stale recreates the entry
+/// (handle_ipv4_from_lxc, "Recreate the CT entry if the proxy_redirect flag is stale"),
+/// while ingress creates on CT_NEW only.
+fn redirect_cases(c: &mut Checker<'_>, now: u64) {
+    set_clock(c.harness(), now);
+    let (a, b) = (A.0, B.0);
+    let (syn, ack) = (tcp_flags::SYN, tcp_flags::ACK);
+    let redirect_key = pkey(A.1, X5.1, true, TCP, 8080, 16);
+    let put = |c: &mut Checker<'_>, e: policy_abi::PolicyEntry| {
+        c.harness()
+            .update(abi::maps::POLICY, redirect_key.as_bytes(), e.as_bytes());
+    };
+    put(c, predirect(TCP, 16, 15002, 30));
+
+    // --- egress: A -> X5:8080 goes to A's egress proxy ---
+    let out = ct_key(a, X5.0, 41000, 8080, abi::TUPLE_F_OUT);
+    let f = tcp(a, X5.0, 41000, 8080, syn);
+    c.check(
+        "A->X5:8080 SYN egress redirect",
+        FROM,
+        &f,
+        OK,
+        &[
+            "verdict EGRESS L3-L4 15002 cookie=30",
+            "trace 5 new",
+            "trace 1 new port=15002",
+        ],
+    );
+    match ct_flags(c, &out) {
+        Some((fl, 1)) if fl & abi::CT_F_PROXY_REDIRECT != 0 => {}
+        other => c.fail(format!(
+            "CT entry A->X5:8080 OUT: expected proxy_redirect, 1 packet, got {other:?}"
+        )),
+    }
+    let r = tcp(X5.0, a, 8080, 41000, syn | ack);
+    c.check(
+        "X5->A SYN-ACK at A's ingress: REPLY back to the egress proxy",
+        TO,
+        &r,
+        OK,
+        &["trace 1 reply port=0"],
+    );
+    let quoted = Packet::tcp(ip(a), ip(X5.0), 41000, 8080, syn);
+    let err = Packet::icmp_error(ip(X5.0), ip(a), 3, 1, &quoted).build();
+    c.check(
+        "ICMP error quoting the redirected flow: RELATED, to the proxy",
+        TO,
+        &err,
+        OK,
+        &["trace 1 related port=0"],
+    );
+    let f = tcp(a, X5.0, 41000, 8080, ack);
+    c.check(
+        "A->X5 ACK: ESTABLISHED, still redirected, no verdict",
+        FROM,
+        &f,
+        OK,
+        &["trace 5 established", "trace 1 established port=15002"],
+    );
+    match ct_flags(c, &out) {
+        // SYN, the SYN-ACK (a reply hits this entry) and the ACK.
+        Some((fl, 3)) if fl & abi::CT_F_PROXY_REDIRECT != 0 => {}
+        other => c.fail(format!(
+            "CT entry A->X5:8080 OUT after the ACK: expected proxy_redirect, 3 packets, got {other:?}"
+        )),
+    }
+    // The L7 rule goes away: the entry is a plain allow now.
+    put(c, pentry(TCP, 16, false, 0, 0, 31));
+    c.check(
+        "A->X5 ACK after the redirect went: forwarded, CT entry recreated",
+        FROM,
+        &f,
+        OK,
+        &["trace 5 established"],
+    );
+    match ct_flags(c, &out) {
+        Some((fl, 1)) if fl & abi::CT_F_PROXY_REDIRECT == 0 => {}
+        other => c.fail(format!(
+            "CT entry A->X5:8080 OUT recreated: expected no proxy_redirect, 1 packet, got {other:?}"
+        )),
+    }
+    c.check(
+        "X5->A reply after the recreate: to the endpoint",
+        TO,
+        &r,
+        OK,
+        &["trace 0 reply"],
+    );
+    // And back: the connection comes into the scope of an L7 rule.
+    put(c, predirect(TCP, 16, 15002, 30));
+    c.check(
+        "A->X5 ACK when a redirect appears: recreated with proxy_redirect",
+        FROM,
+        &f,
+        OK,
+        &["trace 5 established", "trace 1 established port=15002"],
+    );
+    match ct_flags(c, &out) {
+        Some((fl, 1)) if fl & abi::CT_F_PROXY_REDIRECT != 0 => {}
+        other => c.fail(format!(
+            "CT entry A->X5:8080 OUT recreated: expected proxy_redirect, 1 packet, got {other:?}"
+        )),
+    }
+
+    // --- ingress: X5 -> B:80 goes to B's ingress proxy (cookie 20, port 15001) ---
+    let inn = ct_key(X5.0, b, 5100, 80, abi::TUPLE_F_IN);
+    let f = tcp(X5.0, b, 5100, 80, syn);
+    c.check(
+        "X5->B:80 SYN ingress redirect",
+        TO,
+        &f,
+        OK,
+        &[
+            "verdict INGRESS L3-L4 15001 cookie=20",
+            "trace 1 new port=15001",
+        ],
+    );
+    let r = tcp(b, X5.0, 80, 5100, syn | ack);
+    c.check(
+        "B->X5 SYN-ACK at B's egress: REPLY back to the ingress proxy",
+        FROM,
+        &r,
+        OK,
+        &["trace 5 reply", "trace 1 reply port=0"],
+    );
+    let f = tcp(X5.0, b, 5100, 80, ack);
+    c.check(
+        "X5->B ACK: ESTABLISHED, still redirected",
+        TO,
+        &f,
+        OK,
+        &["trace 1 established port=15001"],
+    );
+    let b_key = pkey(B.1, X5.1, false, TCP, 80, 16);
+    c.harness().update(
+        abi::maps::POLICY,
+        b_key.as_bytes(),
+        pentry(TCP, 16, false, 0, 0, 20).as_bytes(),
+    );
+    c.check(
+        "X5->B ACK after the redirect went: to the endpoint, entry kept",
+        TO,
+        &f,
+        OK,
+        &["trace 0 established"],
+    );
+    match ct_flags(c, &inn) {
+        Some((fl, 4)) if fl & abi::CT_F_PROXY_REDIRECT != 0 => {}
+        other => c.fail(format!(
+            "CT entry X5->B:80 IN: ingress keeps the stale proxy_redirect, 4 packets; got {other:?}"
+        )),
+    }
+    c.check(
+        "B->X5 reply on the stale ingress entry: still to the proxy",
+        FROM,
+        &r,
+        OK,
+        &["trace 5 reply", "trace 1 reply port=0"],
+    );
+    c.harness().update(
+        abi::maps::POLICY,
+        b_key.as_bytes(),
+        pentry(TCP, 16, false, 15001, 0, 20).as_bytes(),
+    );
 }
