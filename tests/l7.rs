@@ -1,39 +1,11 @@
-//! L7 scenarios (issue 10) on the backends that model the proxy redirect today: the oracle
-//! (L7 decided straight from the rules) and the model (redirects from its map state, L7 rules
-//! from its selector cache), both through the same proxy model. They live in tests/data/l7
-//! rather than scenarios/ until the BPF programs report redirects (lane l7dp): scenarios/
-//! must pass on every default backend. Each file cites the Cilium source of its verdicts.
+//! L7 probes (issue 10) that must be errors. The L7 scenarios themselves live in scenarios/l7/
+//! and run in tests/scenarios.rs on every backend (oracle, model, rbpf, kernel), now that the
+//! BPF programs report proxy redirects; each file cites the Cilium source of its verdicts.
 
 use std::path::Path;
 
 use verdict::backends;
 use verdict_sim::engine;
-use verdict_sim::report;
-
-fn run(file: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/l7")
-        .join(file);
-    let names = vec!["oracle".to_string(), "model".to_string()];
-    let r = engine::run_file(&path, &names, &backends::factory);
-    assert!(r.passed(), "{}", report::text(&r));
-    assert!(r.probe_count() > 0);
-}
-
-#[test]
-fn starwars_http() {
-    run("starwars-http.yaml");
-}
-
-#[test]
-fn dns_egress() {
-    run("dns-egress.yaml");
-}
-
-#[test]
-fn http_rules_merge() {
-    run("http-merge.yaml");
-}
 
 /// Bad L7 probes are errors naming the probe, never a silent pass.
 #[test]
