@@ -382,26 +382,7 @@ pub fn render_text(r: &ImpactReport) -> String {
 }
 
 fn lines_text(lines: &[usize]) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        let mut j = i;
-        while j + 1 < lines.len() && lines[j + 1] == lines[j] + 1 {
-            j += 1;
-        }
-        parts.push(if j > i {
-            format!("{}-{}", lines[i], lines[j])
-        } else {
-            lines[i].to_string()
-        });
-        i = j + 1;
-    }
-    if parts.len() > 12 {
-        let n = parts.len() - 12;
-        parts.truncate(12);
-        parts.push(format!("... {n} more"));
-    }
-    parts.join(",")
+    crate::replay::line_ranges(lines)
 }
 
 /// The report as JSON.

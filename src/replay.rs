@@ -1325,6 +1325,11 @@ pub fn render_text(rep: &Report) -> String {
 /// `1,2,3,7` -> `1-3,7`, at most 12 items.
 fn compress(lines: &[String]) -> String {
     let nums: Vec<usize> = lines.iter().filter_map(|l| l.parse().ok()).collect();
+    line_ranges(&nums)
+}
+
+/// Sorted line numbers as ranges: `1,2,3,7` -> `1-3,7`, at most 12 items (then `... N more`).
+pub(crate) fn line_ranges(nums: &[usize]) -> String {
     let mut parts = Vec::new();
     let mut i = 0;
     while i < nums.len() {
