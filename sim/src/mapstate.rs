@@ -831,11 +831,14 @@ pub fn proxy_rules(
         if !selected {
             continue;
         }
+        let others = crate::proxy::other_filters_reach(parser);
         if e.ports.is_empty() {
-            out.push(crate::proxy::ProxyRule {
-                l7: None,
-                origin: e.origin.clone(),
-            });
+            if others {
+                out.push(crate::proxy::ProxyRule {
+                    l7: None,
+                    origin: e.origin.clone(),
+                });
+            }
             continue;
         }
         for pp in &e.ports {
@@ -854,7 +857,7 @@ pub fn proxy_rules(
                         .and_then(|n| n.get(&(name.clone(), protocol)))
                         .is_some_and(|ports| ports.contains(&dport)),
                 },
-                range => range.contains(dport),
+                range => range.contains(dport) && (others || range.is_single(dport)),
             };
             if !hit {
                 continue;

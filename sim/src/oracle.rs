@@ -279,7 +279,7 @@ fn entry_matches<'a, 'e>(
     peer_ip: Option<IpAddr>,
     flow: &Flow,
     named_ports_of: &impl Fn() -> &'a Vec<&'a crate::cluster::Pod>,
-) -> Option<Vec<Option<&'e L7Policy>>> {
+) -> Option<Vec<(Option<&'e L7Policy>, bool)>> {
     if !e.has_filter() {
         return None;
     }
@@ -295,10 +295,12 @@ fn entry_matches<'a, 'e>(
     if !peer_ok {
         return None;
     }
+    // Each hit: the filter's L7 rules and whether the filter is the port's own one (a single
+    // port or a named port), not the wildcard port or a range containing it.
     if e.ports.is_empty() {
-        return Some(vec![None]);
+        return Some(vec![(None, false)]);
     }
-    let hits: Vec<Option<&L7Policy>> = e
+    let hits: Vec<(Option<&L7Policy>, bool)> = e
         .ports
         .iter()
         .filter(|pp| {
@@ -310,7 +312,13 @@ fn entry_matches<'a, 'e>(
                     range => range.contains(flow.dport),
                 }
         })
-        .map(|pp| e.l7_for(pp))
+        .map(|pp| {
+            let own = match &pp.port {
+                PortSpec::Named(_) => true,
+                range => range.is_single(flow.dport),
+            };
+            (e.l7_for(pp), own)
+        })
         .collect();
     (!hits.is_empty()).then_some(hits)
 }
@@ -361,7 +369,7 @@ fn decide_direction(
             },
         })
     };
-    let matching = |v: RuleVerdict| -> Vec<(&PolicyEntry, Vec<Option<&L7Policy>>)> {
+    let matching = |v: RuleVerdict| -> Vec<(&PolicyEntry, Vec<(Option<&L7Policy>, bool)>)> {
         selecting
             .iter()
             .filter(|e| e.verdict == v)
@@ -383,15 +391,16 @@ fn decide_direction(
         // listener priority 101 beats DNS's 121, `pkg/policy/l4.go`).
         let redirect = allows
             .iter()
-            .flat_map(|(_, l7)| l7.iter().flatten().map(|p| p.parser))
+            .flat_map(|(_, l7)| l7.iter().filter_map(|(p, _)| p.map(|p| p.parser)))
             .min_by_key(|p| p.listener_priority());
         let proxy_rules = match redirect {
             None => vec![],
             Some(parser) => allows
                 .iter()
                 .flat_map(|(e, l7)| {
-                    l7.iter().filter_map(move |p| match p {
+                    l7.iter().filter_map(move |(p, own)| match p {
                         Some(p) if p.parser != parser => None,
+                        _ if !own && !crate::proxy::other_filters_reach(parser) => None,
                         p => Some(ProxyRule {
                             l7: p.cloned(),
                             origin: e.origin.clone(),

@@ -46,6 +46,11 @@ impl PortSpec {
     pub fn is_wildcard(&self) -> bool {
         matches!(self, PortSpec::Range { start: 0, .. })
     }
+    /// Whether this is exactly the single port `port` (not a range or the wildcard port that
+    /// contains it): the L4 filter Cilium keys by that port alone (`pkg/policy/l4.go`).
+    pub fn is_single(&self, port: u16) -> bool {
+        matches!(*self, PortSpec::Range { start, end } if start == port && port != 0 && end <= start)
+    }
     /// Whether a numeric port falls in this range (named ports never match here).
     pub fn contains(&self, port: u16) -> bool {
         match *self {

@@ -104,6 +104,21 @@ pub struct ProxyRule {
     pub origin: RuleOrigin,
 }
 
+/// Whether an allow of the remote from an L4 filter other than the connection's own port
+/// filter (the wildcard port of an L3-only rule, a port range containing the port) reaches
+/// the proxy deciding the request. Envoy: yes, `cilium/network_policy.cc`
+/// `PortPolicy::forRange` checks the port's rules (ranges included) and then the wildcard-port
+/// rules, and an allow there without HTTP rules passes the request. The DNS proxy: no, it
+/// holds only the L7 rules of the redirect's own port filter (`pkg/proxy/dns.go`
+/// `dnsRedirect.setRules` -> `pkg/fqdn/dnsproxy/proxy.go` `UpdateAllowed`, looked up by
+/// port and protocol in `CheckAllowed` / `getPortRulesForID`).
+pub fn other_filters_reach(parser: L7Parser) -> bool {
+    match parser {
+        L7Parser::Http => true,
+        L7Parser::Dns => false,
+    }
+}
+
 /// What the proxy did with a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum L7Verdict {
