@@ -273,13 +273,17 @@ fn named_port_matches(
 
 /// Whether an entry matches the peer and port; `Some(l7s)` with the L7 rules of each of its
 /// port filters that match (`[None]` for an L3-only entry).
+/// An entry's matching port filters: each one's L7 rules and whether it is the connection
+/// port's own filter (a single port or a named port), not the wildcard port or a range.
+type FilterHits<'e> = Vec<(Option<&'e L7Policy>, bool)>;
+
 fn entry_matches<'a, 'e>(
     e: &'e PolicyEntry,
     peer_labels: &LabelSet,
     peer_ip: Option<IpAddr>,
     flow: &Flow,
     named_ports_of: &impl Fn() -> &'a Vec<&'a crate::cluster::Pod>,
-) -> Option<Vec<(Option<&'e L7Policy>, bool)>> {
+) -> Option<FilterHits<'e>> {
     if !e.has_filter() {
         return None;
     }
@@ -300,7 +304,7 @@ fn entry_matches<'a, 'e>(
     if e.ports.is_empty() {
         return Some(vec![(None, false)]);
     }
-    let hits: Vec<(Option<&L7Policy>, bool)> = e
+    let hits: FilterHits<'_> = e
         .ports
         .iter()
         .filter(|pp| {
@@ -369,7 +373,7 @@ fn decide_direction(
             },
         })
     };
-    let matching = |v: RuleVerdict| -> Vec<(&PolicyEntry, Vec<(Option<&L7Policy>, bool)>)> {
+    let matching = |v: RuleVerdict| -> Vec<(&PolicyEntry, FilterHits<'_>)> {
         selecting
             .iter()
             .filter(|e| e.verdict == v)
