@@ -70,6 +70,7 @@ pub fn update_model(model: &mut Option<Model>, world: &World, change: &Change<'_
         Change::PolicyDeleted(r) => m.policy_deleted(r),
         Change::CidrGroupChanged(name) => m.cidr_group_changed(c, name),
         Change::Clock => {}
+        Change::Authenticated(_) => m.set_auth(&c.auth),
     }
 }
 

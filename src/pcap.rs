@@ -812,6 +812,7 @@ pub fn replay(
         let clock = base_clock.saturating_add(pkt.ts_ns.saturating_sub(first_ts));
         // The oracle's and model's conntrack read the clock from the world.
         world.clock_ns = clock;
+        world.cluster.auth.set_clock(clock);
         let mut results = Vec::new();
         let mut records = Vec::new();
         for (name, c) in &handles {

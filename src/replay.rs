@@ -890,6 +890,7 @@ impl<'p> Replayer<'p> {
                 .saturating_add(rec.time_ns.saturating_sub(t0)),
         );
         self.prep.world.clock_ns = self.clock;
+        self.prep.world.cluster.auth.set_clock(self.clock);
         let is_reply = f.is_reply;
         let reply = is_reply == Some(true);
         let icmp_reply = protocol.is_icmp() && matches!(icmp_type, 0 | 129);

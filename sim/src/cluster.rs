@@ -232,6 +232,8 @@ pub struct Cluster {
     pub identities: IdentityAllocator,
     /// CiliumCIDRGroup objects by name.
     pub cidr_groups: BTreeMap<String, CidrGroup>,
+    /// Every node's auth map, as the auth managers wrote it (`crate::auth`).
+    pub auth: crate::auth::AuthTable,
     next_endpoint_id: u32,
 }
 

@@ -92,6 +92,8 @@ pub enum Change<'a> {
     CidrGroupChanged(&'a str),
     /// The virtual clock moved (`World::clock_ns`).
     Clock,
+    /// Auth map entries were written on these nodes (`World::cluster.auth`).
+    Authenticated(&'a [(String, crate::auth::AuthKey)]),
 }
 
 /// A backend: something that decides connection attempts.
@@ -1705,11 +1707,44 @@ fn replay(
                 );
                 StepOutcome::Probes(vec![check])
             }
+            Step::Authenticate(a) => {
+                let pod = |name: &str| -> Result<PodName, EngineError> {
+                    match resolve(&world, file, &ctx, name)? {
+                        Peer::Pod(p) => Ok(p),
+                        other => Err(at(
+                            file,
+                            &ctx,
+                            format!(
+                                "authenticate: {name} is {other}, not a pod: only pods have \
+                                 identities the auth manager authenticates"
+                            ),
+                        )),
+                    }
+                };
+                let (from, to) = (pod(&a.from)?, pod(&a.to)?);
+                let lifetime = a
+                    .lifetime
+                    .map_or(crate::auth::DEFAULT_AUTH_LIFETIME_NS, |d| d.0);
+                let now = world.clock_ns;
+                let written = crate::auth::authentication_entries(&world.cluster, &from, &to)
+                    .map_err(|e| at(file, &ctx, format!("authenticate: {e}")))?;
+                world
+                    .cluster
+                    .auth
+                    .store(&written, now.saturating_add(lifetime));
+                sync_all(backends, &world, &Change::Authenticated(&written))
+                    .map_err(|e| at(file, &ctx, e))?;
+                StepOutcome::Change(format!(
+                    "authenticated {from} and {to} (spire) until {}",
+                    format_ns(now.saturating_add(lifetime))
+                ))
+            }
             Step::Advance(d) => {
                 world.clock_ns = world
                     .clock_ns
                     .checked_add(d.0)
                     .ok_or_else(|| at(file, &ctx, "the virtual clock overflowed"))?;
+                world.cluster.auth.set_clock(world.clock_ns);
                 sync_all(backends, &world, &Change::Clock).map_err(|e| at(file, &ctx, e))?;
                 StepOutcome::Change(format!("clock at {}", format_ns(world.clock_ns)))
             }

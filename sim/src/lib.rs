@@ -7,6 +7,7 @@
 
 pub mod abi;
 pub mod api;
+pub mod auth;
 pub mod cluster;
 pub mod conntrack;
 pub mod engine;

@@ -213,7 +213,8 @@ pub struct MapEntry {
     pub precedence: u32,
     /// 0: no redirect; else the proxy (listener) port of the entry's L7 parser.
     pub proxy_port: u16,
-    /// Auth type (bits 0–6) and explicit flag (bit 7); 0 here.
+    /// Auth type (bits 0–6) and explicit flag (bit 7, the rule named a mode); a type
+    /// without the flag is derived from a covering entry ([`MapState::derive_auth`]).
     pub auth: u8,
     pub origins: BTreeSet<RuleOrigin>,
     pub synthetic: BTreeSet<Synthetic>,
@@ -472,7 +473,29 @@ impl MapState {
     ///
     /// Precedences: deny > redirect (HTTP 0x9a, DNS 0x86 in the low byte) > plain allow >
     /// the synthetic lowest-tier allows.
-    pub fn insert(&mut self, key: Key, entry: MapEntry) {
+    ///
+    /// Auth (`authPreferredInsert`): an allow with an explicit auth type under a covering
+    /// allow of the same identity and a higher precedence (a redirect) is kept with that
+    /// entry's proxy port and precedence, and such an allow under a new covering allow of a
+    /// higher precedence is kept the same way instead of being pruned. Derived auth types
+    /// are filled in afterwards ([`MapState::derive_auth`]).
+    pub fn insert(&mut self, key: Key, mut entry: MapEntry) {
+        if !entry.deny && entry.auth & POLICY_ENTRY_EXPLICIT_AUTH != 0 {
+            let over = self
+                .covering(&key)
+                .filter(|(k, e)| {
+                    **k != key
+                        && k.identity == key.identity
+                        && !e.deny
+                        && e.precedence > entry.precedence
+                })
+                .max_by_key(|(k, _)| k.lpm_prefix_length())
+                .map(|(_, e)| (e.proxy_port, e.precedence));
+            if let Some((port, precedence)) = over {
+                entry.proxy_port = port;
+                entry.precedence = precedence;
+            }
+        }
         let skip = self.covering(&key).any(|(k, e)| {
             if *k == key {
                 e.deny && !entry.deny
@@ -490,6 +513,18 @@ impl MapState {
             let Some(v) = self.entries.get(&k) else {
                 continue;
             };
+            if !v.deny
+                && !entry.deny
+                && v.precedence < entry.precedence
+                && k.identity == key.identity
+                && v.auth & POLICY_ENTRY_EXPLICIT_AUTH != 0
+            {
+                if let Some(v) = self.entries.get_mut(&k) {
+                    v.proxy_port = entry.proxy_port;
+                    v.precedence = entry.precedence;
+                }
+                continue;
+            }
             if v.precedence < entry.precedence || (v.deny && entry.deny) {
                 self.entries.remove(&k);
             }
@@ -498,6 +533,47 @@ impl MapState {
             Some(e) if e.deny == entry.deny => e.merge(entry),
             _ => {
                 self.entries.insert(key, entry);
+            }
+        }
+    }
+
+    /// Derived auth types (`authPreferredInsert`, `pkg/policy/mapstate.go`): an allow without
+    /// an explicit auth type takes the explicit type of the most specific allow of the same
+    /// identity whose key strictly covers its own (another port/protocol) and whose
+    /// precedence level is at least its own (`Precedence.AllowPrecedence`, the proxy byte
+    /// ignored); the explicit flag stays clear. `only`: just that identity's keys (an
+    /// identity's keys derive only from keys of the same identity). Cilium computes the same
+    /// while inserting, in whatever order; here it is one pass after them.
+    pub fn derive_auth(&mut self, only: Option<Identity>) {
+        let keys: Vec<Key> = match only {
+            Some(id) => self
+                .identity_entries(id)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect(),
+            None => self.entries.keys().copied().collect(),
+        };
+        let level = |p: u32| p & !0xff;
+        for k in keys {
+            let Some(e) = self.entries.get(&k) else {
+                continue;
+            };
+            if e.deny || e.auth & POLICY_ENTRY_EXPLICIT_AUTH != 0 {
+                continue;
+            }
+            let derived = self
+                .covering(&k)
+                .filter(|(ck, ce)| {
+                    **ck != k
+                        && ck.identity == k.identity
+                        && !ce.deny
+                        && ce.auth & POLICY_ENTRY_EXPLICIT_AUTH != 0
+                        && level(ce.precedence) >= level(e.precedence)
+                })
+                .max_by_key(|(ck, _)| ck.lpm_prefix_length())
+                .map(|(_, ce)| ce.auth & 0x7f);
+            if let (Some(a), Some(e)) = (derived, self.entries.get_mut(&k)) {
+                e.auth = a;
             }
         }
     }
@@ -919,6 +995,7 @@ pub fn resolve(input: &PolicyInput<'_>) -> (MapState, DirectionPolicy, Direction
         add_entry_keys(&mut ms, e, input, None);
     }
     add_synthetic(&mut ms, &ingress, &egress);
+    ms.derive_auth(None);
     (ms, ingress, egress)
 }
 
@@ -940,6 +1017,7 @@ pub fn resolve_identity(input: &PolicyInput<'_>, id: Identity, ms: &mut MapState
             let (ingress, egress) = direction_policies(input.entries);
             add_synthetic(ms, &ingress, &egress);
         }
+        ms.derive_auth(Some(id));
     }
     let after = ms.identity_entries(id);
     (before, after)
@@ -960,7 +1038,14 @@ fn add_entry_keys(
     };
     let entry = match e.verdict {
         RuleVerdict::Deny => MapEntry::deny(),
-        RuleVerdict::Allow => MapEntry::allow(PRECEDENCE_ALLOW),
+        // `PerSelectorPolicy.getAuthRequirement`: the type, with the explicit bit when the
+        // rule names a mode (even `disabled`).
+        RuleVerdict::Allow => MapEntry {
+            auth: e
+                .auth
+                .map_or(0, |a| a.number() | POLICY_ENTRY_EXPLICIT_AUTH),
+            ..MapEntry::allow(PRECEDENCE_ALLOW)
+        },
     }
     .with_origin(&e.origin);
     let ids: &[Identity] = match (&peers, only) {
@@ -979,6 +1064,7 @@ fn add_entry_keys(
             Some(l7) => {
                 let mut r = MapEntry::redirect(l7.parser, ProxyPorts::port(l7.parser, e.direction));
                 r.origins = entry.origins.clone();
+                r.auth = entry.auth;
                 r
             }
             None => entry.clone(),

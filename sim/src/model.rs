@@ -106,11 +106,16 @@ pub struct Journal {
     pub endpoints: BTreeSet<IpAddr>,
     /// ipcache prefixes whose entry may have changed.
     pub ipcache: BTreeSet<IpNet>,
+    /// Nodes whose auth map changed ([`Model::set_auth`]).
+    pub auth: BTreeSet<String>,
 }
 
 impl Journal {
     pub fn is_empty(&self) -> bool {
-        self.policy.is_empty() && self.endpoints.is_empty() && self.ipcache.is_empty()
+        self.policy.is_empty()
+            && self.endpoints.is_empty()
+            && self.ipcache.is_empty()
+            && self.auth.is_empty()
     }
 }
 
@@ -119,6 +124,7 @@ impl Journal {
 struct ModelJournal {
     policy: BTreeSet<(u32, Key)>,
     endpoints: BTreeSet<IpAddr>,
+    auth: BTreeSet<String>,
 }
 
 /// The keys of some remote identities in one endpoint's map.
@@ -162,6 +168,8 @@ pub struct Model {
     /// The change journal, when a map writer asked for it ([`Model::enable_journal`]); off
     /// by default so that backends that never drain it do not accumulate it.
     journal: Option<ModelJournal>,
+    /// Every node's auth map, for the map writer.
+    auth: crate::auth::AuthTable,
 }
 
 /// The peer selectors of an entry, as the selector cache holds them.
@@ -226,6 +234,7 @@ impl Model {
             named_ports_changed: BTreeSet::new(),
             stats: ModelStats::default(),
             journal: None,
+            auth: cluster.auth.clone(),
         };
         m.sync_nodes(cluster);
         for (id, labels) in cluster.identities.iter() {
@@ -273,7 +282,26 @@ impl Model {
             policy: m.policy,
             endpoints: m.endpoints,
             ipcache: self.ipcache.take_journal(),
+            auth: m.auth,
         }
+    }
+
+    /// Takes the auth maps the auth managers wrote (`crate::auth`; the model decides from
+    /// the cluster's table, and keeps this copy for the map writer).
+    pub fn set_auth(&mut self, table: &crate::auth::AuthTable) {
+        if let Some(j) = self.journal.as_mut() {
+            for n in self.nodes.keys() {
+                if table.entries(n).ne(self.auth.entries(n)) {
+                    j.auth.insert(n.clone());
+                }
+            }
+        }
+        self.auth = table.clone();
+    }
+
+    /// The auth maps as last given to [`Model::set_auth`].
+    pub fn auth(&self) -> &crate::auth::AuthTable {
+        &self.auth
     }
 
     fn note_policy_key(&mut self, ep_id: u32, k: &Key) {
@@ -948,7 +976,23 @@ impl Model {
         let lookup = self
             .policy_map
             .lookup(ep.id, dir, hit.identity, flow.protocol, flow.dport);
-        let (allowed, reason, match_type) = lookup.verdict();
+        let (mut allowed, mut reason, match_type) = lookup.verdict();
+        // Step 5's auth check: an allow that needs an auth type drops with
+        // DROP_POLICY_AUTH_REQUIRED unless this node's auth map holds the pair
+        // (`bpf_lxc.c` calls `auth_lookup` on DROP_POLICY_AUTH_REQUIRED).
+        if let Some(t) = lookup.auth_type().filter(|_| allowed) {
+            let remote_pod = match remote {
+                Peer::Pod(p) => Some(p),
+                _ => None,
+            };
+            if !cluster
+                .auth
+                .side_authenticated(cluster, pn, hit.identity, remote_pod, t)
+            {
+                allowed = false;
+                reason = Some(DropReason::AuthRequired);
+            }
+        }
         let proxy_port = lookup
             .chosen
             .map(|(_, _, e)| e.proxy_port())
@@ -1354,6 +1398,31 @@ pub struct PolicyLookup {
 }
 
 impl PolicyLookup {
+    /// The auth type the chosen allow entry needs (`__policy_check`, `bpf/lib/policy.h`):
+    /// its own, or, when it has no explicit type, the other lookup's entry's higher type at
+    /// the same precedence. `None` for 0 (no authentication), a deny or no entry.
+    pub fn auth_type(&self) -> Option<crate::policy::AuthType> {
+        let (stage, _, e) = self.chosen?;
+        if e.is_deny() {
+            return None;
+        }
+        let mut t = e.auth_type();
+        if e.auth & abi::POLICY_ENTRY_EXPLICIT_AUTH == 0 {
+            let other = self
+                .steps
+                .iter()
+                .flatten()
+                .filter(|s| s.stage != stage)
+                .find_map(|s| s.hit);
+            if let Some((_, o)) = other {
+                if o.precedence == e.precedence && o.auth_type() > t {
+                    t = o.auth_type();
+                }
+            }
+        }
+        crate::policy::AuthType::from_number(t).filter(|t| *t != crate::policy::AuthType::Disabled)
+    }
+
     /// Steps 5–6: allowed, the drop reason (DROP_POLICY without an entry, DROP_POLICY_DENY
     /// for a deny) and the match type.
     pub fn verdict(&self) -> (bool, Option<DropReason>, MatchType) {

@@ -21,8 +21,9 @@ use crate::cluster::{Cluster, Peer, Protocol};
 use crate::identity::Identity;
 use crate::labels::LabelSet;
 use crate::policy::{
-    L7Parser, L7Policy, Peers, PolicyEntry, PortSpec, Repository, RuleOrigin, RuleVerdict,
+    AuthType, L7Parser, L7Policy, Peers, PolicyEntry, PortSpec, Repository, RuleOrigin, RuleVerdict,
 };
+use crate::portrange::port_range_to_masked_ports;
 use crate::proxy::{ProxyPorts, ProxyRule};
 use crate::selector::Target;
 use crate::verdict::{Direction, DropReason, Outcome, Redirects};
@@ -327,6 +328,130 @@ fn entry_matches<'a, 'e>(
     (!hits.is_empty()).then_some(hits)
 }
 
+/// One way an allow entry matches a flow, as far as authentication is concerned.
+#[derive(Clone, Copy, Debug)]
+struct AuthMatch {
+    /// The entry allows every remote (no peer field, or a `{}` selector): Cilium keys it
+    /// with identity 0, the others with the remote's identity.
+    wildcard: bool,
+    /// How specific the matching port filter is: 0 for all protocols (L3-only), 8 for all
+    /// ports of a protocol, 8 + the bits of the aligned port block holding the port.
+    prefix: u8,
+    /// The entry's `authentication.mode`, if it names one.
+    explicit: Option<AuthType>,
+    /// The precedence rank of the match: 1 for a plain allow, higher for an L7 redirect
+    /// (the listener's priority), which Cilium puts above a plain allow of the same level.
+    rank: u16,
+}
+
+/// The ways one allow entry matches the flow (one per matching port filter, or one for an
+/// L3-only entry).
+fn auth_matches_of<'a>(
+    e: &PolicyEntry,
+    flow: &Flow,
+    named_ports_of: &impl Fn() -> &'a Vec<&'a crate::cluster::Pod>,
+) -> Vec<AuthMatch> {
+    let wildcard = match &e.peers {
+        Peers::Unrestricted => true,
+        Peers::Selectors(sels) => sels.iter().any(|s| s.is_wildcard()),
+        Peers::Nothing => false,
+    };
+    let m = |prefix, rank| AuthMatch {
+        wildcard,
+        prefix,
+        explicit: e.auth,
+        rank,
+    };
+    if e.ports.is_empty() {
+        return vec![m(0, 1)];
+    }
+    let mut out = Vec::new();
+    for pp in &e.ports {
+        if pp.protocol != flow.protocol {
+            continue;
+        }
+        let prefix = match &pp.port {
+            PortSpec::Named(n) => {
+                if !named_port_matches(n, flow.protocol, flow.dport, named_ports_of()) {
+                    continue;
+                }
+                24
+            }
+            PortSpec::Range { start, end } => {
+                match port_range_to_masked_ports(*start, *end)
+                    .into_iter()
+                    .find(|b| b.contains(flow.dport))
+                {
+                    Some(b) => 8 + b.prefix,
+                    None => continue,
+                }
+            }
+        };
+        let rank = e
+            .l7_for(pp)
+            .map_or(1, |l7| 256 - u16::from(l7.parser.listener_priority()));
+        out.push(m(prefix, rank));
+    }
+    out
+}
+
+/// The auth type a direction's allow needs, from the matching allow entries (Cilium's
+/// `authentication` semantics: `pkg/policy/l4.go` `getAuthType`, `mapstate.go`
+/// `authPreferredInsert` and `lookup`, `bpf/lib/policy.h` `__policy_check`), stated over
+/// rules:
+/// - per kind of peer (the remote's identity, or every remote), the most specific matching
+///   port filter decides: the highest mode its entries name (`disabled` counts: an explicit
+///   "no authentication"), or, if none names one, the mode of the most specific broader
+///   matching filter that names one;
+/// - of the two kinds, the one with the higher precedence (an L7 redirect beats a plain
+///   allow), else the more specific port filter (the remote's identity on a tie) decides; if
+///   its entries name no mode, the other kind's type applies when higher and of the same
+///   precedence.
+///
+/// `None` when no authentication is needed (auth type 0).
+fn required_auth(matches: &[AuthMatch]) -> Option<AuthType> {
+    // (prefix, type, explicit, rank) of one kind.
+    let kind = |wildcard: bool| -> Option<(u8, AuthType, bool, u16)> {
+        let ms: Vec<&AuthMatch> = matches.iter().filter(|m| m.wildcard == wildcard).collect();
+        let top = ms.iter().map(|m| m.prefix).max()?;
+        let rank = ms.iter().map(|m| m.rank).max().unwrap_or(1);
+        let at_top = ms
+            .iter()
+            .filter(|m| m.prefix == top)
+            .filter_map(|m| m.explicit)
+            .max();
+        if let Some(t) = at_top {
+            return Some((top, t, true, rank));
+        }
+        let derived = ms
+            .iter()
+            .filter(|m| m.prefix < top)
+            .filter_map(|m| m.explicit.map(|t| (m.prefix, t)))
+            .max()
+            .map_or(AuthType::Disabled, |(_, t)| t);
+        Some((top, derived, false, rank))
+    };
+    let t = match (kind(false), kind(true)) {
+        (None, None) => return None,
+        (Some(k), None) | (None, Some(k)) => k.1,
+        (Some(l3), Some(l4)) => {
+            let (chosen, other) = if l4.3 > l3.3 || (l4.3 == l3.3 && l4.0 > l3.0) {
+                (l4, l3)
+            } else {
+                (l3, l4)
+            };
+            if l3.3 != l4.3 {
+                chosen.1
+            } else if !chosen.2 && other.1 > chosen.1 {
+                other.1
+            } else {
+                chosen.1
+            }
+        }
+    };
+    (t != AuthType::Disabled).then_some(t)
+}
+
 fn decide_direction(
     cluster: &Cluster,
     repo: &Repository,
@@ -413,6 +538,27 @@ fn decide_direction(
                 })
                 .collect(),
         };
+        let auth_matches: Vec<AuthMatch> = allows
+            .iter()
+            .flat_map(|(e, _)| auth_matches_of(e, flow, &named_ports))
+            .collect();
+        if let Some(t) = required_auth(&auth_matches) {
+            let remote_pod = match peer {
+                Peer::Pod(p) => cluster.pods.get(p),
+                _ => None,
+            };
+            let ok = remote_pod.is_some_and(|rp| {
+                cluster
+                    .auth
+                    .side_authenticated(cluster, pn, rp.identity, Some(&rp.name), t)
+            });
+            if !ok {
+                return DirectionVerdict::Denied {
+                    reason: DropReason::AuthRequired,
+                    by: allows.iter().map(|(e, _)| e.origin.clone()).collect(),
+                };
+            }
+        }
         return DirectionVerdict::Allowed {
             by: allows.iter().map(|(e, _)| e.origin.clone()).collect(),
             synthetic: None,

@@ -127,6 +127,49 @@ pub struct L7Policy {
     pub wildcard: bool,
 }
 
+/// The auth type a rule requires (`pkg/policy/types` `AuthType`; `getAuthType`,
+/// `pkg/policy/l4.go`): `authentication.mode` disabled is 0, required is spire (1),
+/// test-always-fail is 2. These are the numbers of the policy entry's `auth_type` bits and of
+/// the auth map key (`bpf/lib/common.h` `struct auth_key`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AuthType {
+    Disabled = 0,
+    Spire = 1,
+    AlwaysFail = 2,
+}
+
+impl AuthType {
+    pub fn from_mode(m: crate::api::AuthenticationMode) -> AuthType {
+        match m {
+            crate::api::AuthenticationMode::Disabled => AuthType::Disabled,
+            crate::api::AuthenticationMode::Required => AuthType::Spire,
+            crate::api::AuthenticationMode::TestAlwaysFail => AuthType::AlwaysFail,
+        }
+    }
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+    pub fn from_number(n: u8) -> Option<AuthType> {
+        Some(match n {
+            0 => AuthType::Disabled,
+            1 => AuthType::Spire,
+            2 => AuthType::AlwaysFail,
+            _ => return None,
+        })
+    }
+}
+
+/// `AuthType.String` (`pkg/policy/types/auth.go`): `disabled`, `spire`, `test-always-fail`.
+impl fmt::Display for AuthType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuthType::Disabled => "disabled",
+            AuthType::Spire => "spire",
+            AuthType::AlwaysFail => "test-always-fail",
+        })
+    }
+}
+
 /// The kind of a policy object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PolicyKind {
@@ -213,6 +256,10 @@ pub struct PolicyEntry {
     /// parser's proxy.
     pub l7: Vec<(PortProto, L7Policy)>,
     pub default_deny: bool,
+    /// The rule's `authentication.mode` as an auth type (allow entries only); `None` when
+    /// the rule has none, so the type of a broader entry may apply (`AuthRequirement`'s
+    /// explicit bit clear).
+    pub auth: Option<AuthType>,
     pub origin: RuleOrigin,
 }
 

@@ -400,6 +400,7 @@ pub enum Step {
     Connect(ConnectDecl),
     Send(SendDecl),
     Advance(DurationDecl),
+    Authenticate(AuthenticateDecl),
 }
 
 /// The step kinds, as written in scenario files.
@@ -415,6 +416,7 @@ pub const STEP_KINDS: &[&str] = &[
     "connect",
     "send",
     "advance",
+    "authenticate",
 ];
 
 // serde_yaml 0.9 reads externally tagged enums only from YAML tags (`!expect`), so the
@@ -445,6 +447,7 @@ impl<'de> Deserialize<'de> for Step {
                     "connect" => Step::Connect(map.next_value()?),
                     "send" => Step::Send(map.next_value()?),
                     "advance" => Step::Advance(map.next_value()?),
+                    "authenticate" => Step::Authenticate(map.next_value()?),
                     other => return Err(de::Error::unknown_variant(other, STEP_KINDS)),
                 };
                 if let Some(extra) = map.next_key::<String>()? {
@@ -487,6 +490,7 @@ impl Step {
             Step::Connect(_) => "connect",
             Step::Send(_) => "send",
             Step::Advance(_) => "advance",
+            Step::Authenticate(_) => "authenticate",
         }
     }
 }
@@ -701,6 +705,19 @@ pub struct SendDecl {
     pub id: String,
     pub direction: SendDirection,
     pub verdict: VerdictDecl,
+}
+
+/// `authenticate: {from: x/a, to: y/b, lifetime: 1h}`: the auth managers of both pods'
+/// nodes have completed a mutual authentication of the two pods' identities (auth type
+/// spire, what `authentication: {mode: required}` asks for), valid for `lifetime` (default
+/// one hour, SPIRE's default SVID TTL) from this instant (`crate::auth`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthenticateDecl {
+    pub from: String,
+    pub to: String,
+    #[serde(default)]
+    pub lifetime: Option<DurationDecl>,
 }
 
 /// A virtual-time duration such as `30s`, `500ms`, `2m`, `1h`; stored in nanoseconds.

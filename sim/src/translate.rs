@@ -13,8 +13,8 @@ use crate::labels::{
     NAMESPACE_LABELS_PREFIX, POD_NAMESPACE, POLICY_CLUSTER,
 };
 use crate::policy::{
-    L7Parser, L7Policy, Peers, PolicyEntry, PolicyKind, PolicyRef, PortProto, PortSpec, RuleOrigin,
-    RuleVerdict,
+    AuthType, L7Parser, L7Policy, Peers, PolicyEntry, PolicyKind, PolicyRef, PortProto, PortSpec,
+    RuleOrigin, RuleVerdict,
 };
 use crate::selector::{Op, Requirement, Selector};
 use crate::service::Service;
@@ -549,7 +549,7 @@ fn translate_rule(
         .map(|l| l.value.clone())
         .filter(|v| !v.is_empty());
     let mut out = Vec::new();
-    let mut push = |direction, verdict, section, item, peers, ports, l7| {
+    let mut push = |direction, verdict, section, item, peers, ports, l7, auth| {
         out.push(PolicyEntry {
             subject: subject.clone(),
             direction,
@@ -562,6 +562,7 @@ fn translate_rule(
             } else {
                 dd_egress
             },
+            auth,
             origin: RuleOrigin {
                 policy: pref.clone(),
                 rule: rule_index,
@@ -591,7 +592,8 @@ fn translate_rule(
                 RuleVerdict::Allow => cnp_l7(&it.to_ports, dd_ingress),
                 RuleVerdict::Deny => vec![],
             };
-            push(Direction::Ingress, verdict, sec, i, peers, ports, l7);
+            let auth = it.authentication.map(AuthType::from_mode);
+            push(Direction::Ingress, verdict, sec, i, peers, ports, l7, auth);
         }
     }
     for (sec, verdict, items) in [
@@ -639,7 +641,8 @@ fn translate_rule(
                 RuleVerdict::Allow => cnp_l7(&it.to_ports, dd_egress),
                 RuleVerdict::Deny => vec![],
             };
-            push(Direction::Egress, verdict, sec, i, peers, ports, l7);
+            let auth = it.authentication.map(AuthType::from_mode);
+            push(Direction::Egress, verdict, sec, i, peers, ports, l7, auth);
         }
     }
     out
@@ -706,6 +709,7 @@ fn translate_knp(pref: &PolicyRef, knp: &api::NetworkPolicy) -> Vec<PolicyEntry>
             ports,
             l7: vec![],
             default_deny: true,
+            auth: None,
             origin: RuleOrigin {
                 policy: pref.clone(),
                 rule: 0,

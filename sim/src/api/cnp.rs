@@ -4,7 +4,7 @@
 //! Fields that Cilium supports but this project does not model yet are rejected with
 //! "not supported yet: <field>" at the field, never silently dropped.
 
-use super::de::{not_supported, removed_list, validated_map, Never};
+use super::de::{from_str_scalar, not_supported, removed_list, validated_map, Never};
 use super::l7::{FqdnSelector, L7Rules, TlsContext};
 use super::meta::{check_dns_subdomain, EndpointSelector, ObjectMeta};
 use super::net::{
@@ -177,7 +177,6 @@ removed_list!(
     "toRequires was deprecated in Cilium 1.17 and removed in 1.19, whose CRD allows no items; \
      require the labels in each toEndpoints selector instead"
 );
-not_supported!(ns_authentication, "authentication");
 not_supported!(ns_listener, "listener");
 
 #[derive(Deserialize)]
@@ -262,6 +261,8 @@ pub struct IngressRule {
     pub from_entities: Option<Vec<Entity>>,
     pub to_ports: Vec<PortRule>,
     pub icmps: Vec<IcmpRule>,
+    /// `authentication.mode` (allow rules only; always `None` in a deny rule).
+    pub authentication: Option<AuthenticationMode>,
 }
 
 /// An ingress deny rule: the same peers and ports as an allow rule; the deny-only API has
@@ -282,7 +283,87 @@ pub struct EgressRule {
     pub to_services: Option<Vec<ServiceRule>>,
     pub to_ports: Vec<PortRule>,
     pub icmps: Vec<IcmpRule>,
+    /// `authentication.mode` (allow rules only; always `None` in a deny rule).
+    pub authentication: Option<AuthenticationMode>,
 }
+
+/// `authentication.mode` (`pkg/policy/api/rule.go` `AuthenticationMode`; the CRD enum
+/// `disabled;required;test-always-fail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AuthenticationMode {
+    /// "Always succeeds": an explicit "no authentication" that overrides a broader rule's.
+    Disabled,
+    /// Mutual TLS with SPIFFE as certificate provider (auth type `spire`).
+    Required,
+    /// Never succeeds (`pkg/auth/always_fail_authhandler.go`).
+    TestAlwaysFail,
+}
+
+impl AuthenticationMode {
+    pub const ALL: [AuthenticationMode; 3] = [
+        AuthenticationMode::Disabled,
+        AuthenticationMode::Required,
+        AuthenticationMode::TestAlwaysFail,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthenticationMode::Disabled => "disabled",
+            AuthenticationMode::Required => "required",
+            AuthenticationMode::TestAlwaysFail => "test-always-fail",
+        }
+    }
+}
+
+impl fmt::Display for AuthenticationMode {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AuthenticationMode {
+    type Err = String;
+    /// The API server's enum error (`+kubebuilder:validation:Enum`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        AuthenticationMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "Unsupported value: {s:?}: supported values: \"disabled\", \"required\", \"test-always-fail\""
+                )
+            })
+    }
+}
+from_str_scalar!(
+    AuthenticationMode,
+    "an authentication mode (disabled, required or test-always-fail)"
+);
+
+/// `authentication: {mode}` (`pkg/policy/api/rule.go` `Authentication`; `mode` is
+/// `+kubebuilder:validation:Required`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawAuthentication {
+    #[serde(default)]
+    mode: Option<AuthenticationMode>,
+}
+
+/// A parsed `authentication` block: its mode.
+struct Authentication(AuthenticationMode);
+
+impl TryFrom<RawAuthentication> for Authentication {
+    type Error = String;
+    fn try_from(r: RawAuthentication) -> Result<Self, String> {
+        r.mode
+            .map(Authentication)
+            .ok_or_else(|| "mode: Required value".to_string())
+    }
+}
+validated_map!(
+    Authentication,
+    RawAuthentication,
+    "an authentication block: {mode: ...}"
+);
 
 /// A `toServices` entry (`pkg/policy/api/service.go` `Service`): by name or by the Service's
 /// labels. An empty `namespace` matches services in every namespace (`serviceRefMatches`,
@@ -368,8 +449,8 @@ struct RawIngressRule {
     to_ports: Option<Vec<PortRule>>,
     #[serde(default)]
     icmps: Option<Vec<IcmpRule>>,
-    #[serde(default, deserialize_with = "ns_authentication")]
-    authentication: Option<Never>,
+    #[serde(default)]
+    authentication: Option<Authentication>,
 }
 
 #[derive(Deserialize)]
@@ -424,18 +505,14 @@ fn ingress_rule(
         from_entities,
         to_ports,
         icmps,
+        authentication: None,
     })
 }
 
 impl TryFrom<RawIngressRule> for IngressRule {
     type Error = String;
     fn try_from(r: RawIngressRule) -> Result<Self, String> {
-        never_set(&[
-            r.from_nodes,
-            r.from_groups,
-            r.from_requires,
-            r.authentication,
-        ]);
+        never_set(&[r.from_nodes, r.from_groups, r.from_requires]);
         ingress_rule(
             r.from_endpoints,
             r.from_cidr,
@@ -444,6 +521,10 @@ impl TryFrom<RawIngressRule> for IngressRule {
             r.to_ports.unwrap_or_default(),
             r.icmps.unwrap_or_default(),
         )
+        .map(|rule| IngressRule {
+            authentication: r.authentication.map(|a| a.0),
+            ..rule
+        })
     }
 }
 validated_map!(IngressRule, RawIngressRule, "an ingress rule");
@@ -497,8 +578,8 @@ struct RawEgressRule {
     to_ports: Option<Vec<PortRule>>,
     #[serde(default)]
     icmps: Option<Vec<IcmpRule>>,
-    #[serde(default, deserialize_with = "ns_authentication")]
-    authentication: Option<Never>,
+    #[serde(default)]
+    authentication: Option<Authentication>,
 }
 
 #[derive(Deserialize)]
@@ -544,7 +625,7 @@ fn egress_rule(rule: EgressRule) -> Result<EgressRule, String> {
 impl TryFrom<RawEgressRule> for EgressRule {
     type Error = String;
     fn try_from(r: RawEgressRule) -> Result<Self, String> {
-        never_set(&[r.to_nodes, r.to_groups, r.to_requires, r.authentication]);
+        never_set(&[r.to_nodes, r.to_groups, r.to_requires]);
         egress_rule(EgressRule {
             to_endpoints: r.to_endpoints,
             to_cidr: r.to_cidr,
@@ -554,6 +635,7 @@ impl TryFrom<RawEgressRule> for EgressRule {
             to_services: r.to_services,
             to_ports: r.to_ports.unwrap_or_default(),
             icmps: r.icmps.unwrap_or_default(),
+            authentication: r.authentication.map(|a| a.0),
         })
     }
 }
@@ -580,6 +662,7 @@ impl TryFrom<RawEgressDenyRule> for EgressDeny {
                 .map(|p| p.0)
                 .collect(),
             icmps: r.icmps.unwrap_or_default(),
+            authentication: None,
         })
         .map(EgressDeny)
     }

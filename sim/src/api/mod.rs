@@ -12,8 +12,7 @@
 //! what `cidrGroupRef`/`cidrGroupSelector` select.
 //!
 //! Fields that Cilium supports but this project does not model yet (Kafka and generic L7
-//! rules, `toServices`, `nodeSelector`, `fromNodes`/`toNodes`, groups, `authentication`,
-//! TLS/SNI/listener, extended IP protocols) are errors ("not supported yet: <field>"), never
+//! rules, `nodeSelector`, `fromNodes`/`toNodes`, groups, TLS/SNI/listener, extended IP protocols) are errors ("not supported yet: <field>"), never
 //! silently ignored; `fromRequires`/`toRequires`, removed in Cilium 1.19, take no items, as
 //! the current CRD says.
 //!
@@ -57,10 +56,10 @@ mod tests;
 
 pub use ccg::{CidrGroupSpec, CiliumCidrGroup};
 pub use cnp::{
-    CidrPeer, CidrRule, CiliumClusterwideNetworkPolicy, CiliumNetworkPolicy, DefaultDenyConfig,
-    EgressDenyRule, EgressRule, IcmpField, IcmpRule, IngressDenyRule, IngressRule,
-    K8sServiceNamespace, K8sServiceSelectorNamespace, Label, LogConfig, PortProtocol, PortRule,
-    Rule, ServiceRule, MAX_ICMP_FIELDS, MAX_PORTS,
+    AuthenticationMode, CidrPeer, CidrRule, CiliumClusterwideNetworkPolicy, CiliumNetworkPolicy,
+    DefaultDenyConfig, EgressDenyRule, EgressRule, IcmpField, IcmpRule, IngressDenyRule,
+    IngressRule, K8sServiceNamespace, K8sServiceSelectorNamespace, Label, LogConfig, PortProtocol,
+    PortRule, Rule, ServiceRule, MAX_ICMP_FIELDS, MAX_PORTS,
 };
 pub use error::ManifestError;
 pub(crate) use knp::is_k8s_port_name;

@@ -854,6 +854,53 @@ fn unknown_icmp_name_and_family() {
     );
 }
 
+/// `authentication: {mode}` on allow rules (`pkg/policy/api/rule.go` `Authentication`: `mode`
+/// is required and an enum of disabled, required, test-always-fail); the deny rules' schema
+/// has no such field (`IngressDenyRule`, `EgressDenyRule`).
+#[test]
+fn authentication_parses_on_allow_rules_only() {
+    let rule = cnp_rule(&cnp(
+        "  ingress:\n  - fromEndpoints: [{}]\n    authentication: {mode: required}\n  egress:\n  - toEndpoints: [{}]\n    authentication:\n      mode: \"test-always-fail\"\n  - toEndpoints: [{}]\n    authentication: {mode: disabled}\n  - toEndpoints: [{}]\n",
+    ));
+    use super::AuthenticationMode as M;
+    assert_eq!(rule.ingress[0].authentication, Some(M::Required));
+    assert_eq!(rule.egress[0].authentication, Some(M::TestAlwaysFail));
+    assert_eq!(rule.egress[1].authentication, Some(M::Disabled));
+    assert_eq!(rule.egress[2].authentication, None);
+    assert_err(
+        &cnp("  ingress:\n  - authentication: {mode: optional} #!\n"),
+        "spec.ingress[0].authentication.mode",
+        "Unsupported value: \"optional\": supported values: \"disabled\", \"required\", \"test-always-fail\"",
+    );
+    assert_err(
+        &cnp("  egress:\n  - authentication: {mode: Required} #!\n"),
+        "spec.egress[0].authentication.mode",
+        "Unsupported value: \"Required\"",
+    );
+    assert_err(
+        &cnp("  ingress:\n  - authentication: {} #!\n"),
+        "spec.ingress[0].authentication",
+        "mode: Required value",
+    );
+    assert_err(
+        &cnp("  ingress:\n  - authentication: {mode: required, type: spire} #!\n"),
+        "spec.ingress[0].authentication.type",
+        "unknown field `type`",
+    );
+    // The field of Cilium's old examples/policies/auth/auth.yaml (`auth: {type: "null"}`),
+    // which no released CRD has.
+    assert_err(
+        &cnp("  egress:\n  - toEndpoints: [{}]\n    auth: {type: \"null\"} #!\n"),
+        "spec.egress[0].auth",
+        "unknown field `auth`",
+    );
+    assert_err(
+        &cnp("  ingressDeny:\n  - fromEndpoints: [{}]\n    authentication: {mode: required} #!\n"),
+        "spec.ingressDeny[0].authentication",
+        "unknown field `authentication`",
+    );
+}
+
 #[test]
 fn deny_rules_have_fewer_fields() {
     assert_err(
@@ -912,7 +959,6 @@ fn unsupported_fields_are_errors() {
         ("  egress:\n  - toNodes: [{}] #!\n", "spec.egress[0].toNodes", "toNodes"),
         ("  ingress:\n  - fromGroups: [] #!\n", "spec.ingress[0].fromGroups", "fromGroups"),
         ("  egress:\n  - toGroups: [] #!\n", "spec.egress[0].toGroups", "toGroups"),
-        ("  ingress:\n  - authentication: {mode: required} #!\n", "spec.ingress[0].authentication", "authentication"),
         ("  egress:\n  - toPorts:\n    - serverNames: [a.com] #!\n", "spec.egress[0].toPorts[0]", "serverNames"),
         ("  egress:\n  - toPorts:\n    - listener: {name: l} #!\n", "spec.egress[0].toPorts[0].listener", "listener"),
         ("  egress:\n  - toPorts:\n    - terminatingTLS: {secret: {name: s}} #!\n", "spec.egress[0].toPorts[0]", "terminatingTLS"),

@@ -1625,9 +1625,16 @@ mod differential {
             peer_strategy(),
             proptest::collection::vec(port_strategy(), 0..3),
             prop_oneof![4 => Just(true), 1 => Just(false)],
+            // `authentication.mode` (allow entries only): none mostly, each mode sometimes.
+            prop_oneof![
+                6 => Just(None),
+                1 => Just(Some(crate::policy::AuthType::Disabled)),
+                2 => Just(Some(crate::policy::AuthType::Spire)),
+                1 => Just(Some(crate::policy::AuthType::AlwaysFail)),
+            ],
         )
             .prop_map(
-                |(subject, direction, verdict, peers, ports, default_deny)| PolicyEntry {
+                |(subject, direction, verdict, peers, ports, default_deny, auth)| PolicyEntry {
                     subject,
                     direction,
                     verdict,
@@ -1635,6 +1642,7 @@ mod differential {
                     ports,
                     l7: vec![],
                     default_deny,
+                    auth: auth.filter(|_| verdict == RuleVerdict::Allow),
                     origin: RuleOrigin {
                         policy: PolicyRef {
                             kind: PolicyKind::CiliumNetworkPolicy,
@@ -1753,6 +1761,15 @@ mod differential {
             relabel in (0..6usize, 0..3usize),
         ) {
             let mut c = build(&pods);
+            // Some pairs of pods are mutually authenticated (for an hour), the others not,
+            // so that both outcomes of an auth check are exercised.
+            let names: Vec<PodName> = c.pods.keys().cloned().collect();
+            for (i, a) in names.iter().enumerate() {
+                for b in names.iter().skip(i + 1).step_by(2) {
+                    let written = crate::auth::authentication_entries(&c, a, b).expect("pods");
+                    c.auth.store(&written, 3_600_000_000_000);
+                }
+            }
             let mut r = Repository::default();
             let mut m = Model::new(&c, &r);
             for (i, (scope, entries)) in policies.iter().enumerate() {
