@@ -73,6 +73,11 @@ pub struct DiffArgs {
     /// step (or per state comparison) where backends disagree.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Compare only shard I of N (I counts from 1): item k of the unsharded run (the k-th
+    /// scenario file, sorted) belongs to shard k mod N + 1. `verdict merge` combines the
+    /// shards' --junit reports. (A --pcap replay is one capture: not sharded.)
+    #[arg(long, value_name = "I/N", value_parser = crate::shard::parse_arg, conflicts_with = "pcap")]
+    pub shard: Option<crate::shard::Shard>,
     /// Scenario files or directories (every *.yaml below, except `policies` directories).
     #[arg(
         required_unless_present = "pcap",
@@ -852,6 +857,12 @@ pub fn run(args: DiffArgs) -> Result<u8> {
     if files.is_empty() {
         bail!("no scenario files found under {:?}", args.paths);
     }
+    let total = files.len();
+    let fingerprint = crate::shard::fingerprint(&files);
+    let files = match args.shard {
+        Some(s) => s.select(&files),
+        None => files,
+    };
     let mut clean = 0usize;
     let mut errors = 0usize;
     let (mut probes, mut verdicts, mut state) = (0usize, 0usize, 0usize);
@@ -888,11 +899,19 @@ pub fn run(args: DiffArgs) -> Result<u8> {
     }
     progress.finish();
     if let Some(path) = &args.junit {
-        let props = vec![("backends".to_string(), names.join(","))];
-        crate::junit::write(path, "verdict diff", &crate::junit::group(cases, &props))?;
+        let mut props = vec![("backends".to_string(), names.join(","))];
+        if let Some(s) = args.shard {
+            props.extend(crate::shard::junit_properties(s, total, Some(&fingerprint)));
+        }
+        let suites = crate::merge::junit_suites(cases, &props, args.shard.is_some());
+        crate::junit::write(path, "verdict diff", &suites)?;
     }
+    let shard_note = args
+        .shard
+        .map(|s| format!(" (shard {s} of {total})"))
+        .unwrap_or_default();
     println!(
-        "{} scenarios, {probes} probes on {}: {verdicts} verdict disagreements, {state} state differences; {clean} clean, {} not",
+        "{} scenarios{shard_note}, {probes} probes on {}: {verdicts} verdict disagreements, {state} state differences; {clean} clean, {} not",
         files.len(),
         names.join(","),
         files.len() - clean

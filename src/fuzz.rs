@@ -31,6 +31,8 @@ pub struct FuzzArgs {
     /// Where reproducers go (the CLI's default is `scenarios/regressions`).
     pub out_dir: PathBuf,
     pub verbose: bool,
+    /// Only the cases of this shard (case k is shard k mod N + 1's).
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// How a case failed.
@@ -550,9 +552,16 @@ pub fn run_with_factory(
     for b in &args.backends {
         factory(b).map_err(|e| anyhow::anyhow!(e))?;
     }
+    let cases: Vec<u64> = (0..args.cases)
+        .filter(|&k| args.shard.is_none_or(|s| s.owns(k as usize)))
+        .collect();
+    let shard_note = args
+        .shard
+        .map(|s| format!(" (shard {s}: {} of them)", cases.len()))
+        .unwrap_or_default();
     writeln!(
         out,
-        "verdict fuzz: seed {}, {} cases, backends {}",
+        "verdict fuzz: seed {}, {} cases{shard_note}, backends {}",
         args.seed,
         args.cases,
         args.backends.join(",")
@@ -564,8 +573,8 @@ pub fn run_with_factory(
         )?;
     }
     let mut sum = FuzzSummary::default();
-    let progress = crate::progress::Progress::new(args.cases, "cases");
-    for case in 0..args.cases {
+    let progress = crate::progress::Progress::new(cases.len() as u64, "cases");
+    for case in cases {
         progress.inc(&format!("{} failing", sum.disagreements + sum.errors));
         let t = std::time::Instant::now();
         let r = check_case(args.seed, case, config, &args.backends, factory);
@@ -721,13 +730,17 @@ pub fn junit_suite(args: &FuzzArgs, sum: &FuzzSummary) -> crate::junit::TestSuit
             TestCase::new(&class, &name, c.seconds, outcome)
         })
         .collect();
+    let mut properties = vec![
+        ("backends".into(), args.backends.join(",")),
+        ("seed".into(), args.seed.to_string()),
+        ("cases".into(), args.cases.to_string()),
+    ];
+    if let Some(s) = args.shard {
+        properties.extend(crate::shard::junit_properties(s, args.cases as usize, None));
+    }
     TestSuite {
         name: format!("verdict fuzz --seed {} --cases {}", args.seed, args.cases),
         cases,
-        properties: vec![
-            ("backends".into(), args.backends.join(",")),
-            ("seed".into(), args.seed.to_string()),
-            ("cases".into(), args.cases.to_string()),
-        ],
+        properties,
     }
 }

@@ -302,6 +302,167 @@ pub fn group(cases: Vec<(String, TestCase)>, properties: &[(String, String)]) ->
     suites
 }
 
+/// A report read back from its XML ([`parse`]): the `<testsuites>` name and the suites.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Report {
+    pub name: String,
+    pub suites: Vec<TestSuite>,
+}
+
+/// Reads a report as [`render`] writes it (`verdict merge` combines sharded reports). The
+/// counts and times of `<testsuites>` and `<testsuite>` are not kept: [`render`] computes
+/// them from the cases. Whitespace between elements is layout; text inside `<failure>`,
+/// `<error>` and `<system-out>` is kept as written.
+pub fn parse(text: &str) -> anyhow::Result<Report> {
+    use anyhow::bail;
+    use quick_xml::Reader;
+    let mut r = Reader::from_str(text);
+    let mut report = Report::default();
+    let mut seen_root = false;
+    // The element whose text is being collected, and that text.
+    let mut collecting: Option<(String, String)> = None;
+    let attrs = |e: &BytesStart<'_>| -> anyhow::Result<Vec<(String, String)>> {
+        e.attributes()
+            .map(|a| {
+                let a = a?;
+                Ok((
+                    String::from_utf8_lossy(a.key.as_ref()).into_owned(),
+                    a.unescape_value()?.into_owned(),
+                ))
+            })
+            .collect()
+    };
+    let get =
+        |a: &[(String, String)], k: &str| a.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    loop {
+        let pos = r.buffer_position();
+        let ev = r
+            .read_event()
+            .with_context(|| format!("byte {pos}: not well-formed XML"))?;
+        let empty = matches!(ev, Event::Empty(_));
+        match ev {
+            Event::Eof => break,
+            Event::Start(e) | Event::Empty(e) => {
+                let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                let a = attrs(&e).with_context(|| format!("byte {pos}: <{name}> attributes"))?;
+                let need = |k: &str| {
+                    get(&a, k).with_context(|| format!("byte {pos}: <{name}> has no {k} attribute"))
+                };
+                match name.as_str() {
+                    "testsuites" => {
+                        seen_root = true;
+                        report.name = get(&a, "name").unwrap_or_default();
+                    }
+                    "testsuite" => report.suites.push(TestSuite {
+                        name: need("name")?,
+                        ..Default::default()
+                    }),
+                    "properties" => {}
+                    "property" => {
+                        let s = report.suites.last_mut().with_context(|| {
+                            format!("byte {pos}: <property> outside a <testsuite>")
+                        })?;
+                        s.properties.push((need("name")?, need("value")?));
+                    }
+                    "testcase" => {
+                        let time = need("time")?;
+                        let time: f64 = time.parse().ok().with_context(|| {
+                            format!("byte {pos}: <testcase time={time:?}>: not a number of seconds")
+                        })?;
+                        let s = report.suites.last_mut().with_context(|| {
+                            format!("byte {pos}: <testcase> outside a <testsuite>")
+                        })?;
+                        s.cases.push(TestCase::new(
+                            &need("classname")?,
+                            &need("name")?,
+                            time,
+                            Outcome::Passed,
+                        ));
+                    }
+                    "failure" | "error" | "skipped" | "system-out" => {
+                        let case = report
+                            .suites
+                            .last_mut()
+                            .and_then(|s| s.cases.last_mut())
+                            .with_context(|| {
+                                format!("byte {pos}: <{name}> outside a <testcase>")
+                            })?;
+                        let message = get(&a, "message").unwrap_or_default();
+                        let kind = get(&a, "type").unwrap_or_default();
+                        match name.as_str() {
+                            "failure" => {
+                                case.outcome = Outcome::Failure {
+                                    message,
+                                    kind,
+                                    text: String::new(),
+                                }
+                            }
+                            "error" => {
+                                case.outcome = Outcome::Error {
+                                    message,
+                                    kind,
+                                    text: String::new(),
+                                }
+                            }
+                            "skipped" => case.outcome = Outcome::Skipped { message },
+                            _ => case.system_out = Some(String::new()),
+                        }
+                        if !empty {
+                            collecting = Some((name, String::new()));
+                        }
+                    }
+                    other => {
+                        bail!("byte {pos}: <{other}>: not an element of a verdict JUnit report")
+                    }
+                }
+            }
+            Event::End(e) => {
+                let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                if let Some((what, text)) = collecting.take_if(|(w, _)| *w == name) {
+                    let case = report
+                        .suites
+                        .last_mut()
+                        .and_then(|s| s.cases.last_mut())
+                        .context("an element outside a <testcase>")?;
+                    match (&mut case.outcome, what.as_str()) {
+                        (Outcome::Failure { text: t, .. }, "failure")
+                        | (Outcome::Error { text: t, .. }, "error") => *t = text,
+                        (_, "system-out") => case.system_out = Some(text),
+                        _ => {}
+                    }
+                }
+            }
+            Event::Text(t) => {
+                if let Some((_, buf)) = &mut collecting {
+                    buf.push_str(&t.xml10_content()?);
+                }
+            }
+            Event::CData(t) => {
+                if let Some((_, buf)) = &mut collecting {
+                    buf.push_str(&t.xml10_content()?);
+                }
+            }
+            Event::GeneralRef(g) => {
+                if let Some((_, buf)) = &mut collecting {
+                    if let Some(c) = g.resolve_char_ref()? {
+                        buf.push(c);
+                    } else {
+                        let name = g.decode()?;
+                        let v = quick_xml::escape::resolve_predefined_entity(&name)
+                            .with_context(|| format!("byte {pos}: unknown entity &{name};"))?;
+                        buf.push_str(v);
+                    }
+                }
+            }
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
+        }
+    }
+    if !seen_root {
+        bail!("no <testsuites> element: not a JUnit report");
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,5 +535,66 @@ mod tests {
             "scenarios/cilium"
         );
         assert_eq!(suite_of(Path::new("x.yaml")), ".");
+    }
+
+    /// What `render` writes, `parse` reads back: rendering it again gives the same bytes.
+    #[test]
+    fn parse_reads_back_what_render_writes() {
+        let suites = vec![
+            TestSuite {
+                name: "s".into(),
+                properties: vec![("backends".into(), "oracle,model".into())],
+                cases: vec![
+                    TestCase::new("a.b", "ok", 0.5, Outcome::Passed),
+                    TestCase {
+                        system_out: Some("out ]]> here & <there>\n  indented\n".into()),
+                        ..TestCase::new(
+                            "a.b",
+                            "bad <&\">",
+                            0.25,
+                            Outcome::Failure {
+                                message: "1 < 2 & \"q\"".into(),
+                                kind: "expectation".into(),
+                                text: "line 1\n  line 2".into(),
+                            },
+                        )
+                    },
+                    TestCase::new(
+                        "a.c",
+                        "err",
+                        0.0,
+                        Outcome::Error {
+                            message: "no".into(),
+                            kind: "input".into(),
+                            text: String::new(),
+                        },
+                    ),
+                    TestCase::new(
+                        "a.c",
+                        "skip",
+                        0.0,
+                        Outcome::Skipped {
+                            message: "why".into(),
+                        },
+                    ),
+                ],
+            },
+            TestSuite {
+                name: "t".into(),
+                properties: Vec::new(),
+                cases: vec![TestCase {
+                    system_out: Some("x".into()),
+                    ..TestCase::new("t", "only", 1.0, Outcome::Passed)
+                }],
+            },
+        ];
+        let x = render("verdict run", &suites);
+        let back = parse(&x).unwrap();
+        assert_eq!(back.name, "verdict run");
+        assert_eq!(back.suites, suites);
+        assert_eq!(render(&back.name, &back.suites), x);
+        assert!(parse("<a/>").is_err());
+        assert!(parse("<testsuites><testsuite").is_err());
+        assert!(parse("plain text").is_err());
     }
 }

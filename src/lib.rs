@@ -12,9 +12,11 @@ pub mod htmlreport;
 pub mod hubble;
 pub mod impact;
 pub mod junit;
+pub mod merge;
 pub mod pcap;
 pub mod progress;
 pub mod replay;
+pub mod shard;
 pub mod suggest;
 
 use std::path::{Path, PathBuf};

@@ -85,6 +85,11 @@ enum Cmd {
         /// the Kubernetes e2e suite's expected / observed / comparison blocks.
         #[arg(long)]
         side_by_side: bool,
+        /// Run only shard I of N (I counts from 1): item k of the unsharded run (the k-th
+        /// scenario file, sorted) belongs to shard k mod N + 1. `verdict merge` combines the
+        /// shards' --format json and --junit results.
+        #[arg(long, value_name = "I/N", value_parser = verdict::shard::parse_arg)]
+        shard: Option<verdict::shard::Shard>,
         /// Scenario files or directories (every *.yaml below, except `policies` directories).
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
@@ -119,6 +124,11 @@ enum Cmd {
         /// Also write a JUnit XML report: one test case per generated case.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Run only shard I of N (I counts from 1): case k belongs to shard k mod N + 1 and is
+        /// generated from --seed and k, whichever machine runs it. `verdict merge` combines
+        /// the shards' --junit reports.
+        #[arg(long, value_name = "I/N", value_parser = verdict::shard::parse_arg)]
+        shard: Option<verdict::shard::Shard>,
     },
     /// Control-plane churn at scale with propagation delays: generate a cluster, policies and
     /// a churn timeline from a seed, replay it, and report totals, delay percentiles, transient
@@ -292,6 +302,20 @@ enum Cmd {
     /// Exit status: 0 when every invariant holds, 1 on a violation, 2 when a scenario cannot be
     /// loaded.
     Audit(verdict::audit::AuditArgs),
+    /// Combine the results of a sharded run (`--shard I/N` on run, diff or fuzz) into the
+    /// result of the unsharded run: `verdict run --format json` outputs, or `--junit`
+    /// reports. Refuses shards of different runs, overlapping shards and missing ones.
+    ///
+    /// Exit status: 0 when every merged scenario or case passed, 1 when one failed, 2 when
+    /// the files cannot be merged.
+    Merge {
+        /// Write the merged result here (default: stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The shards' result files: all JSON or all JUnit XML, every shard once.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Generate inputs: `gen world` builds the synthetic world of tools/genworld.py.
     Gen {
         #[command(subcommand)]
@@ -526,6 +550,7 @@ struct RunArgs {
     flows: Option<FlowFormat>,
     junit: Option<PathBuf>,
     tables: report::TextOptions,
+    shard: Option<verdict::shard::Shard>,
     paths: Vec<PathBuf>,
 }
 
@@ -541,7 +566,13 @@ fn run(a: RunArgs) -> Result<u8> {
         );
     }
     let files = verdict::scenario_files(&a.paths)?;
-    if files.is_empty() {
+    let total = files.len();
+    let fingerprint = verdict::shard::fingerprint(&files);
+    let files = match a.shard {
+        Some(s) => s.select(&files),
+        None => files,
+    };
+    if total == 0 {
         bail!(
             "no scenario files (*.yaml, *.yml) found under {}",
             a.paths
@@ -637,9 +668,13 @@ fn run(a: RunArgs) -> Result<u8> {
                     count(Blessed::Unchanged)
                 )?;
             }
+            let shard_note = a
+                .shard
+                .map(|s| format!(" (shard {s} of {total})"))
+                .unwrap_or_default();
             writeln!(
                 out,
-                "{} scenarios, {probes} probes checked on {}, {disagreements} disagreements",
+                "{} scenarios{shard_note}, {probes} probes checked on {}, {disagreements} disagreements",
                 files.len(),
                 backend.join(",")
             )?;
@@ -688,7 +723,7 @@ fn run(a: RunArgs) -> Result<u8> {
                     v
                 })
                 .collect();
-            let all = serde_json::json!({
+            let mut all = serde_json::json!({
                 "scenarios": scenarios,
                 "passed": passed,
                 "failed": failed,
@@ -696,12 +731,29 @@ fn run(a: RunArgs) -> Result<u8> {
                 "probes": probes,
                 "disagreements": disagreements,
             });
+            // What `verdict merge` checks the shards of one run by; the merged JSON has none.
+            if let (Some(s), serde_json::Value::Object(o)) = (a.shard, &mut all) {
+                o.insert(
+                    "shard".into(),
+                    serde_json::json!({
+                        "index": s.index,
+                        "count": s.count,
+                        "total": total,
+                        "files": fingerprint,
+                        "backends": backend,
+                        "golden": a.golden.as_ref().map(|d| d.display().to_string()),
+                    }),
+                );
+            }
             writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
         }
     }
     out.flush()?;
     if let Some(path) = &a.junit {
-        write_run_junit(path, &results, &a, &backend)?;
+        let shard = a
+            .shard
+            .map(|s| verdict::shard::junit_properties(s, total, Some(&fingerprint)));
+        write_run_junit(path, &results, &a, &backend, shard)?;
     }
     Ok(if errors > 0 {
         2
@@ -719,6 +771,7 @@ fn write_run_junit(
     results: &[RunResult],
     a: &RunArgs,
     backend: &[String],
+    shard: Option<Vec<(String, String)>>,
 ) -> Result<()> {
     use verdict::junit::{self, Outcome, TestCase};
     let mut cases = Vec::new();
@@ -793,8 +846,13 @@ fn write_run_junit(
             ));
         }
     }
-    let props = vec![("backends".to_string(), backend.join(","))];
-    junit::write(path, "verdict run", &junit::group(cases, &props))
+    let mut props = vec![("backends".to_string(), backend.join(","))];
+    props.extend(shard.iter().flatten().cloned());
+    junit::write(
+        path,
+        "verdict run",
+        &verdict::merge::junit_suites(cases, &props, shard.is_some()),
+    )
 }
 
 /// The text report of one scenario, with what the golden comparison and the name check found.
@@ -1390,6 +1448,7 @@ fn main() -> ExitCode {
             junit,
             full_tables,
             side_by_side,
+            shard,
             paths,
         } => run(RunArgs {
             backends: backend.unwrap_or_else(default_backends),
@@ -1402,8 +1461,10 @@ fn main() -> ExitCode {
                 full_tables,
                 side_by_side,
             },
+            shard,
             paths,
         }),
+        Cmd::Merge { out, files } => verdict::merge::run(&files, out.as_deref()),
         Cmd::Check { scenario, files } => check(scenario, files),
         Cmd::Gen {
             cmd:
@@ -1519,6 +1580,7 @@ fn main() -> ExitCode {
             out_dir,
             verbose,
             junit,
+            shard,
         } => backends::validate(&backend.unwrap_or_else(default_backends))
             .map_err(anyhow::Error::msg)
             .and_then(|backends| {
@@ -1529,6 +1591,7 @@ fn main() -> ExitCode {
                         backends,
                         out_dir,
                         verbose,
+                        shard,
                     },
                     junit.as_deref(),
                 ))

@@ -53,6 +53,7 @@ fn backends_agree_on_generated_scenarios() {
         backends: names.clone(),
         out_dir,
         verbose: false,
+        shard: None,
     };
     let mut log = Vec::new();
     let summary = fuzz::run_with(&args, &GenConfig::small(), &mut log).expect("fuzz run");
@@ -160,6 +161,7 @@ fn a_planted_disagreement_is_found_and_shrunk_to_one_probe() {
         backends: names.clone(),
         out_dir: out_dir.clone(),
         verbose: false,
+        shard: None,
     };
     let mut log = Vec::new();
     let summary =
@@ -240,6 +242,7 @@ fn show_generated_case() {
         backends: vec!["oracle".into(), "liar".into()],
         out_dir,
         verbose: true,
+        shard: None,
     };
     let mut log = Vec::new();
     fuzz::run_with_factory(&args, &GenConfig::small(), &with_liar, &mut log).expect("fuzz run");
