@@ -69,6 +69,7 @@ pub fn update_model(model: &mut Option<Model>, world: &World, change: &Change<'_
         Change::PolicyApplied(r) => m.policy_applied(&world.repo, r),
         Change::PolicyDeleted(r) => m.policy_deleted(r),
         Change::CidrGroupChanged(name) => m.cidr_group_changed(c, name),
+        Change::Fqdn => m.fqdn_changed(c),
         Change::Clock => {}
         Change::Authenticated(_) => m.set_auth(&c.auth),
     }

@@ -7,6 +7,7 @@ pub mod churn;
 pub mod diff;
 pub mod dpbackend;
 pub mod flowlog;
+pub mod fqdncache;
 pub mod fuzz;
 pub mod htmlreport;
 pub mod hubble;

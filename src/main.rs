@@ -193,6 +193,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PolicyCmd,
     },
+    /// The DNS proxies' name caches, as `cilium-dbg fqdn cache list` prints them.
+    Fqdn {
+        #[command(subcommand)]
+        cmd: FqdnCmd,
+    },
     /// Why a connection attempt gets its verdict: identities, the oracle's deciding rules, and
     /// the model's policy-map lookups per direction.
     Explain {
@@ -352,6 +357,25 @@ enum GenCmd {
         /// The seed of Python's random.Random (the script's default is 1).
         #[arg(default_value_t = 1)]
         seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum FqdnCmd {
+    /// Every node's cache (per endpoint: its DNS lookups and its alive zombies, the IPs
+    /// `toFQDNs` selectors hold), one table per node.
+    Cache {
+        /// The scenario to replay.
+        scenario: PathBuf,
+        /// The state after this step (1-based; 0 is the initial state; default: the end).
+        #[arg(long, value_name = "N")]
+        after_step: Option<usize>,
+        /// Only this node.
+        #[arg(long)]
+        node: Option<String>,
+        /// Only this endpoint: ns/name or its endpoint ID (`cilium-dbg fqdn cache list -e`).
+        #[arg(short = 'e', long)]
+        endpoint: Option<String>,
     },
 }
 
@@ -1522,6 +1546,21 @@ fn main() -> ExitCode {
                     output,
                 },
         } => status(policy_get(&scenario, &pod, after_step, numeric, output)),
+        Cmd::Fqdn {
+            cmd:
+                FqdnCmd::Cache {
+                    scenario,
+                    after_step,
+                    node,
+                    endpoint,
+                },
+        } => status(load_world(&scenario, after_step).map(|w| {
+            print!(
+                "{}",
+                verdict::fqdncache::render(&w, node.as_deref(), endpoint.as_deref())
+            );
+            true
+        })),
         Cmd::Explain {
             scenario,
             from,

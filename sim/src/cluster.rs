@@ -234,6 +234,8 @@ pub struct Cluster {
     pub cidr_groups: BTreeMap<String, CidrGroup>,
     /// Every node's auth map, as the auth managers wrote it (`crate::auth`).
     pub auth: crate::auth::AuthTable,
+    /// What each node's DNS proxy has taught its name manager (`crate::fqdn`).
+    pub fqdn: crate::fqdn::FqdnCache,
     next_endpoint_id: u32,
 }
 
@@ -441,6 +443,7 @@ impl Cluster {
             .pods
             .remove(&pn)
             .ok_or_else(|| ClusterError::UnknownPod(name.to_string()))?;
+        self.fqdn.remove_endpoint(&pn);
         let released = self.identities.release(pod.identity);
         Ok(IdentityChange {
             added: vec![],

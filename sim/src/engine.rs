@@ -94,6 +94,9 @@ pub enum Change<'a> {
     Clock,
     /// Auth map entries were written on these nodes (`World::cluster.auth`).
     Authenticated(&'a [(String, crate::auth::AuthKey)]),
+    /// Some node's name-manager cache changed (`World::cluster.fqdn`): a DNS answer the
+    /// proxy allowed, or the DNS garbage collector.
+    Fqdn,
 }
 
 /// A backend: something that decides connection attempts.
@@ -789,6 +792,18 @@ fn build_world_at(loaded: &LoadedScenario) -> Result<World, EngineError> {
         cluster: Cluster::new(),
         ..Default::default()
     };
+    world.cluster.fqdn = crate::fqdn::FqdnCache::new(crate::fqdn::FqdnConfig {
+        min_ttl: s
+            .agent
+            .tofqdns_min_ttl
+            .unwrap_or(crate::fqdn::DEFAULT_MIN_TTL),
+        idle_grace_ns: s
+            .agent
+            .tofqdns_idle_connection_grace_period
+            .map_or(crate::fqdn::DEFAULT_IDLE_CONNECTION_GRACE_NS, |d| d.0),
+    });
+    // The agent starts at time 0: the conntrack GC's first run.
+    world.cluster.fqdn.advance(0, &|_, _, _| false);
     let c = &mut world.cluster;
     for (i, n) in s.cluster.nodes.iter().enumerate() {
         c.add_node(&n.name, n.ip)
@@ -1092,6 +1107,63 @@ fn probe_through_proxies(
     Ok(o)
 }
 
+/// Whether a DNS query of `flow` is seen, allowed and answered through the source's DNS
+/// proxy, as the world's reference (the oracle's decision on the rules) has it: the egress
+/// side redirects it to the DNS proxy (an L7 DNS rule applies), the proxy's rules allow the
+/// name, and the proxy's upstream query passes the server's ingress side. Only such a
+/// lookup teaches the name manager (`NotifyOnDNSMsg` → `UpdateOnDNSMsg`,
+/// `pkg/fqdn/messagehandler/message_handler.go`, called by the DNS proxy only); a lookup
+/// without a DNS rule goes straight to the server and no agent sees it.
+fn dns_proxy_allows(world: &World, flow: &Flow, query: &crate::proxy::L7Request) -> bool {
+    let d = oracle::decide(&world.cluster, &world.repo, flow);
+    if !d.egress.allows() {
+        return false;
+    }
+    match d.redirects().first() {
+        Some((Direction::Egress, crate::policy::L7Parser::Dns, rules)) => {
+            crate::proxy::decide(rules, query).allowed() && d.upstream_outcome().allowed
+        }
+        _ => false,
+    }
+}
+
+/// After a DNS query of `from` (a pod) for `name` through `flow`: an answer the DNS proxy
+/// allowed teaches the pod's node its addresses at this instant (`crate::fqdn`), and every
+/// backend follows. A name the zone does not know is NXDOMAIN: nothing to learn.
+fn learn_dns(
+    backends: &mut [Box<dyn Backend>],
+    world: &mut World,
+    flow: &Flow,
+    name: &str,
+) -> Result<Option<String>, String> {
+    let req = crate::proxy::L7Request::Dns(name.to_string());
+    if !dns_proxy_allows(world, flow, &req) {
+        return Ok(None);
+    }
+    let Peer::Pod(pn) = &flow.src else {
+        return Ok(None);
+    };
+    let Some(node) = world.cluster.pods.get(pn).map(|p| p.node.clone()) else {
+        return Ok(None);
+    };
+    let Some(rec) = world.dns.lookup(name).cloned() else {
+        return Ok(None);
+    };
+    let now = world.clock_ns;
+    world
+        .cluster
+        .fqdn
+        .learn(&node, pn, name, &rec.ips, rec.ttl, now);
+    sync_all(backends, world, &Change::Fqdn)?;
+    let ips: Vec<String> = rec.ips.iter().map(|i| i.to_string()).collect();
+    Ok(Some(format!(
+        "{node} learned {} -> {} (ttl {})",
+        api::fqdn(&name.to_lowercase()),
+        ips.join(","),
+        rec.ttl.max(world.cluster.fqdn.config.min_ttl)
+    )))
+}
+
 /// A probe's destination (as written), protocol, port and L7 request: a `dns:` probe goes to
 /// the cluster's DNS server on UDP 53 unless `protocol`/`port` say otherwise; an `http:`
 /// probe is a TCP connection carrying one request.
@@ -1114,19 +1186,8 @@ fn probe_target(
         if p.http.is_some() {
             return Err("a probe carries one request: http or dns, not both".into());
         }
-        if q.is_empty() || !api::is_dns_query_name(q) {
-            return Err(format!("dns: invalid name {q:?}"));
-        }
-        let server = world.dns.server.as_ref().ok_or(
-            "a dns: probe needs the cluster's DNS server: a cluster.dns entry {name, pod}",
-        )?;
-        let protocol = p.protocol.map_or(Protocol::Udp, |x| x.0);
-        return Ok((
-            server.to_string(),
-            protocol,
-            Some(p.port.unwrap_or(53)),
-            Some(crate::proxy::L7Request::Dns(q.clone())),
-        ));
+        let (to, protocol, port, req) = dns_target(world, q, p.protocol.map(|x| x.0), p.port)?;
+        return Ok((to, protocol, Some(port), Some(req)));
     }
     let to = p.to.clone().ok_or("missing field `to`")?;
     let protocol = p.protocol.ok_or("missing field `protocol`")?.0;
@@ -1159,6 +1220,29 @@ fn probe_target(
         }
     };
     Ok((to, protocol, p.port, request))
+}
+
+/// A DNS query's destination: the cluster's DNS server, UDP 53 unless said otherwise.
+fn dns_target(
+    world: &World,
+    q: &str,
+    protocol: Option<Protocol>,
+    port: Option<u16>,
+) -> Result<(String, Protocol, u16, crate::proxy::L7Request), String> {
+    if q.is_empty() || !api::is_dns_query_name(q) {
+        return Err(format!("dns: invalid name {q:?}"));
+    }
+    let server = world
+        .dns
+        .server
+        .as_ref()
+        .ok_or("a DNS query needs the cluster's DNS server: a cluster.dns entry {name, pod}")?;
+    Ok((
+        server.to_string(),
+        protocol.unwrap_or(Protocol::Udp),
+        port.unwrap_or(53),
+        crate::proxy::L7Request::Dns(q.to_string()),
+    ))
 }
 
 fn expectation(p: &Probe) -> Expectation {
@@ -1448,7 +1532,7 @@ fn replay(
                         &world,
                         &p.from,
                         &to,
-                        flow,
+                        flow.clone(),
                         request.as_ref(),
                         Some(expectation(p)),
                         transient,
@@ -1456,6 +1540,10 @@ fn replay(
                     // Reported as written: a service probe on the service's port.
                     check.port = port;
                     checks.push(check);
+                    if let Some(crate::proxy::L7Request::Dns(q)) = &request {
+                        learn_dns(backends, &mut world, &flow, q)
+                            .map_err(|e| at(file, &pctx, e))?;
+                    }
                 }
                 StepOutcome::Probes(checks)
             }
@@ -1651,8 +1739,14 @@ fn replay(
                     sport,
                     dport,
                     replies: 0,
+                    established: false,
+                    last_ns: world.clock_ns,
                 };
                 let pkt = conn.packet(false, TCP_SYN);
+                let mut conn = conn;
+                conn.established = oracle::decide(&world.cluster, &world.repo, &pkt.flow())
+                    .upstream_outcome()
+                    .allowed;
                 let transient = transient_of(&prop, &world, &[&conn.src, &conn.dst]);
                 let check = run_packet(
                     backends,
@@ -1684,6 +1778,7 @@ fn replay(
                 if reply {
                     conn.replies += 1;
                 }
+                conn.last_ns = world.clock_ns;
                 let pkt = conn.packet(reply, flags);
                 let what = if reply { "reply" } else { "forward" };
                 let expected = Expectation {
@@ -1746,7 +1841,50 @@ fn replay(
                     .ok_or_else(|| at(file, &ctx, "the virtual clock overflowed"))?;
                 world.cluster.auth.set_clock(world.clock_ns);
                 sync_all(backends, &world, &Change::Clock).map_err(|e| at(file, &ctx, e))?;
+                // The DNS and conntrack garbage collectors due by now (`crate::fqdn`).
+                let now = world.clock_ns;
+                let held: Vec<(PodName, std::net::IpAddr, u64)> = conns
+                    .values()
+                    .filter_map(|c| c.held(&world.cluster))
+                    .collect();
+                let alive = |pod: &PodName, ip: std::net::IpAddr, t: u64| {
+                    held.iter()
+                        .any(|(p, i, until)| p == pod && *i == ip && t <= *until)
+                };
+                let changed = world.cluster.fqdn.advance(now, &alive);
+                if changed {
+                    sync_all(backends, &world, &Change::Fqdn).map_err(|e| at(file, &ctx, e))?;
+                }
                 StepOutcome::Change(format!("clock at {}", format_ns(world.clock_ns)))
+            }
+            Step::DnsLookup(l) => {
+                let (to, protocol, port, request) =
+                    dns_target(&world, &l.name, l.protocol.map(|p| p.0), l.port)
+                        .map_err(|e| at(file, &ctx, e))?;
+                let src = resolve(&world, file, &ctx, &l.from)?;
+                let (dst, dport) = resolve_dst(&world, file, &ctx, &src, &to, protocol, port)?;
+                same_family(&world, &src, &dst)
+                    .map_err(|e| at(file, format!("{ctx} ({} -> {to})", l.from), e))?;
+                let transient = transient_of(&prop, &world, &[&src, &dst]);
+                let flow = Flow {
+                    src,
+                    dst,
+                    protocol,
+                    dport,
+                };
+                let mut check = run_l7_probe(
+                    backends,
+                    &world,
+                    &l.from,
+                    &to,
+                    flow.clone(),
+                    Some(&request),
+                    None,
+                    transient,
+                );
+                check.context = Some(format!("dns {}", l.name));
+                learn_dns(backends, &mut world, &flow, &l.name).map_err(|e| at(file, &ctx, e))?;
+                StepOutcome::Probes(vec![check])
             }
         };
         let flows = backends
@@ -1785,9 +1923,41 @@ struct Conn {
     sport: u16,
     dport: u16,
     replies: u32,
+    /// Whether the connection was let through at `connect` (the reference's decision): only
+    /// then does conntrack hold it.
+    established: bool,
+    /// Virtual time of its last packet (ns).
+    last_ns: u64,
 }
 
 impl Conn {
+    /// How long conntrack holds this connection: its entry's
+    /// lifetime from the last packet (`crate::conntrack`: SYN only, established TCP, or
+    /// non-TCP), what the CT GC walks when it marks DNS zombies alive.
+    /// `(source pod, destination address, held until)`, or `None` when never established
+    /// or not from a pod.
+    fn held(&self, c: &Cluster) -> Option<(PodName, std::net::IpAddr, u64)> {
+        use crate::conntrack::{
+            CT_CONNECTION_LIFETIME_NONTCP, CT_CONNECTION_LIFETIME_TCP, CT_SYN_TIMEOUT,
+        };
+        let lifetime = match (self.protocol, self.replies) {
+            (Protocol::Tcp, 0) => CT_SYN_TIMEOUT,
+            (Protocol::Tcp, _) => CT_CONNECTION_LIFETIME_TCP,
+            _ => CT_CONNECTION_LIFETIME_NONTCP,
+        };
+        let Peer::Pod(p) = &self.src else {
+            return None;
+        };
+        if !self.established {
+            return None;
+        }
+        Some((
+            p.clone(),
+            c.ip_of(&self.dst)?,
+            self.last_ns.saturating_add(lifetime),
+        ))
+    }
+
     /// A packet of this connection, forward or reply.
     fn packet(&self, reply: bool, tcp_flags: u8) -> ConnPacket {
         let icmp = self.protocol.is_icmp();

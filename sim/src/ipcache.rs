@@ -127,6 +127,23 @@ impl<const N: usize, V> Lpm<N, V> {
         None
     }
 
+    /// Like [`Lpm::lookup`], over the entries `keep` maps to `Some` only: the view of a
+    /// table whose entries other than those are absent.
+    pub fn lookup_where<T>(
+        &self,
+        prefixlen: u32,
+        data: &[u8; N],
+        keep: impl Fn(&V) -> Option<T>,
+    ) -> Option<(u32, T)> {
+        let prefixlen = prefixlen.min(Self::MAX_PREFIX);
+        for (&len, table) in self.by_len.range(..=prefixlen).rev() {
+            if let Some(t) = table.get(&mask_bits(data, len)).and_then(&keep) {
+                return Some((len, t));
+            }
+        }
+        None
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -177,29 +194,39 @@ fn host_net(ip: IpAddr) -> IpNet {
     IpNet::from(ip)
 }
 
-/// What a prefix is known as; pods and nodes beat CIDRs.
+/// What a prefix is known as; pods and nodes beat CIDRs and FQDN IPs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct PrefixInfo {
     pod: Option<Identity>,
     node: Option<String>,
     cidr: Option<Identity>,
+    /// An address the DNS proxy of these nodes has seen for a name some `toFQDNs` selector
+    /// matches: its identity on each of them (`fqdn:` labels merged with the prefix's own and
+    /// inherited CIDR labels). Other nodes do not have it (their `cidr`, if any, applies).
+    fqdn: BTreeMap<String, Identity>,
 }
 
 impl PrefixInfo {
     fn is_empty(&self) -> bool {
-        self.pod.is_none() && self.node.is_none() && self.cidr.is_none()
+        self.pod.is_none() && self.node.is_none() && self.cidr.is_none() && self.fqdn.is_empty()
     }
 
-    /// The identity of the prefix as `observer_node` sees it: node beats pod beats CIDR.
-    fn identity_on(&self, observer_node: &str) -> Option<Identity> {
-        let v = if let Some(n) = &self.node {
-            IpCacheValue::Node(n.clone())
+    fn value(&self) -> Option<IpCacheValue> {
+        if let Some(n) = &self.node {
+            Some(IpCacheValue::Node(n.clone()))
         } else if let Some(id) = self.pod {
-            IpCacheValue::Identity(id)
+            Some(IpCacheValue::Identity(id))
+        } else if !self.fqdn.is_empty() {
+            Some(IpCacheValue::PerNode(self.fqdn.clone(), self.cidr))
         } else {
-            IpCacheValue::Identity(self.cidr?)
-        };
-        Some(v.identity_on(observer_node))
+            self.cidr.map(IpCacheValue::Identity)
+        }
+    }
+
+    /// The identity of the prefix as `observer_node` sees it: node beats pod beats FQDN
+    /// beats CIDR; `None` when the observer's ipcache has no entry for it.
+    fn identity_on(&self, observer_node: &str) -> Option<Identity> {
+        self.value()?.identity_on(observer_node)
     }
 }
 
@@ -209,15 +236,19 @@ pub enum IpCacheValue {
     Identity(Identity),
     /// A node address: host (1) on that node, remote-node (6) elsewhere.
     Node(String),
+    /// An FQDN address: its identity on the nodes that learned it, else the CIDR identity
+    /// (or no entry).
+    PerNode(BTreeMap<String, Identity>, Option<Identity>),
 }
 
 impl IpCacheValue {
-    /// The identity as seen from `observer_node`.
-    pub fn identity_on(&self, observer_node: &str) -> Identity {
+    /// The identity as seen from `observer_node` (`None`: no entry on that node).
+    pub fn identity_on(&self, observer_node: &str) -> Option<Identity> {
         match self {
-            IpCacheValue::Identity(id) => *id,
-            IpCacheValue::Node(n) if n == observer_node => Identity::HOST,
-            IpCacheValue::Node(_) => Identity::REMOTE_NODE,
+            IpCacheValue::Identity(id) => Some(*id),
+            IpCacheValue::Node(n) if n == observer_node => Some(Identity::HOST),
+            IpCacheValue::Node(_) => Some(Identity::REMOTE_NODE),
+            IpCacheValue::PerNode(m, other) => m.get(observer_node).copied().or(*other),
         }
     }
 }
@@ -246,8 +277,10 @@ pub struct IpCache {
     meta: BTreeMap<IpNet, PrefixMeta>,
     /// CIDR groups by name: the labels they give their prefixes and the prefixes.
     groups: BTreeMap<String, (LabelSet, BTreeSet<IpNet>)>,
-    /// Node-local identities (Scope::Local): CIDR identities.
+    /// Node-local identities (Scope::Local): CIDR and FQDN identities.
     local: IdentityAllocator,
+    /// Per FQDN address and node: the `fqdn:` label keys the name manager gives it there.
+    fqdn: BTreeMap<IpNet, BTreeMap<String, BTreeSet<String>>>,
     /// Prefixes whose entry may have changed since the journal was last taken, when a map
     /// writer asked for them ([`IpCache::enable_journal`]); `None` (the default) records
     /// nothing, so backends that never drain it do not accumulate it.
@@ -304,14 +337,7 @@ impl IpCache {
             j.insert(net);
         }
         let (len, data) = prefix_key(&net);
-        let info = self.prefixes.get(&net).cloned().unwrap_or_default();
-        let value = if let Some(n) = info.node {
-            Some(IpCacheValue::Node(n))
-        } else if let Some(id) = info.pod {
-            Some(IpCacheValue::Identity(id))
-        } else {
-            info.cidr.map(IpCacheValue::Identity)
-        };
+        let value = self.prefixes.get(&net).and_then(|i| i.value());
         match value {
             Some(v) => {
                 self.lpm.insert(len, data, v);
@@ -444,6 +470,9 @@ impl IpCache {
                 }
             }
         }
+        for net in old.union(new) {
+            self.recompute_fqdn_inside(*net, change);
+        }
     }
 
     /// `net` and every prefix with metadata inside it: the prefixes whose labels a change at
@@ -472,6 +501,138 @@ impl IpCache {
         for n in self.under(net) {
             self.recompute(n, change);
         }
+        self.recompute_fqdn_inside(net, change);
+    }
+
+    /// FQDN addresses inside `net` inherit its labels (`mergeParentLabels`): relabels them.
+    fn recompute_fqdn_inside(&mut self, net: IpNet, change: &mut CidrIdentityChange) {
+        let inside: Vec<(IpNet, Vec<String>)> = self
+            .fqdn
+            .iter()
+            .filter(|(k, _)| net.contains(*k))
+            .map(|(k, m)| (*k, m.keys().cloned().collect()))
+            .collect();
+        for (k, nodes) in inside {
+            for node in nodes {
+                self.recompute_fqdn(k, &node, change);
+            }
+        }
+    }
+
+    /// Sets the `fqdn:` label keys of `ip` on `node` (`updateMetadata` upserting or removing
+    /// the name manager's labels for the address, `pkg/fqdn/namemanager/manager.go`); an
+    /// empty set removes the address from that node's ipcache (unless a CIDR names it).
+    pub fn set_fqdn(
+        &mut self,
+        node: &str,
+        ip: IpAddr,
+        keys: BTreeSet<String>,
+        change: &mut CidrIdentityChange,
+    ) {
+        let net = host_net(ip);
+        let per_node = self.fqdn.entry(net).or_default();
+        if keys.is_empty() {
+            if per_node.remove(node).is_none() {
+                if per_node.is_empty() {
+                    self.fqdn.remove(&net);
+                }
+                return;
+            }
+            if per_node.is_empty() {
+                self.fqdn.remove(&net);
+            }
+        } else {
+            if per_node.get(node) == Some(&keys) {
+                return;
+            }
+            per_node.insert(node.to_string(), keys);
+        }
+        self.recompute_fqdn(net, node, change);
+    }
+
+    /// The `fqdn:` label keys of `ip` on `node`.
+    pub fn fqdn_keys(&self, node: &str, ip: IpAddr) -> Option<&BTreeSet<String>> {
+        self.fqdn.get(&host_net(ip))?.get(node)
+    }
+
+    /// Every FQDN address with the nodes that have it.
+    pub fn fqdn_addresses(
+        &self,
+    ) -> impl Iterator<Item = (IpNet, &BTreeMap<String, BTreeSet<String>>)> {
+        self.fqdn.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// Gives the FQDN address `net` on `node` the identity of its labels: the `fqdn:` labels,
+    /// its own and its parents' CIDR and CIDR-group labels (`mergeParentLabels`), and
+    /// `reserved:world` (`resolveLabels`), releasing the one it had.
+    fn recompute_fqdn(&mut self, net: IpNet, node: &str, change: &mut CidrIdentityChange) {
+        let new = self.fqdn.get(&net).and_then(|m| m.get(node)).map(|keys| {
+            let mut labels: Vec<Label> = keys
+                .iter()
+                .map(|k| Label::new(crate::labels::Source::Fqdn, k.as_str(), ""))
+                .collect();
+            labels.extend(self.inherited_labels(&net));
+            labels.push(Label::reserved("world"));
+            LabelSet::new(labels)
+        });
+        let old = self
+            .prefixes
+            .get(&net)
+            .and_then(|i| i.fqdn.get(node).copied());
+        if old.is_some() && old.and_then(|id| self.local.labels(id)) == new.as_ref() {
+            return;
+        }
+        let new_id = new.map(|labels| {
+            let alloc = self.local.acquire(&labels, Scope::Local);
+            if alloc.new {
+                change.added.push((alloc.identity, labels));
+            }
+            alloc.identity
+        });
+        if let Some(id) = old {
+            if self.local.release(id) {
+                change.removed.push(id);
+            }
+        }
+        let info = self.prefixes.entry(net).or_default();
+        match new_id {
+            Some(id) => {
+                info.fqdn.insert(node.to_string(), id);
+            }
+            None => {
+                info.fqdn.remove(node);
+            }
+        }
+        self.refresh(net);
+    }
+
+    /// The CIDR and CIDR-group labels `net` has of its own and from every shorter prefix
+    /// with metadata, at most one `cidr:` label (the longest), world not included.
+    fn inherited_labels(&self, net: &IpNet) -> Vec<Label> {
+        let mut labels = Vec::new();
+        let mut cidr = None;
+        let add = |m: &PrefixMeta, labels: &mut Vec<Label>| {
+            for g in &m.groups {
+                if let Some((l, _)) = self.groups.get(g) {
+                    labels.extend(l.iter().cloned());
+                }
+            }
+        };
+        for len in (0..=net.prefix_len()).rev() {
+            let Ok(p) = IpNet::new(net.addr(), len) else {
+                continue;
+            };
+            if let Some(m) = self.meta.get(&p.trunc()) {
+                add(m, &mut labels);
+                if cidr.is_none() && m.refs > 0 {
+                    cidr = Some(p.trunc());
+                }
+            }
+        }
+        if let Some(c) = cidr.filter(|c| c.prefix_len() > 0) {
+            labels.push(cidr_label(&c));
+        }
+        labels
     }
 
     /// The labels of the identity of `net` (`None`: it has no CIDR identity): its own and
@@ -541,12 +702,15 @@ impl IpCache {
     pub fn lookup(&self, observer_node: &str, ip: IpAddr) -> IpCacheHit {
         let data = ipcache_key_data(ip);
         let full = IPCACHE_STATIC_PREFIX_BITS + if ip.is_ipv4() { 32 } else { 128 };
-        match self.lpm.lookup(full, &data) {
-            Some((len, v)) => {
+        match self
+            .lpm
+            .lookup_where(full, &data, |v| v.identity_on(observer_node))
+        {
+            Some((len, identity)) => {
                 let plen = (len - IPCACHE_STATIC_PREFIX_BITS) as u8;
                 IpCacheHit {
                     prefix: IpNet::new(ip, plen).ok().map(|n| n.trunc()),
-                    identity: v.identity_on(observer_node),
+                    identity,
                 }
             }
             None => IpCacheHit {

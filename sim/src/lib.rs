@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cluster;
 pub mod conntrack;
 pub mod engine;
+pub mod fqdn;
 pub mod fsread;
 pub mod gen;
 pub mod genworld;

@@ -170,6 +170,11 @@ pub struct Model {
     journal: Option<ModelJournal>,
     /// Every node's auth map, for the map writer.
     auth: crate::auth::AuthTable,
+    /// The `toFQDNs` selectors in force, by `fqdn:` label key, with how many policy
+    /// selectors name each (the name manager's `allSelectors`, `RegisterFQDNSelector`).
+    fqdn_keys: BTreeMap<String, usize>,
+    /// The name manager caches as last synced: per node, address → names.
+    fqdn_view: BTreeMap<String, BTreeMap<IpAddr, BTreeSet<String>>>,
 }
 
 /// The peer selectors of an entry, as the selector cache holds them.
@@ -235,6 +240,8 @@ impl Model {
             stats: ModelStats::default(),
             journal: None,
             auth: cluster.auth.clone(),
+            fqdn_keys: BTreeMap::new(),
+            fqdn_view: BTreeMap::new(),
         };
         m.sync_nodes(cluster);
         for (id, labels) in cluster.identities.iter() {
@@ -252,8 +259,107 @@ impl Model {
         for pod in cluster.pods.values() {
             m.add_endpoint(cluster, pod);
         }
+        m.sync_fqdn(cluster);
         m.flush();
         m
+    }
+
+    /// The name managers' caches changed (`crate::fqdn`): the addresses whose names changed
+    /// get the `fqdn:` labels of the selectors matching their names, hence new identities in
+    /// that node's ipcache, which the selector cache and the maps follow through the same
+    /// incremental path as label churn (`UpdateGenerateDNS` → `updateMetadata`).
+    pub fn fqdn_changed(&mut self, cluster: &Cluster) {
+        self.sync_fqdn(cluster);
+        self.flush();
+    }
+
+    fn sync_fqdn(&mut self, cluster: &Cluster) {
+        let mut view: BTreeMap<String, BTreeMap<IpAddr, BTreeSet<String>>> = BTreeMap::new();
+        for (node, n) in &cluster.fqdn.nodes {
+            let addrs = n.addresses();
+            if addrs.is_empty() {
+                continue;
+            }
+            view.insert(
+                node.clone(),
+                addrs
+                    .into_iter()
+                    .map(|(ip, names)| (ip, names.into_iter().map(str::to_string).collect()))
+                    .collect(),
+            );
+        }
+        let mut touched: Vec<(String, IpAddr)> = Vec::new();
+        let empty = BTreeMap::new();
+        for node in view
+            .keys()
+            .chain(self.fqdn_view.keys())
+            .collect::<BTreeSet<_>>()
+        {
+            let new = view.get(node).unwrap_or(&empty);
+            let old = self.fqdn_view.get(node).unwrap_or(&empty);
+            for ip in new.keys().chain(old.keys()).collect::<BTreeSet<_>>() {
+                if new.get(ip) != old.get(ip) {
+                    touched.push((node.clone(), *ip));
+                }
+            }
+        }
+        self.fqdn_view = view;
+        let mut cidr = CidrIdentityChange::default();
+        for (node, ip) in touched {
+            self.relabel_fqdn(&node, ip, &mut cidr);
+        }
+        self.apply_cidr_change(&cidr);
+    }
+
+    /// Gives one FQDN address on one node the labels of the selectors matching its names.
+    fn relabel_fqdn(&mut self, node: &str, ip: IpAddr, cidr: &mut CidrIdentityChange) {
+        let keys = match self.fqdn_view.get(node).and_then(|m| m.get(&ip)) {
+            Some(names) => {
+                let names: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+                crate::fqdn::labels_for_names(self.fqdn_keys.keys().map(String::as_str), &names)
+            }
+            None => BTreeSet::new(),
+        };
+        self.ipcache.set_fqdn(node, ip, keys, cidr);
+    }
+
+    /// Every cached address relabelled (the set of `toFQDNs` selectors changed:
+    /// `RegisterFQDNSelector` / `UnregisterFQDNSelector` re-derive the labels of the names
+    /// they match).
+    fn relabel_all_fqdn(&mut self, cidr: &mut CidrIdentityChange) {
+        let all: Vec<(String, IpAddr)> = self
+            .fqdn_view
+            .iter()
+            .flat_map(|(n, m)| m.keys().map(move |ip| (n.clone(), *ip)))
+            .collect();
+        for (node, ip) in all {
+            self.relabel_fqdn(&node, ip, cidr);
+        }
+    }
+
+    /// The names and addresses a `toFQDNs` selector (by label key) holds on `node`, from the
+    /// ipcache's labels: what `explain` shows.
+    pub fn fqdn_selection(&self, node: &str, key: &str) -> Vec<(IpAddr, Vec<String>)> {
+        self.fqdn_view
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter(|(ip, _)| {
+                self.ipcache
+                    .fqdn_keys(node, **ip)
+                    .is_some_and(|k| k.contains(key))
+            })
+            .map(|(ip, names)| {
+                (
+                    *ip,
+                    names
+                        .iter()
+                        .filter(|n| crate::fqdn::key_matches(key, n))
+                        .cloned()
+                        .collect(),
+                )
+            })
+            .collect()
     }
 
     // ---- the change journal --------------------------------------------------------------
@@ -567,10 +673,14 @@ impl Model {
         let mut cidr = CidrIdentityChange::default();
         // Add the new selectors before dropping the old ones, so that re-applying a policy
         // keeps its CIDR identities.
+        let keys_before: BTreeSet<String> = self.fqdn_keys.keys().cloned().collect();
         for e in new.iter().flatten() {
             for s in peer_selectors(e) {
                 self.selectors.add_selector(s);
                 self.ipcache.add_selector(s, &mut cidr);
+                if let Some(k) = s.fqdn_key() {
+                    *self.fqdn_keys.entry(k.to_string()).or_default() += 1;
+                }
             }
         }
         let old = self.policies.remove(key);
@@ -578,7 +688,18 @@ impl Model {
             for s in peer_selectors(e) {
                 self.selectors.remove_selector(s);
                 self.ipcache.remove_selector(s, &mut cidr);
+                if let Some(k) = s.fqdn_key() {
+                    if let Some(c) = self.fqdn_keys.get_mut(k) {
+                        *c -= 1;
+                        if *c == 0 {
+                            self.fqdn_keys.remove(k);
+                        }
+                    }
+                }
             }
+        }
+        if !self.fqdn_view.is_empty() && self.fqdn_keys.keys().ne(keys_before.iter()) {
+            self.relabel_all_fqdn(&mut cidr);
         }
         self.apply_cidr_change(&cidr);
         // Subjects selected by the old or the new entries.

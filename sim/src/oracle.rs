@@ -226,11 +226,15 @@ impl Decision {
 /// The peer as a selector target, seen from `observer_node`.
 fn target_labels(
     cluster: &Cluster,
+    repo: &Repository,
     peer: &Peer,
     observer_node: &str,
 ) -> (LabelSet, Option<IpAddr>) {
     match peer {
-        // The world, plus the labels of the CiliumCIDRGroups holding the address.
+        // The world, plus the labels of the CiliumCIDRGroups holding the address, plus the
+        // `fqdn:` label of every `toFQDNs` selector matching a name the observer node's DNS
+        // proxy has seen answered with the address (the name manager's cache,
+        // `deriveLabelsForName`, `pkg/fqdn/namemanager/manager.go`).
         Peer::World(ip) => {
             let mut labels: Vec<_> = Identity::WORLD
                 .reserved_labels()
@@ -239,6 +243,7 @@ fn target_labels(
                 .cloned()
                 .collect();
             labels.extend(cluster.cidr_group_labels_of(*ip));
+            labels.extend(fqdn_labels_of(cluster, repo, observer_node, *ip));
             (LabelSet::new(labels), Some(*ip))
         }
         _ => {
@@ -254,6 +259,35 @@ fn target_labels(
             (labels, None)
         }
     }
+}
+
+/// The `fqdn:` labels of `ip` on `node`: the keys of the repository's `toFQDNs` selectors
+/// that match a name `node`'s cache holds for `ip`.
+pub fn fqdn_labels_of(
+    cluster: &Cluster,
+    repo: &Repository,
+    node: &str,
+    ip: IpAddr,
+) -> Vec<crate::labels::Label> {
+    let Some(n) = cluster.fqdn.node(node) else {
+        return vec![];
+    };
+    let names: std::collections::BTreeSet<&str> = n.names_of(ip).collect();
+    if names.is_empty() {
+        return vec![];
+    }
+    let keys: std::collections::BTreeSet<&str> = repo
+        .entries()
+        .filter_map(|e| match &e.peers {
+            Peers::Selectors(s) => Some(s.iter().filter_map(|s| s.fqdn_key())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    crate::fqdn::labels_for_names(keys, &names)
+        .into_iter()
+        .map(|k| crate::labels::Label::new(crate::labels::Source::Fqdn, k, ""))
+        .collect()
 }
 
 /// Whether a named port resolves to `port`/`protocol` for this entry's direction: ingress
@@ -478,7 +512,7 @@ fn decide_direction(
     if selecting.is_empty() {
         return DirectionVerdict::NotEnforced;
     }
-    let (peer_labels, peer_ip) = target_labels(cluster, peer, &pod.node);
+    let (peer_labels, peer_ip) = target_labels(cluster, repo, peer, &pod.node);
     // Named ports: ingress resolves against the subject pod, egress against every pod that
     // has the destination's identity. Computed only when a named port is met.
     let named_ports_of = std::cell::OnceCell::new();

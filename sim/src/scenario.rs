@@ -30,6 +30,9 @@ pub struct Scenario {
     /// change reaches every node before the next step.
     #[serde(default)]
     pub propagation: Option<Propagation>,
+    /// Agent options that differ from Cilium's defaults (an extension; `docs/model.md`).
+    #[serde(default)]
+    pub agent: AgentDecl,
     #[serde(default)]
     pub cluster: ClusterDecl,
     #[serde(default)]
@@ -40,6 +43,18 @@ pub struct Scenario {
     /// extension: scenarios/README.md; `verdict audit`).
     #[serde(default)]
     pub invariants: Vec<crate::invariant::InvariantDecl>,
+}
+
+/// `agent:`: the cilium-agent flags verdict models, spelled as the flags are.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AgentDecl {
+    /// `--tofqdns-min-ttl` (seconds; Cilium's default 0).
+    #[serde(default)]
+    pub tofqdns_min_ttl: Option<u32>,
+    /// `--tofqdns-idle-connection-grace-period` (a duration; default 0s).
+    #[serde(default)]
+    pub tofqdns_idle_connection_grace_period: Option<DurationDecl>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -401,6 +416,8 @@ pub enum Step {
     Send(SendDecl),
     Advance(DurationDecl),
     Authenticate(AuthenticateDecl),
+    /// A DNS lookup with no expectation (`dns-lookup: {from, name}`).
+    DnsLookup(DnsLookupDecl),
 }
 
 /// The step kinds, as written in scenario files.
@@ -417,6 +434,7 @@ pub const STEP_KINDS: &[&str] = &[
     "send",
     "advance",
     "authenticate",
+    "dns-lookup",
 ];
 
 // serde_yaml 0.9 reads externally tagged enums only from YAML tags (`!expect`), so the
@@ -448,6 +466,7 @@ impl<'de> Deserialize<'de> for Step {
                     "send" => Step::Send(map.next_value()?),
                     "advance" => Step::Advance(map.next_value()?),
                     "authenticate" => Step::Authenticate(map.next_value()?),
+                    "dns-lookup" => Step::DnsLookup(map.next_value()?),
                     other => return Err(de::Error::unknown_variant(other, STEP_KINDS)),
                 };
                 if let Some(extra) = map.next_key::<String>()? {
@@ -491,6 +510,7 @@ impl Step {
             Step::Send(_) => "send",
             Step::Advance(_) => "advance",
             Step::Authenticate(_) => "authenticate",
+            Step::DnsLookup(_) => "dns-lookup",
         }
     }
 }
@@ -690,6 +710,19 @@ pub struct ConnectDecl {
     #[serde(default)]
     pub port: Option<u16>,
     pub protocol: ProtocolDecl,
+}
+
+/// `dns-lookup: {from: x/a, name: api.github.com}`: the pod asks the cluster's DNS server
+/// for the name (UDP 53 unless `protocol`/`port` say otherwise).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsLookupDecl {
+    pub from: String,
+    pub name: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub protocol: Option<ProtocolDecl>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

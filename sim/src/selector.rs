@@ -204,6 +204,17 @@ impl Selector {
             _ => None,
         })
     }
+    /// The `matchName`/`matchPattern` of a `toFQDNs` selector (`translate::fqdn_selector`:
+    /// one requirement, `fqdn:<key>` exists); `None` for any other selector.
+    pub fn fqdn_key(&self) -> Option<&str> {
+        match self.reqs.as_slice() {
+            [Requirement::Label {
+                key,
+                op: Op::Exists,
+            }] if key.source == Source::Fqdn => Some(key.key.as_str()),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Op {
