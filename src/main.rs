@@ -1205,36 +1205,45 @@ fn policy_get(
     output: Option<PolicyOutput>,
 ) -> Result<bool> {
     let world = load_world(path, after_step)?;
-    // The endpoint: ns/name, or its endpoint ID as cilium-dbg takes it.
-    let name = match pod.parse::<u32>() {
-        Ok(id) => world
-            .cluster
-            .pods
-            .values()
-            .find(|p| p.endpoint_id == id)
-            .map(|p| p.name.clone())
-            .with_context(|| {
-                format!(
-                    "no endpoint with ID {id} in {} at that step",
-                    path.display()
-                )
-            })?,
-        Err(_) => PodName::parse(pod).with_context(|| {
+    let model = Model::new(&world.cluster, &world.repo);
+    // The endpoint: ns/name, host:<node> (the host endpoint, with the host firewall on), or
+    // its endpoint ID as cilium-dbg takes it.
+    let ep = if let Ok(id) = pod.parse::<u32>() {
+        model.endpoint_by_id(id).with_context(|| {
             format!(
-                "{:?} is neither an endpoint ID nor <namespace>/<name>",
+                "no endpoint with ID {id} in {} at that step",
+                path.display()
+            )
+        })?
+    } else if let Some(node) = pod.strip_prefix("host:") {
+        if world.cluster.node(node).is_none() {
+            anyhow::bail!("no node {:?} in {}", report::clip(node), path.display());
+        }
+        model.host_endpoint(node).with_context(|| {
+            format!(
+                "{} has the host firewall off (agent: {{enable-host-firewall: true}} \
+                 turns it on): host:{} has no policy map",
+                path.display(),
+                report::clip(node)
+            )
+        })?
+    } else {
+        let name = PodName::parse(pod).with_context(|| {
+            format!(
+                "{:?} is neither an endpoint ID, host:<node> nor <namespace>/<name>",
                 report::clip(pod)
             )
-        })?,
+        })?;
+        model.endpoint(&name).with_context(|| {
+            format!(
+                "no pod {} in {} at that step",
+                report::clip(pod),
+                path.display()
+            )
+        })?
     };
-    let model = Model::new(&world.cluster, &world.repo);
-    let ep = model.endpoint(&name).with_context(|| {
-        format!(
-            "no pod {} in {} at that step",
-            report::clip(pod),
-            path.display()
-        )
-    })?;
-    let rows: Vec<MapStateRow> = model.rows(&name).unwrap_or_default();
+    let name = ep.name();
+    let rows: Vec<MapStateRow> = model.endpoint_rows(ep);
     eprintln!(
         "endpoint {} ({name}) identity {} on {}: ingress policy {}, egress policy {}; {} entries of {POLICY_MAP_LIMIT} (Cilium's default per-endpoint limit)",
         ep.id,

@@ -15,7 +15,10 @@ use thiserror::Error;
 use crate::identity::{Identity, IdentityAllocator, Scope};
 use ipnet::IpNet;
 
-use crate::labels::{cidr_group_labels, pod_identity_labels, Label, LabelSet};
+use crate::labels::{
+    cidr_group_labels, is_identity_relevant, pod_identity_labels, Label, LabelSet, Source,
+    DEFAULT_CLUSTER, POLICY_CLUSTER,
+};
 
 /// `namespace/name` of a pod.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -116,7 +119,26 @@ pub struct Node {
     /// The node's labels: `kubernetes.io/hostname=<name>` (which the kubelet sets on every
     /// node) and those the scenario declares (`Cluster::set_node_labels`).
     pub labels: BTreeMap<String, String>,
+    /// The identity other nodes give this node's addresses: remote-node (6), or under
+    /// `--enable-node-selector-labels` its own identity by node labels
+    /// ([`Cluster::set_agent`]).
+    pub remote_identity: Identity,
 }
+
+/// The agent options a scenario sets (`agent:`), with Cilium's defaults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// `--enable-host-firewall` (default false, `pkg/defaults`): host policies are enforced
+    /// on each node's host endpoint (`bpf/bpf_host.c`, `bpf/lib/host_firewall.h`).
+    pub host_firewall: bool,
+    /// `--enable-node-selector-labels` (default false): remote nodes get identities by their
+    /// labels, which `fromNodes`/`toNodes` select; without it those fields are refused.
+    pub node_selector_labels: bool,
+}
+
+/// Endpoint ids of host endpoints: `HOST_ENDPOINT_ID_BASE + node index`, above every pod's
+/// (pods count from 1), so enabling the host firewall renumbers no pod.
+pub const HOST_ENDPOINT_ID_BASE: u32 = 0x8000;
 
 /// The label the kubelet puts on every node (Kubernetes "Well-Known Labels").
 pub const NODE_HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
@@ -236,6 +258,8 @@ pub struct Cluster {
     pub auth: crate::auth::AuthTable,
     /// What each node's DNS proxy has taught its name manager (`crate::fqdn`).
     pub fqdn: crate::fqdn::FqdnCache,
+    /// The agent options (the scenario's `agent:`).
+    pub agent: AgentConfig,
     next_endpoint_id: u32,
 }
 
@@ -281,6 +305,7 @@ impl Cluster {
             name: name.to_string(),
             ip,
             labels: [(NODE_HOSTNAME_LABEL.to_string(), name.to_string())].into(),
+            remote_identity: Identity::REMOTE_NODE,
         });
         Ok(())
     }
@@ -598,6 +623,61 @@ impl Cluster {
         }
     }
 
+    /// Sets the agent options, once the nodes and their labels are known. With
+    /// `node_selector_labels`, each node gets a remote-node-scope identity with the labels
+    /// `nodeIdentityLabels` (`pkg/node/manager/manager.go`) gives a remote node:
+    /// `reserved:remote-node`, every node label with source `node` (`FilterNodeLabels`
+    /// keeps all of them by default: no `--node-labels`), and
+    /// `k8s:io.cilium.k8s.policy.cluster=<cluster>`. Node labels do not change later.
+    pub fn set_agent(&mut self, agent: AgentConfig) {
+        self.agent = agent;
+        if !agent.node_selector_labels {
+            return;
+        }
+        for i in 0..self.nodes.len() {
+            let mut labels = vec![
+                Label::reserved("remote-node"),
+                Label::k8s(POLICY_CLUSTER, DEFAULT_CLUSTER),
+            ];
+            labels.extend(
+                self.nodes[i]
+                    .labels
+                    .iter()
+                    .map(|(k, v)| Label::new(Source::Node, k.clone(), v.clone())),
+            );
+            let id = self
+                .identities
+                .acquire(&LabelSet::new(labels), Scope::RemoteNode)
+                .identity;
+            self.nodes[i].remote_identity = id;
+        }
+    }
+
+    /// The host endpoint's labels on `node` (`Endpoint.InitWithNodeLabels`,
+    /// `pkg/endpoint/endpoint.go`): `reserved:host` plus the node's labels with source `k8s`,
+    /// filtered as pod labels are (`labelsfilter.Filter`: `kubernetes.io/hostname` is not an
+    /// identity label). A host policy's `nodeSelector` is matched against these
+    /// (`pkg/policy/rule.go` `matchesSubject`).
+    pub fn host_labels(&self, node: &str) -> Option<LabelSet> {
+        let n = self.node(node)?;
+        let mut labels = vec![Label::reserved("host")];
+        labels.extend(
+            n.labels
+                .iter()
+                .filter(|(k, _)| is_identity_relevant(k))
+                .map(|(k, v)| Label::k8s(k.clone(), v.clone())),
+        );
+        Some(LabelSet::new(labels))
+    }
+
+    /// The endpoint id of `node`'s host endpoint ([`HOST_ENDPOINT_ID_BASE`]).
+    pub fn host_endpoint_id(&self, node: &str) -> Option<u32> {
+        self.nodes
+            .iter()
+            .position(|n| n.name == node)
+            .map(|i| HOST_ENDPOINT_ID_BASE + i as u32)
+    }
+
     /// The node a peer lives on (none for the world).
     pub fn node_of<'a>(&'a self, peer: &'a Peer) -> Option<&'a str> {
         match peer {
@@ -614,7 +694,10 @@ impl Cluster {
         match peer {
             Peer::Pod(p) => self.pods.get(p).map(|p| p.identity),
             Peer::Host(n) if n == observer_node => Some(Identity::HOST),
-            Peer::Host(_) => Some(Identity::REMOTE_NODE),
+            Peer::Host(n) => Some(
+                self.node(n)
+                    .map_or(Identity::REMOTE_NODE, |n| n.remote_identity),
+            ),
             Peer::World(_) => None,
         }
     }

@@ -814,6 +814,10 @@ fn build_world_at(loaded: &LoadedScenario) -> Result<World, EngineError> {
         c.add_node("node-1", None)
             .map_err(|e| at(file, "cluster.nodes", e))?;
     }
+    c.set_agent(crate::cluster::AgentConfig {
+        host_firewall: s.agent.enable_host_firewall,
+        node_selector_labels: s.agent.enable_node_selector_labels,
+    });
     for (i, ns) in s.cluster.namespaces.iter().enumerate() {
         c.add_namespace(&ns.name, ns.labels.clone())
             .map_err(|e| at(file, format!("cluster.namespaces[{i}]"), e))?;
@@ -884,7 +888,7 @@ fn build_world_at(loaded: &LoadedScenario) -> Result<World, EngineError> {
             world.notes.push(format!("policies[{i}]: {n}"));
         }
         for m in f.manifests {
-            apply_manifest(&mut world, &m);
+            apply_manifest(&mut world, &m).map_err(|e| at(file, format!("policies[{i}]"), e))?;
         }
     }
     Ok(world)
@@ -898,9 +902,10 @@ enum Applied {
 
 /// Applies one manifest to the world: a policy to the repository, a CiliumCIDRGroup to the
 /// cluster (it is ipcache input, not policy).
-fn apply_manifest(world: &mut World, m: &Manifest) -> Applied {
-    match translate::policy_ref(m) {
+fn apply_manifest(world: &mut World, m: &Manifest) -> Result<Applied, String> {
+    Ok(match translate::policy_ref(m) {
         Some(r) => {
+            agent_accepts(m, &world.cluster.agent).map_err(|e| format!("{r}: {e}"))?;
             let entries = translate::translate_in(m, Some(&world.cluster));
             world.repo.apply(r.clone(), entries);
             Applied::Policy(r)
@@ -915,7 +920,41 @@ fn apply_manifest(world: &mut World, m: &Manifest) -> Applied {
             }
             Applied::CidrGroup(m.name().to_string())
         }
+    })
+}
+
+/// The checks of `Rule.Sanitize` that depend on the agent's options
+/// (`pkg/policy/api/rule_validation.go`): `fromNodes`/`toNodes` need
+/// `--enable-node-selector-labels` (`ErrFromToNodesRequiresNodeSelectorOption`). The API
+/// server accepts such a policy; the agent refuses to import it.
+fn agent_accepts(m: &Manifest, agent: &crate::cluster::AgentConfig) -> Result<(), String> {
+    if agent.node_selector_labels {
+        return Ok(());
     }
+    let rules: Vec<&api::Rule> = match m {
+        Manifest::CiliumNetworkPolicy(p) => p.rules().collect(),
+        Manifest::CiliumClusterwideNetworkPolicy(p) => p.rules().collect(),
+        _ => Vec::new(),
+    };
+    let uses_nodes = rules.iter().any(|r| {
+        r.ingress
+            .iter()
+            .chain(&r.ingress_deny)
+            .any(|i| i.from_nodes.is_some())
+            || r.egress
+                .iter()
+                .chain(&r.egress_deny)
+                .any(|e| e.to_nodes.is_some())
+    });
+    if uses_nodes {
+        return Err(
+            "FromNodes/ToNodes rules can only be applied when the \"enable-node-selector-labels\" \
+             flag is set (agent: {enable-node-selector-labels: true}): the agent refuses \
+             this policy"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 const ENDPOINT_FORMS: &str =
@@ -1601,7 +1640,7 @@ fn replay(
                 let f = manifest_file_of(file, src)?;
                 let note = skipped_note(src, &f);
                 for m in f.manifests {
-                    match apply_manifest(&mut world, &m) {
+                    match apply_manifest(&mut world, &m).map_err(|e| at(file, &ctx, e))? {
                         Applied::Policy(r) => {
                             sync_step(backends, &world, &Change::PolicyApplied(&r), due)
                                 .map_err(|e| at(file, &ctx, e))?;

@@ -34,6 +34,9 @@ impl Identity {
     pub const FIRST_CLUSTER: u32 = 256;
     /// `IdentityScopeLocal`: node-local identities (CIDR, FQDN) are `1<<24 | n`.
     pub const LOCAL_SCOPE: u32 = 1 << 24;
+    /// `IdentityScopeRemoteNode` (`pkg/identity/numericidentity.go`): the per-node
+    /// identities of remote nodes under `--enable-node-selector-labels` are `2<<24 | n`.
+    pub const REMOTE_NODE_SCOPE: u32 = 2 << 24;
 
     pub fn reserved_name(self) -> Option<&'static str> {
         Some(match self.0 {
@@ -81,6 +84,8 @@ impl fmt::Display for Identity {
 pub enum Scope {
     Cluster,
     Local,
+    /// Remote nodes' identities by node labels (`IdentityScopeRemoteNode`).
+    RemoteNode,
 }
 
 /// Allocates identities by label set, deterministically, with reference counts.
@@ -91,6 +96,7 @@ pub struct IdentityAllocator {
     refs: BTreeMap<Identity, usize>,
     next_cluster: u32,
     next_local: u32,
+    next_remote_node: u32,
     allocated: u64,
     released: u64,
 }
@@ -103,6 +109,7 @@ impl Default for IdentityAllocator {
             refs: BTreeMap::new(),
             next_cluster: Identity::FIRST_CLUSTER,
             next_local: Identity::LOCAL_SCOPE | 1,
+            next_remote_node: Identity::REMOTE_NODE_SCOPE | 1,
             allocated: 0,
             released: 0,
         };
@@ -145,6 +152,11 @@ impl IdentityAllocator {
             Scope::Local => {
                 let id = Identity(self.next_local);
                 self.next_local += 1;
+                id
+            }
+            Scope::RemoteNode => {
+                let id = Identity(self.next_remote_node);
+                self.next_remote_node += 1;
                 id
             }
         };

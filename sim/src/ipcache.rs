@@ -198,7 +198,8 @@ fn host_net(ip: IpAddr) -> IpNet {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct PrefixInfo {
     pod: Option<Identity>,
-    node: Option<String>,
+    /// A node's name and the identity the other nodes give it.
+    node: Option<(String, Identity)>,
     cidr: Option<Identity>,
     /// An address the DNS proxy of these nodes has seen for a name some `toFQDNs` selector
     /// matches: its identity on each of them (`fqdn:` labels merged with the prefix's own and
@@ -212,8 +213,8 @@ impl PrefixInfo {
     }
 
     fn value(&self) -> Option<IpCacheValue> {
-        if let Some(n) = &self.node {
-            Some(IpCacheValue::Node(n.clone()))
+        if let Some((n, remote)) = &self.node {
+            Some(IpCacheValue::Node(n.clone(), *remote))
         } else if let Some(id) = self.pod {
             Some(IpCacheValue::Identity(id))
         } else if !self.fqdn.is_empty() {
@@ -234,8 +235,9 @@ impl PrefixInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IpCacheValue {
     Identity(Identity),
-    /// A node address: host (1) on that node, remote-node (6) elsewhere.
-    Node(String),
+    /// A node address: host (1) on that node; elsewhere remote-node (6), or the node's own
+    /// identity under `--enable-node-selector-labels` (the second field).
+    Node(String, Identity),
     /// An FQDN address: its identity on the nodes that learned it, else the CIDR identity
     /// (or no entry).
     PerNode(BTreeMap<String, Identity>, Option<Identity>),
@@ -246,8 +248,8 @@ impl IpCacheValue {
     pub fn identity_on(&self, observer_node: &str) -> Option<Identity> {
         match self {
             IpCacheValue::Identity(id) => Some(*id),
-            IpCacheValue::Node(n) if n == observer_node => Some(Identity::HOST),
-            IpCacheValue::Node(_) => Some(Identity::REMOTE_NODE),
+            IpCacheValue::Node(n, _) if n == observer_node => Some(Identity::HOST),
+            IpCacheValue::Node(_, remote) => Some(*remote),
             IpCacheValue::PerNode(m, other) => m.get(observer_node).copied().or(*other),
         }
     }
@@ -364,10 +366,10 @@ impl IpCache {
         self.refresh(net);
     }
 
-    /// A node's address (host on itself, remote-node elsewhere).
-    pub fn upsert_node(&mut self, name: &str, ip: IpAddr) {
+    /// A node's address (host on itself, `remote` elsewhere).
+    pub fn upsert_node(&mut self, name: &str, ip: IpAddr, remote: Identity) {
         let net = host_net(ip);
-        self.prefixes.entry(net).or_default().node = Some(name.to_string());
+        self.prefixes.entry(net).or_default().node = Some((name.to_string(), remote));
         self.refresh(net);
     }
 
@@ -805,8 +807,8 @@ mod tests {
     fn pods_nodes_and_world() {
         let mut c = IpCache::new();
         c.upsert_pod(ip("10.244.0.10"), Identity(256));
-        c.upsert_node("node-1", ip("172.18.0.2"));
-        c.upsert_node("node-2", ip("172.18.0.3"));
+        c.upsert_node("node-1", ip("172.18.0.2"), Identity::REMOTE_NODE);
+        c.upsert_node("node-2", ip("172.18.0.3"), Identity::REMOTE_NODE);
         assert_eq!(
             c.lookup("node-1", ip("10.244.0.10")).identity,
             Identity(256)

@@ -965,6 +965,18 @@ pub fn direction_policies(entries: &[&PolicyEntry]) -> (DirectionPolicy, Directi
 
 /// The synthetic entries of spec §4.1 (keys of identity 0 and of the host, identity 1).
 fn add_synthetic(ms: &mut MapState, ingress: &DirectionPolicy, egress: &DirectionPolicy) {
+    add_synthetic_for(ms, ingress, egress, true);
+}
+
+/// [`add_synthetic`]; `allow_localhost` false for the host endpoint, which gets no
+/// localhost allow (`pkg/policy/repository.go`: only "if the policy subject is not the
+/// host").
+fn add_synthetic_for(
+    ms: &mut MapState,
+    ingress: &DirectionPolicy,
+    egress: &DirectionPolicy,
+    allow_localhost: bool,
+) {
     for (dir, d) in [(Direction::Ingress, ingress), (Direction::Egress, egress)] {
         if !d.enabled {
             ms.insert(
@@ -978,7 +990,7 @@ fn add_synthetic(ms: &mut MapState, ingress: &DirectionPolicy, egress: &Directio
                 MapEntry::allow(PRECEDENCE_ALLOW_LOWEST)
                     .with_synthetic(Synthetic::AllowAllNoDefaultDeny),
             );
-        } else if dir == Direction::Ingress {
+        } else if dir == Direction::Ingress && allow_localhost {
             ms.insert(
                 Key::l3_only(Identity::HOST, dir),
                 MapEntry::allow(PRECEDENCE_ALLOW_LOWEST).with_synthetic(Synthetic::AllowLocalHost),
@@ -996,6 +1008,18 @@ pub fn resolve(input: &PolicyInput<'_>) -> (MapState, DirectionPolicy, Direction
     }
     add_synthetic(&mut ms, &ingress, &egress);
     ms.derive_auth(None);
+    (ms, ingress, egress)
+}
+
+/// [`resolve`] for a host endpoint (host firewall): the same map state, without the
+/// localhost allow.
+pub fn resolve_host(input: &PolicyInput<'_>) -> (MapState, DirectionPolicy, DirectionPolicy) {
+    let mut ms = MapState::new();
+    let (ingress, egress) = direction_policies(input.entries);
+    for e in input.entries {
+        add_entry_keys(&mut ms, e, input, None);
+    }
+    add_synthetic_for(&mut ms, &ingress, &egress, false);
     (ms, ingress, egress)
 }
 

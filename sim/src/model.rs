@@ -39,10 +39,14 @@ use crate::selector::Selector;
 use crate::selectorcache::SelectorCache;
 use crate::verdict::{Direction, DropReason, MatchType, Outcome, Redirects};
 
-/// One local endpoint (a pod) and its realized policy.
+/// One local endpoint (a pod, or with the host firewall a node's host endpoint) and its
+/// realized policy.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
+    /// The pod; for a host endpoint `{namespace: "", name: <node>}` (see `host`).
     pub pod: PodName,
+    /// A node's host endpoint (identity 1, host policies only; `bpf/bpf_host.c`).
+    pub host: bool,
     /// Cilium's `LXC_ID`.
     pub id: u32,
     pub identity: Identity,
@@ -55,6 +59,15 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// How probes and `policy get` name the endpoint: `ns/pod` or `host:<node>`.
+    pub fn name(&self) -> String {
+        if self.host {
+            format!("host:{}", self.node)
+        } else {
+            self.pod.to_string()
+        }
+    }
+
     /// Whether policy is enabled in `d`: the BPF programs emit verdict events only then.
     pub fn policy_enabled(&self, d: Direction) -> bool {
         match d {
@@ -156,6 +169,11 @@ pub struct Model {
     subjects: BTreeMap<Identity, SubjectRules>,
     named_ports: BTreeMap<Identity, NamedPorts>,
     nodes: BTreeMap<String, IpAddr>,
+    /// Host endpoints by node, when the host firewall is on (`agent:`), with the
+    /// labels host policies are matched against.
+    hosts: BTreeMap<String, Endpoint>,
+    host_labels: BTreeMap<String, LabelSet>,
+    host_firewall: bool,
     policy_map: PolicyMap,
     dirty_subjects: BTreeSet<Identity>,
     dirty_endpoints: BTreeSet<PodName>,
@@ -189,6 +207,10 @@ fn peer_selectors(e: &PolicyEntry) -> &[Selector] {
 /// namespace, CNP/KNP entries only to their own (`computePolicyEnforcementAndRules`,
 /// spec §4.1), and the subject selector must match.
 fn selects(pref: &PolicyRef, e: &PolicyEntry, labels: &LabelSet) -> bool {
+    if e.node {
+        // Host policies select host endpoints only (`matchesSubject`).
+        return false;
+    }
     let in_scope = match &pref.namespace {
         None => true,
         Some(ns) => labels.k8s_value(POD_NAMESPACE) == Some(ns.as_str()),
@@ -231,6 +253,9 @@ impl Model {
             subjects: BTreeMap::new(),
             named_ports: BTreeMap::new(),
             nodes: BTreeMap::new(),
+            hosts: BTreeMap::new(),
+            host_labels: BTreeMap::new(),
+            host_firewall: cluster.agent.host_firewall,
             policy_map: PolicyMap::default(),
             dirty_subjects: BTreeSet::new(),
             dirty_endpoints: BTreeSet::new(),
@@ -496,7 +521,89 @@ impl Model {
                 if let Some(old) = self.nodes.insert(n.name.clone(), n.ip) {
                     self.ipcache.remove_node(old);
                 }
-                self.ipcache.upsert_node(&n.name, n.ip);
+                self.ipcache.upsert_node(&n.name, n.ip, n.remote_identity);
+            }
+            if !self.host_firewall {
+                continue;
+            }
+            if let (Some(labels), Some(id)) = (
+                cluster.host_labels(&n.name),
+                cluster.host_endpoint_id(&n.name),
+            ) {
+                self.host_labels.insert(n.name.clone(), labels);
+                let ep = self
+                    .hosts
+                    .entry(n.name.clone())
+                    .or_insert_with(|| Endpoint {
+                        pod: PodName {
+                            namespace: String::new(),
+                            name: n.name.clone(),
+                        },
+                        host: true,
+                        id,
+                        identity: Identity::HOST,
+                        node: n.name.clone(),
+                        ip: n.ip,
+                        ports: Vec::new(),
+                        ingress: DirectionPolicy::default(),
+                        egress: DirectionPolicy::default(),
+                        map: MapState::new(),
+                    });
+                ep.ip = n.ip;
+            }
+        }
+        self.refresh_hosts();
+    }
+
+    /// Recomputes every host endpoint's map state from the host policies whose
+    /// `nodeSelector` matches its labels (`matchesSubject`: node rules are matched against
+    /// the host's labels directly), writing only the keys that changed. Host endpoints are
+    /// one per node, so they are recomputed in full after every change rather than tracked
+    /// per selector.
+    fn refresh_hosts(&mut self) {
+        let nodes: Vec<String> = self.hosts.keys().cloned().collect();
+        for node in nodes {
+            let Some(labels) = self.host_labels.get(&node) else {
+                continue;
+            };
+            let entries: Vec<&PolicyEntry> = self
+                .policies
+                .values()
+                .flatten()
+                .filter(|e| e.node && e.subject.matches_labels(labels))
+                .collect();
+            let (map, ingress, egress) = mapstate::resolve_host(&PolicyInput {
+                entries: &entries,
+                selectors: &self.selectors,
+                own_ports: &[],
+                peer_named_ports: &self.named_ports,
+            });
+            let Some(ep) = self.hosts.get_mut(&node) else {
+                continue;
+            };
+            let (id, ip) = (ep.id, ep.ip);
+            let flags_changed =
+                ep.ingress.enabled != ingress.enabled || ep.egress.enabled != egress.enabled;
+            let old = std::mem::replace(&mut ep.map, map);
+            ep.ingress = ingress;
+            ep.egress = egress;
+            let mut writes = Vec::new();
+            for (k, _) in old.iter() {
+                if ep.map.get(k).is_none() {
+                    writes.push((*k, None));
+                }
+            }
+            for (k, e) in ep.map.iter() {
+                let abi_entry = e.to_abi(k);
+                if old.get(k).map(|o| o.to_abi(k)) != Some(abi_entry) {
+                    writes.push((*k, Some(abi_entry)));
+                }
+            }
+            if flags_changed {
+                self.note_endpoint(ip);
+            }
+            for (k, e) in writes {
+                self.write_key(id, &k, e);
             }
         }
     }
@@ -597,6 +704,7 @@ impl Model {
             pod.name.clone(),
             Endpoint {
                 pod: pod.name.clone(),
+                host: false,
                 id: pod.endpoint_id,
                 identity: pod.identity,
                 node: pod.node.clone(),
@@ -840,6 +948,7 @@ impl Model {
                 }
             }
         }
+        self.refresh_hosts();
     }
 
     fn input_entries(&self, identity: Identity) -> Vec<&PolicyEntry> {
@@ -982,7 +1091,15 @@ impl Model {
     }
 
     pub fn endpoint_by_id(&self, id: u32) -> Option<&Endpoint> {
-        self.by_id.get(&id).and_then(|n| self.endpoints.get(n))
+        self.by_id
+            .get(&id)
+            .and_then(|n| self.endpoints.get(n))
+            .or_else(|| self.hosts.values().find(|h| h.id == id))
+    }
+
+    /// `node`'s host endpoint, when the host firewall is on.
+    pub fn host_endpoint(&self, node: &str) -> Option<&Endpoint> {
+        self.hosts.get(node)
     }
 
     /// The endpoints with address `ip`, in pod-name order (as [`Model::endpoints`] yields
@@ -993,10 +1110,12 @@ impl Model {
             .into_iter()
             .flatten()
             .filter_map(|n| self.endpoints.get(n))
+            .chain(self.hosts.values().filter(move |h| h.ip == ip))
     }
 
+    /// Every endpoint: pods in name order, then host endpoints in node order.
     pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
-        self.endpoints.values()
+        self.endpoints.values().chain(self.hosts.values())
     }
 
     pub fn ipcache(&self) -> &IpCache {
@@ -1019,8 +1138,7 @@ impl Model {
     /// Every policy-map entry of every endpoint, sorted: what a map writer loads.
     pub fn policy_map_entries(&self) -> Vec<(EndpointPolicyKey, abi::PolicyEntry)> {
         let mut out: Vec<_> = self
-            .endpoints
-            .values()
+            .endpoints()
             .flat_map(|ep| ep.map.to_abi(ep.id))
             .collect();
         out.sort_by(|a, b| {
@@ -1046,10 +1164,15 @@ impl Model {
     /// `cilium-dbg bpf policy get` rows of one endpoint.
     pub fn rows(&self, name: &PodName) -> Option<Vec<MapStateRow>> {
         let ep = self.endpoints.get(name)?;
-        Some(ep.map.rows(|id| {
+        Some(self.endpoint_rows(ep))
+    }
+
+    /// `cilium-dbg bpf policy get` rows of any endpoint (a host endpoint included).
+    pub fn endpoint_rows(&self, ep: &Endpoint) -> Vec<MapStateRow> {
+        ep.map.rows(|id| {
             self.identity_labels(id)
                 .map(|l| l.iter().map(|l| l.to_string()).collect())
-        }))
+        })
     }
 
     /// Whether policy is enabled per direction on a pod's endpoint: (ingress, egress).
@@ -1083,10 +1206,11 @@ impl Model {
         remote: &Peer,
         flow: &Flow,
     ) -> Option<Side<'a>> {
-        let Peer::Pod(pn) = subject else {
-            return None;
+        let ep = match subject {
+            Peer::Pod(pn) => self.endpoints.get(pn)?,
+            Peer::Host(n) => self.hosts.get(n)?,
+            Peer::World(_) => return None,
         };
-        let ep = self.endpoints.get(pn)?;
         let hit = match self.peer_ip(cluster, remote) {
             Some(ip) => self.ipcache.lookup(&ep.node, ip),
             None => IpCacheHit {
@@ -1106,10 +1230,17 @@ impl Model {
                 Peer::Pod(p) => Some(p),
                 _ => None,
             };
-            if !cluster
-                .auth
-                .side_authenticated(cluster, pn, hit.identity, remote_pod, t)
-            {
+            // A host endpoint is never authenticated: the auth manager's handshakes are
+            // between pods here (`crate::auth`).
+            let authenticated = match subject {
+                Peer::Pod(pn) => {
+                    cluster
+                        .auth
+                        .side_authenticated(cluster, pn, hit.identity, remote_pod, t)
+                }
+                _ => false,
+            };
+            if !authenticated {
                 allowed = false;
                 reason = Some(DropReason::AuthRequired);
             }
@@ -1161,7 +1292,7 @@ impl Model {
         });
         DirectionExplanation {
             direction: dir,
-            endpoint: Some((side.ep.pod.clone(), side.ep.id)),
+            endpoint: Some((side.ep.name(), side.ep.id)),
             enforced: side.summary.enforced,
             remote_identity: Some(side.hit.identity),
             remote_prefix: side.hit.prefix,
@@ -1562,8 +1693,9 @@ impl PolicyLookup {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirectionExplanation {
     pub direction: Direction,
-    /// The enforcing endpoint (pod, endpoint id); `None` for a side outside the cluster.
-    pub endpoint: Option<(PodName, u32)>,
+    /// The enforcing endpoint (`ns/pod` or `host:<node>`, endpoint id); `None` for a side
+    /// outside the cluster.
+    pub endpoint: Option<(String, u32)>,
     /// Policy enabled on this side (verdict events are emitted only then).
     pub enforced: bool,
     /// The remote identity from the enforcing node's ipcache, and the matching prefix.

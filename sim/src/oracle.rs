@@ -8,7 +8,9 @@
 //! POLICY_DENIED (133) — except that ingress from the endpoint's own host is allowed by the
 //! synthetic localhost rule (spec §4.1) — and a direction without default deny allows.
 //! A connection is allowed when the sender's egress and the receiver's ingress both allow
-//! it; a side outside the cluster (world, a node's host) enforces nothing (no host firewall).
+//! it; a side outside the cluster (the world) enforces nothing, and neither does a node's
+//! host endpoint unless the host firewall is on (`agent:`), when host policies
+//! (`nodeSelector`) decide its ingress and egress as any endpoint's policy does.
 //!
 //! CIDR peers are decided on the peer's address directly (`x ∈ cidr`, `x ∉ except`), and
 //! never match cluster endpoints (spec §3.4, §7 #9). CIDR-group peers (`cidrGroupRef`,
@@ -495,30 +497,51 @@ fn decide_direction(
     flow: &Flow,
     rules_out: &mut Vec<RuleOrigin>,
 ) -> DirectionVerdict {
-    let Peer::Pod(pn) = subject else {
-        return DirectionVerdict::NotApplicable;
-    };
-    let Some(pod) = cluster.pods.get(pn) else {
-        return DirectionVerdict::NotApplicable;
-    };
-    let Some(subject_labels) = cluster.identities.labels(pod.identity) else {
-        return DirectionVerdict::NotApplicable;
-    };
-    let selecting: Vec<&PolicyEntry> = repo
-        .entries_for_namespace(&pn.namespace)
-        .filter(|e| e.direction == dir && e.subject.matches_labels(subject_labels))
-        .collect();
+    // The subject: a pod, or (with the host firewall on) a node's host endpoint, which only
+    // host policies select and endpoint rules never do (`pkg/policy/rule.go`
+    // `matchesSubject`).
+    let (pod, node, selecting): (Option<&crate::cluster::Pod>, &str, Vec<&PolicyEntry>) =
+        match subject {
+            Peer::Pod(pn) => {
+                let Some(pod) = cluster.pods.get(pn) else {
+                    return DirectionVerdict::NotApplicable;
+                };
+                let Some(subject_labels) = cluster.identities.labels(pod.identity) else {
+                    return DirectionVerdict::NotApplicable;
+                };
+                let selecting = repo
+                    .entries_for_namespace(&pn.namespace)
+                    .filter(|e| {
+                        !e.node && e.direction == dir && e.subject.matches_labels(subject_labels)
+                    })
+                    .collect();
+                (Some(pod), pod.node.as_str(), selecting)
+            }
+            Peer::Host(n) if cluster.agent.host_firewall => {
+                let Some(host_labels) = cluster.host_labels(n) else {
+                    return DirectionVerdict::NotApplicable;
+                };
+                let selecting = repo
+                    .entries()
+                    .filter(|e| {
+                        e.node && e.direction == dir && e.subject.matches_labels(&host_labels)
+                    })
+                    .collect();
+                (None, n.as_str(), selecting)
+            }
+            _ => return DirectionVerdict::NotApplicable,
+        };
     rules_out.extend(selecting.iter().map(|e| e.origin.clone()));
     if selecting.is_empty() {
         return DirectionVerdict::NotEnforced;
     }
-    let (peer_labels, peer_ip) = target_labels(cluster, repo, peer, &pod.node);
+    let (peer_labels, peer_ip) = target_labels(cluster, repo, peer, node);
     // Named ports: ingress resolves against the subject pod, egress against every pod that
     // has the destination's identity. Computed only when a named port is met.
     let named_ports_of = std::cell::OnceCell::new();
     let named_ports = || -> &Vec<&crate::cluster::Pod> {
         named_ports_of.get_or_init(|| match dir {
-            Direction::Ingress => vec![pod],
+            Direction::Ingress => pod.into_iter().collect(),
             Direction::Egress => match peer {
                 Peer::Pod(dst) => match cluster.pods.get(dst) {
                     Some(d) => cluster
@@ -581,11 +604,17 @@ fn decide_direction(
                 Peer::Pod(p) => cluster.pods.get(p),
                 _ => None,
             };
-            let ok = remote_pod.is_some_and(|rp| {
-                cluster
-                    .auth
-                    .side_authenticated(cluster, pn, rp.identity, Some(&rp.name), t)
-            });
+            // A host endpoint is never authenticated (the handshakes are between pods).
+            let ok = match (pod, remote_pod) {
+                (Some(lp), Some(rp)) => cluster.auth.side_authenticated(
+                    cluster,
+                    &lp.name,
+                    rp.identity,
+                    Some(&rp.name),
+                    t,
+                ),
+                _ => false,
+            };
             if !ok {
                 return DirectionVerdict::Denied {
                     reason: DropReason::AuthRequired,
@@ -610,8 +639,10 @@ fn decide_direction(
         };
     }
     // The synthetic "allow ingress from reserved:host" rule (allow-localhost=always in K8s
-    // mode, spec §4.1): the endpoint's own node only.
-    if dir == Direction::Ingress && matches!(peer, Peer::Host(n) if *n == pod.node) {
+    // mode, spec §4.1): the endpoint's own node only, and never on the host endpoint itself
+    // (`pkg/policy/repository.go`: "insert localhost allow for k8s if the policy subject is
+    // not the host").
+    if dir == Direction::Ingress && pod.is_some() && matches!(peer, Peer::Host(n) if n == node) {
         return DirectionVerdict::Allowed {
             by: vec![],
             synthetic: Some("ingress from the local host is always allowed (allow-localhost)"),

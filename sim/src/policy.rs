@@ -260,6 +260,10 @@ pub struct PolicyEntry {
     /// the rule has none, so the type of a broader entry may apply (`AuthRequirement`'s
     /// explicit bit clear).
     pub auth: Option<AuthType>,
+    /// A host policy entry (`nodeSelector`; Cilium's `PolicyEntry.Node`): its subject is
+    /// matched against the host endpoint's labels only, and an endpoint rule never selects
+    /// the host (`pkg/policy/rule.go` `matchesSubject`).
+    pub node: bool,
     pub origin: RuleOrigin,
 }
 

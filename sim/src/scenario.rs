@@ -55,6 +55,14 @@ pub struct AgentDecl {
     /// `--tofqdns-idle-connection-grace-period` (a duration; default 0s).
     #[serde(default)]
     pub tofqdns_idle_connection_grace_period: Option<DurationDecl>,
+    /// `--enable-host-firewall` (default false): host policies (`nodeSelector`) are enforced
+    /// on each node's host endpoint.
+    #[serde(default)]
+    pub enable_host_firewall: bool,
+    /// `--enable-node-selector-labels` (default false): remote nodes get identities by their
+    /// labels, which `fromNodes`/`toNodes` select; without it the agent refuses those fields.
+    #[serde(default)]
+    pub enable_node_selector_labels: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -454,19 +454,46 @@ pub fn fqdn_selector(sel: &api::FqdnSelector) -> Selector {
     )])
 }
 
+/// A `fromNodes`/`toNodes` selector (`parseToCiliumIngressCommonRule`,
+/// `parseToCiliumEgressCommonRule` in `pkg/k8s/apis/cilium.io/utils/utils.go`): the user's
+/// selector (keys without a source get `any:`), `reserved:remote-node Exists`, and the
+/// local-cluster filter (`addClusterFilterByDefault`). It selects the remote-node identities
+/// the agent allocates per node label set under `--enable-node-selector-labels`
+/// (`pkg/node/manager/manager.go` `nodeIdentityLabels`), never the local host.
+pub fn node_peer_selector(sel: &api::EndpointSelector) -> Selector {
+    with_cluster_filter(cilium_selector(sel).with(Requirement::label(
+        LabelKey::new(Source::Reserved, "remote-node"),
+        Op::Exists,
+    )))
+}
+
+/// The L3 peer fields of one CNP item (ingress `from*` or egress `to*`).
+struct PeerFields<'a> {
+    endpoints: Option<&'a Vec<api::EndpointSelector>>,
+    cidrs: Option<&'a Vec<api::Cidr>>,
+    cidr_sets: Option<&'a Vec<api::CidrRule>>,
+    entities: Option<&'a Vec<Entity>>,
+    nodes: Option<&'a Vec<api::EndpointSelector>>,
+    fqdns: Option<&'a Vec<api::FqdnSelector>>,
+}
+
 /// Peers of one CNP item: present-but-empty lists select nothing; no peer field is
 /// unrestricted (spec §4.2).
-fn cnp_peers(
-    endpoints: Option<&Vec<api::EndpointSelector>>,
-    cidrs: Option<&Vec<api::Cidr>>,
-    cidr_sets: Option<&Vec<api::CidrRule>>,
-    entities: Option<&Vec<Entity>>,
-    fqdns: Option<&Vec<api::FqdnSelector>>,
-    namespace: Option<&str>,
-    subject_is_init: bool,
-) -> Peers {
+fn cnp_peers(f: PeerFields<'_>, namespace: Option<&str>, subject_is_init: bool) -> Peers {
+    let PeerFields {
+        endpoints,
+        cidrs,
+        cidr_sets,
+        entities,
+        nodes,
+        fqdns,
+    } = f;
     let mut present = false;
     let mut sels = Vec::new();
+    if let Some(ns) = nodes {
+        present = true;
+        sels.extend(ns.iter().map(node_peer_selector));
+    }
     if let Some(fs) = fqdns {
         present = true;
         sels.extend(fs.iter().map(fqdn_selector));
@@ -532,8 +559,9 @@ fn translate_rule(
     namespace: Option<&str>,
     cluster: Option<&Cluster>,
 ) -> Vec<PolicyEntry> {
-    let mut subject = cilium_selector(&r.endpoint_selector);
-    if let Some(ns) = namespace {
+    let node = r.node_selector.is_some();
+    let mut subject = cilium_selector(r.node_selector.as_ref().unwrap_or(&r.endpoint_selector));
+    if let (Some(ns), false) = (namespace, node) {
         // ParseToCiliumRule: AddMatch overwrites the k8s: namespace key (spec §2.1, §7 #3).
         subject = subject.with_match(k8s_key(POD_NAMESPACE), ns);
     }
@@ -563,6 +591,7 @@ fn translate_rule(
                 dd_egress
             },
             auth,
+            node,
             origin: RuleOrigin {
                 policy: pref.clone(),
                 rule: rule_index,
@@ -578,11 +607,14 @@ fn translate_rule(
     ] {
         for (i, it) in items.iter().enumerate() {
             let peers = cnp_peers(
-                it.from_endpoints.as_ref(),
-                it.from_cidr.as_ref(),
-                it.from_cidr_set.as_ref(),
-                it.from_entities.as_ref(),
-                None,
+                PeerFields {
+                    endpoints: it.from_endpoints.as_ref(),
+                    cidrs: it.from_cidr.as_ref(),
+                    cidr_sets: it.from_cidr_set.as_ref(),
+                    entities: it.from_entities.as_ref(),
+                    nodes: it.from_nodes.as_ref(),
+                    fqdns: None,
+                },
                 namespace,
                 subject_is_init,
             );
@@ -602,11 +634,14 @@ fn translate_rule(
     ] {
         for (i, it) in items.iter().enumerate() {
             let peers = cnp_peers(
-                it.to_endpoints.as_ref(),
-                it.to_cidr.as_ref(),
-                it.to_cidr_set.as_ref(),
-                it.to_entities.as_ref(),
-                it.to_fqdns.as_ref(),
+                PeerFields {
+                    endpoints: it.to_endpoints.as_ref(),
+                    cidrs: it.to_cidr.as_ref(),
+                    cidr_sets: it.to_cidr_set.as_ref(),
+                    entities: it.to_entities.as_ref(),
+                    nodes: it.to_nodes.as_ref(),
+                    fqdns: it.to_fqdns.as_ref(),
+                },
                 namespace,
                 subject_is_init,
             );
@@ -710,6 +745,7 @@ fn translate_knp(pref: &PolicyRef, knp: &api::NetworkPolicy) -> Vec<PolicyEntry>
             l7: vec![],
             default_deny: true,
             auth: None,
+            node: false,
             origin: RuleOrigin {
                 policy: pref.clone(),
                 rule: 0,

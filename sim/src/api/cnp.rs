@@ -49,10 +49,16 @@ impl CiliumClusterwideNetworkPolicy {
     }
 }
 
-/// One policy rule. The subject is `endpointSelector` (`nodeSelector` is not supported yet).
+/// One policy rule. The subject is `endpointSelector`, or `nodeSelector` for a host policy
+/// (exactly one of them, `Rule.Sanitize`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Rule {
+    /// The subject endpoints; empty (and unused) when `node_selector` is set.
     pub endpoint_selector: EndpointSelector,
+    /// `nodeSelector`: the rule is a host policy, on the host endpoint of the nodes whose
+    /// labels match (`pkg/policy/utils/parserules.go` `getSelector`: `PolicyEntry.Node`).
+    /// Only CiliumClusterwideNetworkPolicy may have one (`cnp_types.go` `Parse`).
+    pub node_selector: Option<EndpointSelector>,
     pub ingress: Vec<IngressRule>,
     pub ingress_deny: Vec<IngressDenyRule>,
     pub egress: Vec<EgressRule>,
@@ -158,9 +164,6 @@ impl<'de> Deserialize<'de> for Label {
     }
 }
 
-not_supported!(ns_node_selector, "nodeSelector");
-not_supported!(ns_from_nodes, "fromNodes");
-not_supported!(ns_to_nodes, "toNodes");
 not_supported!(ns_from_groups, "fromGroups");
 not_supported!(ns_to_groups, "toGroups");
 // `fromRequires`/`toRequires` were deprecated in Cilium 1.17 and removed in 1.19
@@ -184,8 +187,8 @@ not_supported!(ns_listener, "listener");
 struct RawRule {
     #[serde(default)]
     endpoint_selector: Option<EndpointSelector>,
-    #[serde(default, deserialize_with = "ns_node_selector")]
-    node_selector: Option<Never>,
+    #[serde(default)]
+    node_selector: Option<EndpointSelector>,
     #[serde(default)]
     ingress: Option<Vec<IngressRule>>,
     #[serde(default)]
@@ -207,9 +210,15 @@ struct RawRule {
 impl TryFrom<RawRule> for Rule {
     type Error = String;
     fn try_from(r: RawRule) -> Result<Self, String> {
-        never_set(&[r.node_selector]);
-        let Some(endpoint_selector) = r.endpoint_selector else {
-            return Err("rule must have one of EndpointSelector or NodeSelector".into());
+        let (endpoint_selector, node_selector) = match (r.endpoint_selector, r.node_selector) {
+            (None, None) => {
+                return Err("rule must have one of EndpointSelector or NodeSelector".into())
+            }
+            (Some(_), Some(_)) => {
+                return Err("rule cannot have both EndpointSelector and NodeSelector".into())
+            }
+            (Some(es), None) => (es, None),
+            (None, Some(ns)) => (EndpointSelector::default(), Some(ns)),
         };
         let ingress = r.ingress.unwrap_or_default();
         let ingress_deny: Vec<IngressRule> = r
@@ -235,8 +244,12 @@ impl TryFrom<RawRule> for Rule {
                 "rule must have at least one of Ingress, IngressDeny, Egress, EgressDeny".into(),
             );
         }
+        if node_selector.is_some() {
+            check_host_policy_l7(&ingress, &egress)?;
+        }
         Ok(Rule {
             endpoint_selector,
+            node_selector,
             ingress,
             ingress_deny,
             egress,
@@ -259,6 +272,9 @@ pub struct IngressRule {
     pub from_cidr: Option<Vec<Cidr>>,
     pub from_cidr_set: Option<Vec<CidrRule>>,
     pub from_entities: Option<Vec<Entity>>,
+    /// `fromNodes`: remote nodes by their labels (the agent needs
+    /// `--enable-node-selector-labels`, checked where the agent's options are known).
+    pub from_nodes: Option<Vec<EndpointSelector>>,
     pub to_ports: Vec<PortRule>,
     pub icmps: Vec<IcmpRule>,
     /// `authentication.mode` (allow rules only; always `None` in a deny rule).
@@ -276,6 +292,8 @@ pub struct EgressRule {
     pub to_cidr: Option<Vec<Cidr>>,
     pub to_cidr_set: Option<Vec<CidrRule>>,
     pub to_entities: Option<Vec<Entity>>,
+    /// `toNodes`: remote nodes by their labels (see [`IngressRule::from_nodes`]).
+    pub to_nodes: Option<Vec<EndpointSelector>>,
     /// `toFQDNs`: the IPs the DNS proxy has seen for these names (egress allow only).
     pub to_fqdns: Option<Vec<FqdnSelector>>,
     /// `toServices`, resolved against the cluster's services when translated
@@ -400,6 +418,36 @@ pub struct K8sServiceSelectorNamespace {
 /// `to_fqdns` is always `None`).
 pub type EgressDenyRule = EgressRule;
 
+/// The L7 rules a host policy may hold (`IngressRule.sanitize(hostPolicy)`: "L7 policy is
+/// not supported on host ingress yet"; `EgressRule.sanitize(hostPolicy)`: HTTP is not
+/// supported on host egress, DNS is). Host DNS rules are valid upstream but send the host's
+/// lookups through the agent's DNS proxy, which verdict does not model for the host.
+fn check_host_policy_l7(ingress: &[IngressRule], egress: &[EgressRule]) -> Result<(), String> {
+    let l7 = |ports: &[PortRule]| {
+        ports
+            .iter()
+            .filter_map(|p| p.rules.as_ref())
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    if ingress.iter().any(|r| !l7(&r.to_ports).is_empty()) {
+        return Err("L7 policy is not supported on host ingress yet".into());
+    }
+    for r in egress {
+        for rules in l7(&r.to_ports) {
+            if rules.http.is_some() {
+                return Err("L7 protocol HTTP is not supported on host egress yet".into());
+            }
+            if rules.has_dns() {
+                return Err(
+                    "not supported yet: DNS rules in a host policy (the host's DNS proxy)".into(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Marks the always-rejected fields of a raw rule as read; they can only ever be `None`.
 fn never_set(fields: &[Option<Never>]) {
     debug_assert!(fields.iter().all(Option::is_none));
@@ -439,8 +487,8 @@ struct RawIngressRule {
     from_cidr_set: Option<Vec<CidrRule>>,
     #[serde(default)]
     from_entities: Option<Vec<Entity>>,
-    #[serde(default, deserialize_with = "ns_from_nodes")]
-    from_nodes: Option<Never>,
+    #[serde(default)]
+    from_nodes: Option<Vec<EndpointSelector>>,
     #[serde(default, deserialize_with = "ns_from_groups")]
     from_groups: Option<Never>,
     #[serde(default, deserialize_with = "rm_from_requires")]
@@ -464,8 +512,8 @@ struct RawIngressDenyRule {
     from_cidr_set: Option<Vec<CidrRule>>,
     #[serde(default)]
     from_entities: Option<Vec<Entity>>,
-    #[serde(default, deserialize_with = "ns_from_nodes")]
-    from_nodes: Option<Never>,
+    #[serde(default)]
+    from_nodes: Option<Vec<EndpointSelector>>,
     #[serde(default, deserialize_with = "ns_from_groups")]
     from_groups: Option<Never>,
     #[serde(default, deserialize_with = "rm_from_requires")]
@@ -476,19 +524,23 @@ struct RawIngressDenyRule {
     icmps: Option<Vec<IcmpRule>>,
 }
 
-fn ingress_rule(
-    from_endpoints: Option<Vec<EndpointSelector>>,
-    from_cidr: Option<Vec<Cidr>>,
-    from_cidr_set: Option<Vec<CidrRule>>,
-    from_entities: Option<Vec<Entity>>,
-    to_ports: Vec<PortRule>,
-    icmps: Vec<IcmpRule>,
-) -> Result<IngressRule, String> {
+fn ingress_rule(rule: IngressRule) -> Result<IngressRule, String> {
+    let IngressRule {
+        from_endpoints,
+        from_cidr,
+        from_cidr_set,
+        from_entities,
+        from_nodes,
+        to_ports,
+        icmps,
+        authentication,
+    } = rule;
     check_exclusive(&[
         ("FromEndpoints", len(&from_endpoints)),
         ("FromCIDR", len(&from_cidr)),
         ("FromCIDRSet", len(&from_cidr_set)),
         ("FromEntities", len(&from_entities)),
+        ("FromNodes", len(&from_nodes)),
     ])?;
     // `IngressRule.sanitize`: l7IngressSupport has DNS false.
     if to_ports
@@ -503,27 +555,26 @@ fn ingress_rule(
         from_cidr,
         from_cidr_set,
         from_entities,
+        from_nodes,
         to_ports,
         icmps,
-        authentication: None,
+        authentication,
     })
 }
 
 impl TryFrom<RawIngressRule> for IngressRule {
     type Error = String;
     fn try_from(r: RawIngressRule) -> Result<Self, String> {
-        never_set(&[r.from_nodes, r.from_groups, r.from_requires]);
-        ingress_rule(
-            r.from_endpoints,
-            r.from_cidr,
-            r.from_cidr_set,
-            r.from_entities,
-            r.to_ports.unwrap_or_default(),
-            r.icmps.unwrap_or_default(),
-        )
-        .map(|rule| IngressRule {
+        never_set(&[r.from_groups, r.from_requires]);
+        ingress_rule(IngressRule {
+            from_endpoints: r.from_endpoints,
+            from_cidr: r.from_cidr,
+            from_cidr_set: r.from_cidr_set,
+            from_entities: r.from_entities,
+            from_nodes: r.from_nodes,
+            to_ports: r.to_ports.unwrap_or_default(),
+            icmps: r.icmps.unwrap_or_default(),
             authentication: r.authentication.map(|a| a.0),
-            ..rule
         })
     }
 }
@@ -535,19 +586,22 @@ struct IngressDeny(IngressRule);
 impl TryFrom<RawIngressDenyRule> for IngressDeny {
     type Error = String;
     fn try_from(r: RawIngressDenyRule) -> Result<Self, String> {
-        never_set(&[r.from_nodes, r.from_groups, r.from_requires]);
-        ingress_rule(
-            r.from_endpoints,
-            r.from_cidr,
-            r.from_cidr_set,
-            r.from_entities,
-            r.to_ports
+        never_set(&[r.from_groups, r.from_requires]);
+        ingress_rule(IngressRule {
+            from_endpoints: r.from_endpoints,
+            from_cidr: r.from_cidr,
+            from_cidr_set: r.from_cidr_set,
+            from_entities: r.from_entities,
+            from_nodes: r.from_nodes,
+            to_ports: r
+                .to_ports
                 .unwrap_or_default()
                 .into_iter()
                 .map(|p| p.0)
                 .collect(),
-            r.icmps.unwrap_or_default(),
-        )
+            icmps: r.icmps.unwrap_or_default(),
+            authentication: None,
+        })
         .map(IngressDeny)
     }
 }
@@ -566,8 +620,8 @@ struct RawEgressRule {
     to_entities: Option<Vec<Entity>>,
     #[serde(default)]
     to_services: Option<Vec<ServiceRule>>,
-    #[serde(default, deserialize_with = "ns_to_nodes")]
-    to_nodes: Option<Never>,
+    #[serde(default)]
+    to_nodes: Option<Vec<EndpointSelector>>,
     #[serde(default, deserialize_with = "ns_to_groups")]
     to_groups: Option<Never>,
     #[serde(default, deserialize_with = "rm_to_requires")]
@@ -595,8 +649,8 @@ struct RawEgressDenyRule {
     to_entities: Option<Vec<Entity>>,
     #[serde(default)]
     to_services: Option<Vec<ServiceRule>>,
-    #[serde(default, deserialize_with = "ns_to_nodes")]
-    to_nodes: Option<Never>,
+    #[serde(default)]
+    to_nodes: Option<Vec<EndpointSelector>>,
     #[serde(default, deserialize_with = "ns_to_groups")]
     to_groups: Option<Never>,
     #[serde(default, deserialize_with = "rm_to_requires")]
@@ -615,6 +669,7 @@ fn egress_rule(rule: EgressRule) -> Result<EgressRule, String> {
         ("ToCIDR", len(&rule.to_cidr)),
         ("ToCIDRSet", len(&rule.to_cidr_set)),
         ("ToEntities", len(&rule.to_entities)),
+        ("ToNodes", len(&rule.to_nodes)),
         ("ToFQDNs", len(&rule.to_fqdns)),
         ("ToServices", len(&rule.to_services)),
     ])?;
@@ -625,12 +680,13 @@ fn egress_rule(rule: EgressRule) -> Result<EgressRule, String> {
 impl TryFrom<RawEgressRule> for EgressRule {
     type Error = String;
     fn try_from(r: RawEgressRule) -> Result<Self, String> {
-        never_set(&[r.to_nodes, r.to_groups, r.to_requires]);
+        never_set(&[r.to_groups, r.to_requires]);
         egress_rule(EgressRule {
             to_endpoints: r.to_endpoints,
             to_cidr: r.to_cidr,
             to_cidr_set: r.to_cidr_set,
             to_entities: r.to_entities,
+            to_nodes: r.to_nodes,
             to_fqdns: r.to_fqdns,
             to_services: r.to_services,
             to_ports: r.to_ports.unwrap_or_default(),
@@ -647,12 +703,13 @@ struct EgressDeny(EgressRule);
 impl TryFrom<RawEgressDenyRule> for EgressDeny {
     type Error = String;
     fn try_from(r: RawEgressDenyRule) -> Result<Self, String> {
-        never_set(&[r.to_nodes, r.to_groups, r.to_requires]);
+        never_set(&[r.to_groups, r.to_requires]);
         egress_rule(EgressRule {
             to_endpoints: r.to_endpoints,
             to_cidr: r.to_cidr,
             to_cidr_set: r.to_cidr_set,
             to_entities: r.to_entities,
+            to_nodes: r.to_nodes,
             to_fqdns: None,
             to_services: r.to_services,
             to_ports: r

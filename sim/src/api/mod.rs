@@ -488,6 +488,20 @@ fn read_manifest<'de, A: MapAccess<'de>>(
             "Invalid {kind} spec(s): empty policy (neither spec nor specs is set)"
         )));
     }
+    // `CiliumNetworkPolicy.Parse` (`pkg/k8s/apis/cilium.io/v2/cnp_types.go`): host
+    // policies are cluster-wide only.
+    if kind == ManifestKind::CiliumNetworkPolicy
+        && spec
+            .iter()
+            .chain(specs.iter().flatten())
+            .any(|r| r.node_selector.is_some())
+    {
+        return Err(A::Error::custom(
+            "Invalid CiliumNetworkPolicy spec: rule cannot have NodeSelector \
+             (nodeSelector is for host policies, which only a CiliumClusterwideNetworkPolicy \
+             may hold)",
+        ));
+    }
     Ok(match kind {
         ManifestKind::NetworkPolicy => Manifest::NetworkPolicy(NetworkPolicy {
             metadata,

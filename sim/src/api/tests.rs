@@ -954,9 +954,6 @@ fn to_services_parse_and_validate() {
 #[test]
 fn unsupported_fields_are_errors() {
     let cases: &[(&str, &str, &str)] = &[
-        ("  nodeSelector: {} #!\n  ingress: [{}]\n", "spec.nodeSelector", "nodeSelector"),
-        ("  ingress:\n  - fromNodes: [{}] #!\n", "spec.ingress[0].fromNodes", "fromNodes"),
-        ("  egress:\n  - toNodes: [{}] #!\n", "spec.egress[0].toNodes", "toNodes"),
         ("  ingress:\n  - fromGroups: [] #!\n", "spec.ingress[0].fromGroups", "fromGroups"),
         ("  egress:\n  - toGroups: [] #!\n", "spec.egress[0].toGroups", "toGroups"),
         ("  egress:\n  - toPorts:\n    - serverNames: [a.com] #!\n", "spec.egress[0].toPorts[0]", "serverNames"),
@@ -1623,4 +1620,87 @@ fn l7_rules_are_validated_as_cilium_does() {
     for (rest, field, what) in cases {
         assert_err(&cnp(rest), field, what);
     }
+}
+
+const CCNP_HOST_HEAD: &str = "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata:\n  name: p\nspec:\n  nodeSelector: {matchLabels: {node-access: ssh}}\n";
+
+/// Host policies: `nodeSelector` in a CCNP (`pkg/policy/api/rule_validation.go`
+/// `Rule.Sanitize`: exactly one of endpointSelector/nodeSelector).
+#[test]
+fn node_selector_host_policies() {
+    let m = parse(&format!(
+        "{CCNP_HOST_HEAD}  ingress: [{{fromEntities: [cluster]}}]\n"
+    ))
+    .expect("a host policy");
+    let Manifest::CiliumClusterwideNetworkPolicy(p) = &m[0] else {
+        panic!("{m:?}")
+    };
+    let rule = p.spec.as_ref().expect("spec");
+    assert_eq!(
+        rule.node_selector
+            .as_ref()
+            .map(|s| s.match_labels["node-access"].as_str()),
+        Some("ssh")
+    );
+    assert_err(
+        "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: p}\nspec:\n  endpointSelector: {} #!\n  nodeSelector: {}\n  ingress: [{}]\n",
+        "spec",
+        "rule cannot have both EndpointSelector and NodeSelector",
+    );
+    // `CiliumNetworkPolicy.Parse` (cnp_types.go): host policies are cluster-wide only.
+    let e = parse(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p, namespace: x}\nspec:\n  nodeSelector: {}\n  ingress: [{}]\n",
+    )
+    .expect_err("a CNP with nodeSelector");
+    assert!(
+        e.message
+            .contains("Invalid CiliumNetworkPolicy spec: rule cannot have NodeSelector"),
+        "{e}"
+    );
+    // IngressRule.sanitize(hostPolicy) / EgressRule.sanitize(hostPolicy). The error is the
+    // rule's (spec's first line).
+    let head = CCNP_HOST_HEAD.replace("ssh}}\n", "ssh}} #!\n");
+    let http =
+        "  - toPorts:\n    - ports: [{port: \"80\", protocol: TCP}]\n      rules: {http: [{}]}\n";
+    assert_err(
+        &format!("{head}  ingress:\n{http}"),
+        "spec",
+        "L7 policy is not supported on host ingress yet",
+    );
+    assert_err(
+        &format!("{head}  egress:\n{http}"),
+        "spec",
+        "L7 protocol HTTP is not supported on host egress yet",
+    );
+    // The same L7 rule is fine on an endpoint rule.
+    assert!(parse(&cnp(
+        "  ingress:\n  - toPorts:\n    - ports: [{port: \"80\", protocol: TCP}]\n      rules: {http: [{}]}\n"
+    ))
+    .is_ok());
+}
+
+/// `fromNodes`/`toNodes`: label selectors, one more exclusive L3 peer kind
+/// (`IngressCommonRule.sanitize` l3Members; `EgressCommonRule.l3Members`).
+#[test]
+fn from_nodes_and_to_nodes() {
+    let m = parse(&cnp(
+        "  ingress:\n  - fromNodes: [{matchLabels: {node-role.kubernetes.io/control-plane: ''}}]\n  egressDeny:\n  - toNodes: [{}]\n",
+    ))
+    .expect("fromNodes and toNodes");
+    let Manifest::CiliumNetworkPolicy(p) = &m[0] else {
+        panic!("{m:?}")
+    };
+    let rule = p.spec.as_ref().expect("spec");
+    assert_eq!(rule.ingress[0].from_nodes.as_ref().map(Vec::len), Some(1));
+    assert_eq!(rule.egress_deny[0].to_nodes.as_ref().map(Vec::len), Some(1));
+    assert_err(
+        &cnp("  ingress:\n  - fromEndpoints: [{}] #!\n    fromNodes: [{}]\n"),
+        "spec.ingress[0]",
+        "Combining FromEndpoints and FromNodes is not supported yet",
+    );
+    assert_err(
+        &cnp("  egress:\n  - toNodes: [{}] #!\n    toCIDR: [10.0.0.0/8]\n"),
+        "spec.egress[0]",
+        "Combining ToCIDR and ToNodes is not supported yet",
+    );
 }

@@ -1643,6 +1643,7 @@ mod differential {
                     l7: vec![],
                     default_deny,
                     auth: auth.filter(|_| verdict == RuleVerdict::Allow),
+                    node: false,
                     origin: RuleOrigin {
                         policy: PolicyRef {
                             kind: PolicyKind::CiliumNetworkPolicy,
@@ -2139,4 +2140,118 @@ spec:
         .cloned()
         .unwrap();
     assert_eq!(e.precedence, 0xFFFF_FF86);
+}
+
+// ---- host firewall and node-label identities ------------------------------------------
+
+/// node-1 labelled node-access=ssh, node-2 role=db; x/a on node-1 (10.0.1.10), x/b on node-2
+/// (10.0.2.10); the agent options as given.
+fn host_cluster(agent: crate::cluster::AgentConfig) -> Cluster {
+    let mut c = cluster();
+    c.set_node_labels("node-1", &[("node-access".into(), "ssh".into())].into())
+        .unwrap();
+    c.set_node_labels("node-2", &[("role".into(), "db".into())].into())
+        .unwrap();
+    c.set_agent(agent);
+    add_pod(&mut c, "x/a", "10.0.1.10", &[("app", "a")], &[]);
+    c.add_pod(PodSpec {
+        service_account: None,
+        name: "x/b".into(),
+        node: Some("node-2".into()),
+        ip: Some("10.0.2.10".parse().unwrap()),
+        labels: [("app".to_string(), "b".to_string())].into(),
+        ports: vec![],
+    })
+    .unwrap();
+    c
+}
+
+const DEMO_HOST_POLICY: &str = "apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: demo-host-policy}
+spec:
+  nodeSelector: {matchLabels: {node-access: ssh}}
+  ingress:
+  - fromEntities: [cluster]
+  - toPorts: [{ports: [{port: '22', protocol: TCP}]}]
+";
+
+/// examples/policies/host/demo-host-policy.yaml with `--enable-host-firewall`: the selected
+/// node's host endpoint enforces ingress (world only on 22/TCP, the cluster on every port)
+/// with no localhost allow (`pkg/policy/repository.go`); the other node is not selected.
+#[test]
+fn host_firewall_demo_policy() {
+    let c = host_cluster(crate::cluster::AgentConfig {
+        host_firewall: true,
+        node_selector_labels: false,
+    });
+    let r = repo(DEMO_HOST_POLICY);
+    let m = Model::new(&c, &r);
+    let h = m.host_endpoint("node-1").expect("host endpoint");
+    assert_eq!((h.ingress.enabled, h.egress.enabled), (true, false));
+    assert!(h
+        .map
+        .iter()
+        .all(|(_, e)| !e.synthetic.contains(&Synthetic::AllowLocalHost)));
+    assert!(!m.host_endpoint("node-2").unwrap().ingress.enabled);
+    let tcp = Protocol::Tcp;
+    let d = |from: &str, to: &str, port| decide(&m, &c, &r, from, to, tcp, port);
+    assert!(d("1.1.1.1", "host:node-1", 22).allowed);
+    assert_eq!(
+        d("1.1.1.1", "host:node-1", 21).reason,
+        Some(DropReason::PolicyDenied)
+    );
+    assert!(d("x/a", "host:node-1", 10250).allowed);
+    assert!(d("x/b", "host:node-1", 10250).allowed);
+    assert!(d("host:node-2", "host:node-1", 2379).allowed);
+    assert!(d("1.1.1.1", "host:node-2", 21).allowed);
+    assert!(d("host:node-1", "1.1.1.1", 443).allowed);
+    // Pods are no subjects of the host policy.
+    assert!(d("1.1.1.1", "x/a", 21).allowed);
+}
+
+/// The host firewall off (Cilium's default): the same policy is accepted and enforces
+/// nothing.
+#[test]
+fn host_policy_without_host_firewall_enforces_nothing() {
+    let c = host_cluster(crate::cluster::AgentConfig::default());
+    let r = repo(DEMO_HOST_POLICY);
+    let m = Model::new(&c, &r);
+    assert!(m.host_endpoint("node-1").is_none());
+    let o = decide(&m, &c, &r, "1.1.1.1", "host:node-1", Protocol::Tcp, 21);
+    assert!(o.allowed);
+}
+
+/// `--enable-node-selector-labels`: remote nodes get identities from the remote-node scope
+/// with `reserved:remote-node`, `node:` labels and the cluster label (`nodeIdentityLabels`),
+/// which `fromNodes` selects (`parseToCiliumIngressCommonRule` adds `reserved:remote-node
+/// Exists` and the cluster filter); the local host stays identity 1.
+#[test]
+fn from_nodes_selects_remote_node_identities_by_label() {
+    let c = host_cluster(crate::cluster::AgentConfig {
+        host_firewall: false,
+        node_selector_labels: true,
+    });
+    let n2 = c.node("node-2").unwrap().remote_identity;
+    assert_eq!(n2.0 & 0xFF00_0000, Identity::REMOTE_NODE_SCOPE);
+    let labels = c.identities.labels(n2).unwrap().to_string();
+    assert!(labels.contains("node:role=db"), "{labels}");
+    assert!(labels.contains("reserved:remote-node"), "{labels}");
+    let r = repo(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  ingress:
+  - fromNodes: [{matchLabels: {role: db}}]
+",
+    );
+    let m = Model::new(&c, &r);
+    let tcp = Protocol::Tcp;
+    assert!(decide(&m, &c, &r, "host:node-2", "x/a", tcp, 80).allowed);
+    // The local host is allowed by allow-localhost, not by fromNodes.
+    assert!(decide(&m, &c, &r, "host:node-1", "x/a", tcp, 80).allowed);
+    assert!(!decide(&m, &c, &r, "x/b", "x/a", tcp, 80).allowed);
+    assert!(!decide(&m, &c, &r, "1.1.1.1", "x/a", tcp, 80).allowed);
 }
