@@ -9,6 +9,7 @@ pub mod dpbackend;
 pub mod flowlog;
 pub mod fqdncache;
 pub mod fuzz;
+pub mod fuzzscale;
 pub mod htmlreport;
 pub mod hubble;
 pub mod impact;

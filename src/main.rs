@@ -115,9 +115,25 @@ enum Cmd {
             value_name = "LIST"
         )]
         backend: Option<Vec<String>>,
-        /// Where reproducers are written.
-        #[arg(long, default_value = "scenarios/regressions", value_name = "DIR")]
-        out_dir: PathBuf,
+        /// Where reproducers are written (default scenarios/regressions; with --packets or
+        /// --manifests, fuzz-findings, as those cases are malformed on purpose).
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+        /// Instead of generated cases: N mutated and random frames (in cases of 250, each on a
+        /// generated cluster) replayed on the datapath backends (default rbpf,rbpf-jit, plus
+        /// kernel when usable), which must agree on every verdict, ring-buffer record and map
+        /// entry, and never panic or hang.
+        #[arg(long, value_name = "N", conflicts_with_all = ["manifests", "junit"])]
+        packets: Option<u64>,
+        /// Instead of generated cases: N mutated and malformed scenario files (policies
+        /// inline), each of which must load and run on the oracle or be refused with an error
+        /// naming the file, the line and the field; never a panic or a hang.
+        #[arg(long, value_name = "N", conflicts_with = "junit")]
+        manifests: Option<u64>,
+        /// With --packets or --manifests: the most seconds one case may take before it
+        /// counts as a hang.
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        timeout: u64,
         /// One line per case, not only per failure.
         #[arg(long)]
         verbose: bool,
@@ -1627,8 +1643,51 @@ fn main() -> ExitCode {
             backend,
             out_dir,
             verbose,
+            junit: _,
+            shard,
+            packets,
+            manifests,
+            timeout,
+        } if packets.is_some() || manifests.is_some() => {
+            let (target, count) = match (packets, manifests) {
+                (Some(n), _) => (verdict::fuzzscale::Target::Packets, n),
+                (_, Some(n)) => (verdict::fuzzscale::Target::Manifests, n),
+                _ => unreachable!("guarded"),
+            };
+            let names = match (backend, target) {
+                (Some(b), _) => backends::validate(&b).map_err(anyhow::Error::msg),
+                (None, verdict::fuzzscale::Target::Packets) => {
+                    let mut v = vec!["rbpf".to_string(), "rbpf-jit".to_string()];
+                    if verdict::diff::kernel_status().is_ok() {
+                        v.push("kernel".into());
+                    }
+                    Ok(v)
+                }
+                (None, verdict::fuzzscale::Target::Manifests) => Ok(vec!["oracle".to_string()]),
+            };
+            let _ = cases;
+            names.and_then(|backends| {
+                status(verdict::fuzzscale::run(&verdict::fuzzscale::CampaignArgs {
+                    target,
+                    seed,
+                    count,
+                    backends,
+                    out_dir: out_dir.unwrap_or_else(|| PathBuf::from("fuzz-findings")),
+                    shard,
+                    timeout: std::time::Duration::from_secs(timeout.max(1)),
+                    verbose,
+                }))
+            })
+        }
+        Cmd::Fuzz {
+            seed,
+            cases,
+            backend,
+            out_dir,
+            verbose,
             junit,
             shard,
+            ..
         } => backends::validate(&backend.unwrap_or_else(default_backends))
             .map_err(anyhow::Error::msg)
             .and_then(|backends| {
@@ -1637,7 +1696,7 @@ fn main() -> ExitCode {
                         seed,
                         cases,
                         backends,
-                        out_dir,
+                        out_dir: out_dir.unwrap_or_else(|| PathBuf::from("scenarios/regressions")),
                         verbose,
                         shard,
                     },

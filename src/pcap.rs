@@ -712,7 +712,22 @@ pub fn replay(
     names: &[String],
     make: ContenderFactory<'_>,
 ) -> Result<PcapReport> {
-    let mut loaded = scenario::load(scenario_path).map_err(anyhow::Error::msg)?;
+    let loaded = scenario::load(scenario_path).map_err(anyhow::Error::msg)?;
+    replay_loaded(loaded, after_step, trace, &[], names, make)
+}
+
+/// [`replay`] on a scenario already loaded (`verdict fuzz --packets` generates its own).
+/// `route[i]` (when given) is where packet `i + 1` was meant to go: a frame that does not
+/// parse is then still run through the datapaths, from and to those addresses.
+pub fn replay_loaded(
+    mut loaded: scenario::LoadedScenario,
+    after_step: Option<usize>,
+    trace: &[TracePacket],
+    route: &[(IpAddr, IpAddr)],
+    names: &[String],
+    make: ContenderFactory<'_>,
+) -> Result<PcapReport> {
+    let scenario_path = loaded.path.clone();
     let steps = loaded.scenario.steps.len();
     let upto = after_step.unwrap_or(steps);
     if upto > steps {
@@ -783,6 +798,35 @@ pub fn replay(
         let parsed = match parse_frame(&frame) {
             Ok(p) => p,
             Err(why) => {
+                // A fuzzed frame says where it was meant to go: the datapaths get it anyway.
+                if let Some(&(s, d)) = route.get(pkt.index.wrapping_sub(1)) {
+                    let (src, dst) = (world.cluster.peer_of_ip(s), world.cluster.peer_of_ip(d));
+                    let clock = base_clock.saturating_add(pkt.ts_ns.saturating_sub(first_ts));
+                    world.clock_ns = clock;
+                    let mut results = Vec::new();
+                    let mut records = Vec::new();
+                    for (name, c) in &handles {
+                        if let Some(dp) = c.borrow_mut().datapath() {
+                            let r = dp
+                                .set_clock(clock)
+                                .and_then(|()| dp.decide_frame(&world, &src, &dst, &frame));
+                            let _ = Backend::take_flows(dp, &world);
+                            records.push((name.clone(), dp.take_raw_records()));
+                            results.push((name.clone(), r));
+                        }
+                    }
+                    compare_records(&mut pairs, &reference, pkt.index, &records);
+                    report.packets.push(PacketRow {
+                        index: pkt.index,
+                        ts_ns: pkt.ts_ns,
+                        summary: format!("malformed frame of {} bytes ({why})", frame.len()),
+                        peers: format!("{} -> {}", peer_text(&src), peer_text(&dst)),
+                        disagree: results_disagree(&results),
+                        kind: Kind::DatapathOnly("a frame that does not parse"),
+                        results,
+                    });
+                    continue;
+                }
                 report.packets.push(not_replayed(pkt, why));
                 continue;
             }
@@ -856,24 +900,7 @@ pub fn replay(
                 }
             }
         }
-        if let Some((_, ref_records)) = records.first() {
-            for (name, recs) in records.iter().skip(1) {
-                let pair = pairs.entry(name.clone()).or_insert_with(|| PairReport {
-                    reference: reference.clone().unwrap_or_default(),
-                    other: name.clone(),
-                    ..Default::default()
-                });
-                let a = diff::Capture {
-                    records: ref_records.clone(),
-                    ..Default::default()
-                };
-                let b = diff::Capture {
-                    records: recs.clone(),
-                    ..Default::default()
-                };
-                compare_captures(pair, Some(pkt.index), &a, &b);
-            }
-        }
+        compare_records(&mut pairs, &reference, pkt.index, &records);
         report.packets.push(PacketRow {
             index: pkt.index,
             ts_ns: pkt.ts_ns,
@@ -907,6 +934,33 @@ pub fn replay(
     // Pairs in backend order.
     report.pairs = names.iter().filter_map(|n| pairs.remove(n)).collect();
     Ok(report)
+}
+
+/// Compares the ring-buffer records each datapath emitted for one packet with the first's.
+fn compare_records(
+    pairs: &mut BTreeMap<String, PairReport>,
+    reference: &Option<String>,
+    index: usize,
+    records: &[(String, Vec<crate::dpbackend::RawRecord>)],
+) {
+    if let Some((_, ref_records)) = records.first() {
+        for (name, recs) in records.iter().skip(1) {
+            let pair = pairs.entry(name.clone()).or_insert_with(|| PairReport {
+                reference: reference.clone().unwrap_or_default(),
+                other: name.clone(),
+                ..Default::default()
+            });
+            let a = diff::Capture {
+                records: ref_records.clone(),
+                ..Default::default()
+            };
+            let b = diff::Capture {
+                records: recs.clone(),
+                ..Default::default()
+            };
+            compare_captures(pair, Some(index), &a, &b);
+        }
+    }
 }
 
 fn not_replayed(pkt: &TracePacket, why: String) -> PacketRow {

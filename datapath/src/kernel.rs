@@ -916,14 +916,7 @@ pub const TEST_RUN_MAX_FRAME: usize = 3712;
 /// runs such frames, so a capture replay shows them as kernel errors, and the reader should
 /// know it is the test-run interface, not the programs.
 fn test_run_size_hint(frame: &[u8]) -> String {
-    let ethertype = frame.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]]));
-    // The kernel also wants the network header in the frame: measured, an IPv4 frame
-    // shorter than Ethernet + IPv4 header (34 bytes) gets EINVAL.
-    let min = match ethertype {
-        Some(0x0800) => 34,
-        Some(0x86dd) => 54,
-        _ => 14,
-    };
+    let min = crate::packet::test_run_min_frame(frame);
     if frame.len() > TEST_RUN_MAX_FRAME {
         format!(
             " (the kernel's test run takes at most {TEST_RUN_MAX_FRAME} bytes of frame on \
