@@ -230,6 +230,21 @@ impl Backend for InvariantTap {
     fn packet(&mut self, world: &World, pkt: &ConnPacket) -> Result<Outcome, String> {
         self.inner.packet(world, pkt)
     }
+    fn proxy_rules(
+        &mut self,
+        world: &World,
+        flow: &Flow,
+        dir: verdict_sim::verdict::Direction,
+        proxy_port: u16,
+    ) -> Result<Vec<verdict_sim::proxy::ProxyRule>, String> {
+        self.inner.proxy_rules(world, flow, dir, proxy_port)
+    }
+    fn proxy_upstream(&mut self, world: &World) -> Result<Outcome, String> {
+        self.inner.proxy_upstream(world)
+    }
+    fn note_l7(&mut self, world: &World, l7: &verdict_sim::engine::L7Exchange<'_>) {
+        self.inner.note_l7(world, l7)
+    }
     fn take_flows(&mut self, world: &World) -> Vec<FlowRecord> {
         // Called by the engine after every step: the check point.
         let flows = self.inner.take_flows(world);

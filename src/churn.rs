@@ -416,6 +416,9 @@ impl Backend for Timed {
     fn proxy_upstream(&mut self, world: &World) -> Result<Outcome, String> {
         self.b().proxy_upstream(world)
     }
+    fn note_l7(&mut self, world: &World, l7: &verdict_sim::engine::L7Exchange<'_>) {
+        self.b().note_l7(world, l7)
+    }
     fn take_flows(&mut self, _world: &World) -> Vec<FlowRecord> {
         // Churn reports no flow events; drop them instead of rendering them.
         if let Inner::Datapath(d) = &mut self.inner {

@@ -294,6 +294,9 @@ impl Backend for Tap {
     fn proxy_upstream(&mut self, world: &World) -> Result<Outcome, String> {
         self.inner.borrow_mut().backend().proxy_upstream(world)
     }
+    fn note_l7(&mut self, world: &World, l7: &verdict_sim::engine::L7Exchange<'_>) {
+        self.inner.borrow_mut().backend().note_l7(world, l7)
+    }
     fn take_flows(&mut self, world: &World) -> Vec<FlowRecord> {
         let mut inner = self.inner.borrow_mut();
         if let (Some(log), Some(dp)) = (&self.captures, inner.datapath()) {

@@ -118,7 +118,9 @@ pub struct DatapathBackend {
     nodes: BTreeMap<String, Node>,
     /// Source ports (and ICMP ids) of probes: each probe is a new connection.
     next_port: u16,
-    flows: Vec<FlowEvent>,
+    flows: Vec<Observed>,
+    /// The last probe's addresses and source port, for the proxies' access-log records.
+    last_probe: Option<(IpAddr, IpAddr, u16)>,
     writes: WriteStats,
     /// Raw records since the last `take_raw_records`, when kept (off by default, so runs
     /// that never look at them do not accumulate them).
@@ -140,6 +142,7 @@ impl DatapathBackend {
             nodes: BTreeMap::new(),
             next_port: FIRST_PORT,
             flows: Vec::new(),
+            last_probe: None,
             writes: WriteStats::default(),
             raw: None,
             upstream: None,
@@ -316,10 +319,10 @@ impl DatapathBackend {
         }
         for rec in &out.events {
             let ev = Event::decode(rec).map_err(|e| format!("node {node}: {program}: {e}"))?;
-            self.flows.push(FlowEvent {
+            self.flows.push(Observed::Datapath(FlowEvent {
                 node: node.to_string(),
                 event: ev,
-            });
+            }));
             evs.push(ev);
         }
         Ok((out.retval == TC_ACT_OK, evs))
@@ -651,6 +654,7 @@ impl Backend for DatapathBackend {
             .ip_of(&flow.dst)
             .ok_or_else(|| format!("no address for {}", flow.dst))?;
         let (frame, sport) = self.packet(src, dst, flow)?;
+        self.last_probe = Some((src, dst, sport));
         let out = self.run_frame(world, &flow.src, &flow.dst, &frame);
         self.expire_probe(world, flow, (src, dst), sport)?;
         out
@@ -710,9 +714,53 @@ impl Backend for DatapathBackend {
         let model = self.model.as_ref();
         std::mem::take(&mut self.flows)
             .iter()
-            .map(|f| crate::hubble::flow_record(world, model, &f.node, &f.event))
+            .map(|f| match f {
+                Observed::Datapath(f) => {
+                    crate::hubble::flow_record(world, model, &f.node, &f.event)
+                }
+                Observed::L7(e) => crate::hubble::l7_flow_record(world, model, e),
+            })
             .collect()
     }
+
+    /// The proxies' access-log records, between the probe's datapath events, in the order
+    /// the proxies logged them (`crate::hubble::exchange_events`). Identities are what each
+    /// proxy's node resolves the addresses to (the ipcache, as Hubble's `ResolveEndpoint`).
+    fn note_l7(&mut self, world: &World, x: &verdict_sim::engine::L7Exchange<'_>) {
+        let (Some((src, dst, sport)), Some(model)) = (self.last_probe, self.model.as_ref()) else {
+            return;
+        };
+        let c = &world.cluster;
+        let node_of = |dir: Direction| {
+            let peer = match dir {
+                Direction::Egress => &x.flow.src,
+                Direction::Ingress => &x.flow.dst,
+            };
+            c.node_of(peer)
+                .or_else(|| c.nodes.first().map(|n| n.name.as_str()))
+                .unwrap_or_default()
+                .to_string()
+        };
+        let id = |node: &str, ip: IpAddr| model.ipcache().lookup(node, ip).identity.0;
+        let events = crate::hubble::exchange_events(
+            world,
+            x,
+            |dir| {
+                let node = node_of(dir);
+                let end = (src, sport, id(&node, src));
+                (node, end)
+            },
+            |dir| (dst, x.flow.dport, id(&node_of(dir), dst)),
+        );
+        self.flows.extend(events.into_iter().map(Observed::L7));
+    }
+}
+
+/// What a datapath backend observed, in order: the programs' events and the proxies'
+/// access-log records.
+enum Observed {
+    Datapath(FlowEvent),
+    L7(crate::hubble::L7Event),
 }
 
 impl DatapathBackend {

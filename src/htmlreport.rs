@@ -106,6 +106,9 @@ impl Backend for Timed {
     fn proxy_upstream(&mut self, world: &World) -> Result<Outcome, String> {
         self.inner.proxy_upstream(world)
     }
+    fn note_l7(&mut self, world: &World, l7: &verdict_sim::engine::L7Exchange<'_>) {
+        self.inner.note_l7(world, l7)
+    }
     fn take_flows(&mut self, world: &World) -> Vec<FlowRecord> {
         self.inner.take_flows(world)
     }

@@ -1270,6 +1270,100 @@ pub fn dns_exchange(x: &DnsExchange) -> Vec<L7Event> {
     vec![request, response]
 }
 
+/// The address and port of one end of a probe's connection, and its identity as the proxy's
+/// node sees it (`ipcache`), for [`exchange_events`].
+pub type L7End = (IpAddr, u16, u32);
+
+/// The access-log records of one probe's L7 request ([`verdict_sim::engine::L7Exchange`]):
+/// each proxy the request met logs its request record (FORWARDED when it let it through,
+/// DROPPED when it refused it) in the order the request reached them; the responses come back
+/// the other way. HTTP (`http_exchange`): a denied request gets the proxy's own 403, which the
+/// egress proxy in front of a denying ingress proxy relays (FORWARDED, code 403); a request
+/// every proxy passed gets the server's 200 when the connection reached the server, and
+/// Envoy's local 503 reply when the upstream connection was dropped at L3/L4 (Envoy's router
+/// answers an upstream connect failure with 503 Service Unavailable, "upstream connect error
+/// or disconnect/reset before headers", which cilium/proxy's `AccessFilter::encodeHeaders`
+/// logs like any response). DNS (`dns_exchange`, egress only): the zone's answer (NOERROR with
+/// its addresses and TTL, or NXDOMAIN for a name the zone does not hold); an upstream
+/// connection dropped at L3/L4 times out in the DNS proxy, which logs nothing for it
+/// (`pkg/fqdn/messagehandler` `NotifyOnDNSMsg` returns early on `stat.IsTimeout()`), so only
+/// the request record stays. `nodes` gives the node of each proxy (the client's for egress,
+/// the server's for ingress).
+pub fn exchange_events(
+    world: &World,
+    x: &verdict_sim::engine::L7Exchange<'_>,
+    client: impl Fn(Direction) -> (String, L7End),
+    server: impl Fn(Direction) -> L7End,
+) -> Vec<L7Event> {
+    let t = world.clock_ns;
+    match x.request {
+        verdict_sim::proxy::L7Request::Http(h) => {
+            let url = format!("http://{}{}", h.host, h.path);
+            let mut requests = Vec::new();
+            let mut responses = Vec::new();
+            // The code the innermost proxy hands back: the server's, Envoy's 503, or 403.
+            let code = if x.proxies.iter().any(|(_, allowed)| !allowed) {
+                403
+            } else if x.delivered {
+                200
+            } else {
+                503
+            };
+            for (dir, allowed) in &x.proxies {
+                let (node, c) = client(*dir);
+                let evs = http_exchange(&HttpExchange {
+                    time_ns: t,
+                    node,
+                    direction: *dir,
+                    client: c,
+                    server: server(*dir),
+                    method: h.method.clone(),
+                    url: url.clone(),
+                    headers: h.headers.clone(),
+                    allowed: *allowed,
+                    code,
+                });
+                let mut it = evs.into_iter();
+                requests.extend(it.next());
+                responses.extend(it.next());
+                if !allowed {
+                    break;
+                }
+            }
+            responses.reverse();
+            requests.extend(responses);
+            requests
+        }
+        verdict_sim::proxy::L7Request::Dns(q) => {
+            let Some((dir, allowed)) = x.proxies.first().copied() else {
+                return Vec::new();
+            };
+            let (node, c) = client(dir);
+            let s = server(dir);
+            let answer = world.dns.lookup(q);
+            let query = verdict_sim::api::fqdn(&q.to_lowercase());
+            let mut evs = dns_exchange(&DnsExchange {
+                time_ns: t,
+                node,
+                protocol: x.flow.protocol,
+                client: c,
+                server: s,
+                query,
+                qtype: if s.0.is_ipv6() { 28 } else { 1 },
+                allowed,
+                rcode: if answer.is_some() { 0 } else { 3 },
+                ips: answer.map(|a| a.ips.clone()).unwrap_or_default(),
+                ttl: answer.map_or(0, |a| a.ttl),
+                cnames: Vec::new(),
+            });
+            if !x.delivered {
+                evs.truncate(1);
+            }
+            evs
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -364,3 +364,93 @@ fn collect(v: &Value, prefix: &str, out: &mut std::collections::BTreeSet<String>
         _ => {}
     }
 }
+
+/// The records the engine emits: `verdict run --flows` on a datapath backend reports the
+/// proxies' access-log records of every `http:`/`dns:` probe between the programs' events.
+fn scenario_flows(file: &str) -> Vec<FlowRecord> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let r = engine::run_file(
+        &root.join(file),
+        &["rbpf".to_string()],
+        &verdict::backends::factory,
+    );
+    assert!(r.passed(), "{}", verdict_sim::report::text(&r));
+    r.steps
+        .iter()
+        .flat_map(|s| s.flows.iter())
+        .filter(|(b, _)| b == "rbpf")
+        .flat_map(|(_, f)| f.iter().cloned())
+        .filter(|f| f.json["flow"]["Type"] == "L7")
+        .collect()
+}
+
+/// The Star Wars demo at L7 (`Documentation/gettingstarted/demo.rst`): the landing request is
+/// forwarded with the server's response; the exhaust-port request is dropped by the ingress
+/// proxy, which answers 403 itself (`Documentation/network/servicemesh/default-deny-ingress-policy.rst`
+/// shows that pair); a probe without a request and the xwing's drop at L3/L4 log nothing at L7.
+#[test]
+fn the_engine_emits_l7_records_for_http_probes() {
+    let flows = scenario_flows("scenarios/l7/starwars-http.yaml");
+    let lines: Vec<&str> = flows.iter().map(untimed).collect();
+    assert_eq!(
+        lines,
+        [
+            "default/tiefighter:33000 (ID:257) -> default/deathstar:80 (ID:256) http-request FORWARDED (HTTP/1.1 POST http://default/deathstar/v1/request-landing)",
+            "default/tiefighter:33000 (ID:257) <- default/deathstar:80 (ID:256) http-response FORWARDED (HTTP/1.1 200 0ms (POST http://default/deathstar/v1/request-landing))",
+            "default/tiefighter:33001 (ID:257) -> default/deathstar:80 (ID:256) http-request DROPPED (HTTP/1.1 PUT http://default/deathstar/v1/exhaust-port)",
+            "default/tiefighter:33001 (ID:257) <- default/deathstar:80 (ID:256) http-response FORWARDED (HTTP/1.1 403 0ms (PUT http://default/deathstar/v1/exhaust-port))",
+        ],
+        "{lines:#?}"
+    );
+    let f = &flows[2].json["flow"];
+    assert_eq!(f["traffic_direction"], "INGRESS");
+    assert_eq!(f["event_type"]["type"], 129);
+    assert_eq!(f["l7"]["type"], "REQUEST");
+    assert_eq!(f["l7"]["http"]["method"], "PUT");
+    assert!(f["l7"]["http"].get("code").is_none(), "{f}");
+    assert!(f.get("drop_reason_desc").is_none(), "{f}");
+    assert_eq!(flows[3].json["flow"]["l7"]["http"]["code"], 403);
+    assert_eq!(flows[3].json["flow"]["is_reply"], true);
+    let p = common::flowproto::proto();
+    for r in &flows {
+        let mut problems = Vec::new();
+        p.check("GetFlowsResponse", &r.json, "", &mut problems);
+        assert!(problems.is_empty(), "{problems:?}\n{}", r.json);
+    }
+}
+
+/// DNS probes: an allowed lookup is a forwarded request and the zone's answer (NOERROR, its
+/// addresses and TTL), a refused one only a dropped request (`pkg/fqdn/messagehandler`
+/// `NotifyOnDNSMsg`), as `dns_exchange` writes them; the egress proxy is the observation point.
+#[test]
+fn the_engine_emits_l7_records_for_dns_probes() {
+    let flows = scenario_flows("scenarios/l7/dns-egress.yaml");
+    let lines: Vec<&str> = flows.iter().map(untimed).take(3).collect();
+    assert_eq!(
+        lines,
+        [
+            "default/mediabot:33000 (ID:256) -> kube-system/kube-dns:53 (ID:257) dns-request proxy FORWARDED (DNS Query api.github.com. A)",
+            "default/mediabot:33000 (ID:256) <- kube-system/kube-dns:53 (ID:257) dns-response proxy FORWARDED (DNS Answer \"140.82.112.5\" TTL: 60 (Proxy api.github.com. A))",
+            "default/mediabot:33001 (ID:256) -> kube-system/kube-dns:53 (ID:257) dns-request proxy FORWARDED (DNS Query api.github.com. A)",
+        ],
+        "{lines:#?}"
+    );
+    let refused: Vec<&str> = flows
+        .iter()
+        .map(untimed)
+        .filter(|l| l.contains("github.com. A") && l.contains("DROPPED"))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            "default/mediabot:33003 (ID:256) -> kube-system/kube-dns:53 (ID:257) dns-request proxy DROPPED (DNS Query github.com. A)",
+            "default/mediabot:33004 (ID:256) -> kube-system/kube-dns:53 (ID:257) dns-request proxy DROPPED (DNS Query a.b.github.com. A)",
+        ],
+        "{refused:#?}"
+    );
+    let answer = &flows[1].json["flow"]["l7"]["dns"];
+    assert_eq!(answer["ips"][0], "140.82.112.5");
+    assert_eq!(answer["ttl"], 60);
+    assert_eq!(answer["rrtypes"][0], "A");
+    assert_eq!(flows[1].json["flow"]["traffic_direction"], "EGRESS");
+}

@@ -146,12 +146,28 @@ pub trait Backend {
     ) -> Result<Vec<crate::proxy::ProxyRule>, String> {
         Err(format!("{}: no L7 proxy policy", self.name()))
     }
+    /// The proxies' decisions on the last probe's L7 request, in the order the request met
+    /// them (egress proxy first), for the access-log records a datapath backend reports as
+    /// Hubble L7 flows. Called after [`Backend::probe`] (and `proxy_upstream`) of that probe.
+    fn note_l7(&mut self, _world: &World, _l7: &L7Exchange<'_>) {}
     /// Whether this backend honours [`Backend::sync_due`] (its nodes can lag behind the
     /// control plane). Expectations of probes in a propagation window are checked against
     /// lagging backends only.
     fn lags(&self) -> bool {
         false
     }
+}
+
+/// What the L7 proxies did with one probe's request ([`Backend::note_l7`]).
+#[derive(Clone, Debug)]
+pub struct L7Exchange<'a> {
+    pub flow: &'a Flow,
+    pub request: &'a crate::proxy::L7Request,
+    /// Each proxy the request reached, in order, and whether it let the request through.
+    pub proxies: Vec<(Direction, bool)>,
+    /// Whether the connection reached the server (every proxy passed it and the
+    /// destination's ingress side allowed the proxy's upstream connection).
+    pub delivered: bool,
 }
 
 /// One observed flow event, rendered the way `hubble observe` prints it.
@@ -1110,6 +1126,29 @@ fn probe_through_proxies(
     flow: &Flow,
     request: Option<&crate::proxy::L7Request>,
 ) -> Result<Outcome, String> {
+    let mut seen: Vec<(Direction, bool)> = Vec::new();
+    let o = probe_proxies(b, world, flow, request, &mut seen)?;
+    if let (Some(req), false) = (request, seen.is_empty()) {
+        b.note_l7(
+            world,
+            &L7Exchange {
+                flow,
+                request: req,
+                proxies: seen,
+                delivered: o.allowed,
+            },
+        );
+    }
+    Ok(o)
+}
+
+fn probe_proxies(
+    b: &mut dyn Backend,
+    world: &World,
+    flow: &Flow,
+    request: Option<&crate::proxy::L7Request>,
+    seen: &mut Vec<(Direction, bool)>,
+) -> Result<Outcome, String> {
     let mut o = b.probe(world, flow)?;
     let denied_by_proxy = |o: &Outcome, dir: Direction| Outcome {
         allowed: false,
@@ -1128,9 +1167,18 @@ fn probe_through_proxies(
         let rules = b.proxy_rules(world, flow, dir, port)?;
         Ok(crate::proxy::decide(&rules, req).allowed())
     };
+    // A proxy logs the requests its parser reads (an HTTP request sent to the DNS proxy is
+    // refused without an access-log record of either kind).
+    let logs = |port: u16| {
+        request.is_some_and(|r| crate::proxy::ProxyPorts::parser_of(port) == Some(r.parser()))
+    };
     if o.allowed {
         if let Some(port) = o.redirect.egress {
-            if !l7_allows(b, Direction::Egress, port)? {
+            let ok = l7_allows(b, Direction::Egress, port)?;
+            if logs(port) {
+                seen.push((Direction::Egress, ok));
+            }
+            if !ok {
                 return Ok(denied_by_proxy(&o, Direction::Egress));
             }
             o = b.proxy_upstream(world)?;
@@ -1138,7 +1186,11 @@ fn probe_through_proxies(
     }
     if o.allowed {
         if let Some(port) = o.redirect.ingress {
-            if !l7_allows(b, Direction::Ingress, port)? {
+            let ok = l7_allows(b, Direction::Ingress, port)?;
+            if logs(port) {
+                seen.push((Direction::Ingress, ok));
+            }
+            if !ok {
                 return Ok(denied_by_proxy(&o, Direction::Ingress));
             }
         }
