@@ -201,6 +201,38 @@ pub struct Dns {
     pub rcode: u32,
 }
 
+/// flow.proto `HTTP` (the fields a replay reads).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Http {
+    #[serde(default)]
+    pub code: u32,
+    #[serde(default)]
+    pub method: String,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub protocol: String,
+    #[serde(default)]
+    pub headers: Vec<HttpHeader>,
+}
+
+/// flow.proto `HTTPHeader`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct HttpHeader {
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+/// flow.proto `L7FlowType`.
+pub const L7_TYPES: &[(i64, &str)] = &[
+    (0, "UNKNOWN_L7_TYPE"),
+    (1, "REQUEST"),
+    (2, "RESPONSE"),
+    (3, "SAMPLE"),
+];
+
 /// flow.proto `Layer7`.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Layer7 {
@@ -209,7 +241,7 @@ pub struct Layer7 {
     #[serde(default)]
     pub dns: Option<Dns>,
     #[serde(default)]
-    pub http: Option<serde::de::IgnoredAny>,
+    pub http: Option<Http>,
     #[serde(default)]
     pub kafka: Option<serde::de::IgnoredAny>,
 }

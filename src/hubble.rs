@@ -1298,7 +1298,10 @@ pub fn exchange_events(
     let t = world.clock_ns;
     match x.request {
         verdict_sim::proxy::L7Request::Http(h) => {
-            let url = format!("http://{}{}", h.host, h.path);
+            // The scenario format's default Host is the destination as written (`ns/pod`); a
+            // `/` cannot stand in a URL's authority, so it is percent-encoded there (RFC 3986
+            // reg-name), and `verdict replay` decodes it.
+            let url = format!("http://{}{}", h.host.replace('/', "%2F"), h.path);
             let mut requests = Vec::new();
             let mut responses = Vec::new();
             // The code the innermost proxy hands back: the server's, Envoy's 503, or 403.

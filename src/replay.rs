@@ -23,8 +23,12 @@
 //!   direction; `to-stack`/`to-overlay`/`to-host`/... from a pod assert that the sender's egress
 //!   passed; `from-*` traces are taken before policy and assert nothing (replayed, not
 //!   compared); drops for reasons other than policy are not compared.
-//! - L7 records (`Type: L7`) are not replayed while the model has no L7 rules: counted as
-//!   "not replayed: L7".
+//! - L7 records (`Type: L7`): an HTTP or DNS request is replayed as a new connection carrying
+//!   that request through the proxies the backend's datapath hands it to (as an `http:`/`dns:`
+//!   probe is), compared with the proxy's recorded verdict (FORWARDED passed, DROPPED refused)
+//!   up to the proxy that logged it: an egress proxy's record asserts the sender's egress, an
+//!   ingress proxy's the whole path. Responses and other L7 records are counted as "not
+//!   replayed: L7".
 //! - The deciding rule is the oracle's (the rules straight from the manifests), or
 //!   "conntrack" for a reply that passed without a policy lookup.
 
@@ -181,7 +185,7 @@ pub fn in_scope(o: &Outcome, scope: Scope) -> Sim {
 /// Why a line was not replayed.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Skip {
-    /// An L7 record (the model has no L7 rules yet).
+    /// An L7 record that is not a replayable request (a response, Kafka, ...).
     L7,
     /// Source or destination could not be resolved against the scenario.
     Unresolvable,
@@ -813,9 +817,9 @@ impl<'p> Replayer<'p> {
             })
         };
         match f.Type.name(flowlog::FLOW_TYPES) {
-            Some("L7") => return skip(Skip::L7, l7_summary(f)),
             Some("SOCK") => return skip(Skip::NotL34, "a socket translation (SOCK) event".into()),
-            _ if f.l7.is_some() => return skip(Skip::L7, l7_summary(f)),
+            Some("L7") => return self.feed_l7(&rec),
+            _ if f.l7.is_some() => return self.feed_l7(&rec),
             _ => {}
         }
         let Some(ipf) = &f.IP else {
@@ -1023,6 +1027,163 @@ impl<'p> Replayer<'p> {
         Fed::Row(row)
     }
 
+    /// An L7 record: an HTTP or DNS request is replayed as a new connection carrying that
+    /// request (`engine::probe_through_proxies`, what an `http:`/`dns:` probe does), its
+    /// recorded verdict the proxy's (FORWARDED: passed, DROPPED: refused); it asserts the path
+    /// up to the proxy that logged it (an egress proxy's record: the sender's egress side; an
+    /// ingress proxy's: the whole path). Responses, Kafka and other records are counted as not
+    /// replayed (a response's request is the replayed line).
+    fn feed_l7(&mut self, rec: &Recorded) -> Fed {
+        let f = &rec.flow;
+        let skip = |why: String| {
+            Fed::Skipped(Skipped {
+                line: rec.line,
+                kind: Skip::L7,
+                why,
+            })
+        };
+        let Some(l7) = f.l7.as_ref() else {
+            return skip(l7_summary(f));
+        };
+        if l7.l7_type.name(flowlog::L7_TYPES) != Some("REQUEST") {
+            return skip(l7_summary(f));
+        }
+        let request = if let Some(h) = &l7.http {
+            // Envoy's access log: http://<authority><path> (pkg/envoy ParseURL).
+            let rest = h.url.split_once("://").map_or(h.url.as_str(), |(_, r)| r);
+            let (host, path) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            verdict_sim::proxy::L7Request::Http(verdict_sim::proxy::HttpRequest {
+                method: h.method.clone(),
+                path: path.to_string(),
+                // `verdict run` percent-encodes the `/` of a default `ns/pod` Host.
+                host: host.replace("%2F", "/"),
+                headers: h
+                    .headers
+                    .iter()
+                    .map(|x| (x.key.clone(), x.value.clone()))
+                    .collect(),
+            })
+        } else if let Some(d) = &l7.dns {
+            let q = d.query.trim_end_matches('.');
+            if q.is_empty() {
+                return skip("a DNS request without a query name".into());
+            }
+            verdict_sim::proxy::L7Request::Dns(q.to_string())
+        } else {
+            return skip(l7_summary(f));
+        };
+        let Some(ipf) = &f.IP else {
+            return skip("an L7 record without an IP header (field IP)".into());
+        };
+        let l4 = f.l4.clone().unwrap_or_default();
+        let (protocol, sport, dport) = if let Some(p) = &l4.TCP {
+            (Protocol::Tcp, p.source_port, p.destination_port)
+        } else if let Some(p) = &l4.UDP {
+            (Protocol::Udp, p.source_port, p.destination_port)
+        } else {
+            return skip("an L7 record without a TCP or UDP header (field l4)".into());
+        };
+        let src = self
+            .resolver
+            .resolve("source", f.source.as_ref(), ipf.source, &f.source_names);
+        let dst = self.resolver.resolve(
+            "destination",
+            f.destination.as_ref(),
+            ipf.destination,
+            &f.destination_names,
+        );
+        let (src, dst) = match (src, dst) {
+            (Ok(s), Ok(d)) => (s, d),
+            (Err(e), _) | (_, Err(e)) => {
+                return Fed::Skipped(Skipped {
+                    line: rec.line,
+                    kind: Skip::Unresolvable,
+                    why: e,
+                })
+            }
+        };
+        let flow = Flow {
+            src: self.resolver.peers[src as usize].peer.clone(),
+            dst: self.resolver.peers[dst as usize].peer.clone(),
+            protocol,
+            dport,
+        };
+        let verdict = verdict_name(f);
+        let direction = f.traffic_direction.name(flowlog::DIRECTIONS);
+        let kind = if l7.http.is_some() { "http" } else { "dns" };
+        let (observed, scope, not_compared) = match (verdict, direction) {
+            ("FORWARDED" | "DROPPED", Some("EGRESS")) => (
+                if kind == "http" {
+                    "http-request EGRESS"
+                } else {
+                    "dns-request EGRESS"
+                },
+                Some(Scope::Egress),
+                None,
+            ),
+            ("FORWARDED" | "DROPPED", Some("INGRESS")) => (
+                if kind == "http" {
+                    "http-request INGRESS"
+                } else {
+                    "dns-request INGRESS"
+                },
+                Some(Scope::Path),
+                None,
+            ),
+            ("FORWARDED" | "DROPPED", _) => {
+                ("l7-request", None, Some("an L7 record without a direction"))
+            }
+            _ => (
+                "l7-request",
+                None,
+                Some("the verdict is not a policy outcome"),
+            ),
+        };
+        let t0 = *self.first_ts.get_or_insert(rec.time_ns);
+        self.clock = self.clock.max(
+            self.base_clock
+                .saturating_add(rec.time_ns.saturating_sub(t0)),
+        );
+        self.prep.world.clock_ns = self.clock;
+        let (_, _, rule) = self.decision((src, dst, protocol.number(), dport), &flow);
+        let world = &self.prep.world;
+        let mut results = Vec::with_capacity(self.prep.backends.len());
+        for (_, h) in &self.prep.backends {
+            let mut c = h.borrow_mut();
+            let r = engine::probe_through_proxies(c.backend(), world, &flow, Some(&request));
+            if let Some(dp) = c.datapath() {
+                dp.clear_flows();
+            }
+            results.push(r);
+        }
+        let row = Row {
+            line: rec.line,
+            time_ns: rec.time_ns,
+            src,
+            dst,
+            protocol,
+            sport,
+            dport,
+            tcp_flags: 0,
+            is_reply: Some(false),
+            observed,
+            recorded: verdict,
+            recorded_reason: None,
+            scope,
+            not_compared,
+            opened_before: false,
+            results,
+            rule,
+        };
+        if row.backends_disagree() {
+            self.backend_disagreements += 1;
+        }
+        Fed::Row(row)
+    }
+
     /// An empty report for this replay, to which rows are added.
     pub fn report(&self) -> Report {
         Report {
@@ -1080,10 +1241,12 @@ fn l7_summary(f: &flowlog::Flow) -> String {
                     .name(&[(1, "REQUEST"), (2, "RESPONSE"), (3, "SAMPLE")])
             })
             .unwrap_or("record");
-    format!(
-        "{kind} {} (L7 rules are not modelled yet)",
-        ty.to_lowercase()
-    )
+    let why = match ty {
+        "RESPONSE" => "its request is the replayed line",
+        _ if kind == "Kafka" || kind == "L7" => "Kafka and other L7 protocols are not modelled",
+        _ => "only requests are replayed",
+    };
+    format!("{kind} {} ({why})", ty.to_lowercase())
 }
 
 /// A peer as reports show it: `ns/pod`, `host:<node>`, or a world address.

@@ -395,10 +395,10 @@ fn the_engine_emits_l7_records_for_http_probes() {
     assert_eq!(
         lines,
         [
-            "default/tiefighter:33000 (ID:257) -> default/deathstar:80 (ID:256) http-request FORWARDED (HTTP/1.1 POST http://default/deathstar/v1/request-landing)",
-            "default/tiefighter:33000 (ID:257) <- default/deathstar:80 (ID:256) http-response FORWARDED (HTTP/1.1 200 0ms (POST http://default/deathstar/v1/request-landing))",
-            "default/tiefighter:33001 (ID:257) -> default/deathstar:80 (ID:256) http-request DROPPED (HTTP/1.1 PUT http://default/deathstar/v1/exhaust-port)",
-            "default/tiefighter:33001 (ID:257) <- default/deathstar:80 (ID:256) http-response FORWARDED (HTTP/1.1 403 0ms (PUT http://default/deathstar/v1/exhaust-port))",
+            "default/tiefighter:33000 (ID:257) -> default/deathstar:80 (ID:256) http-request FORWARDED (HTTP/1.1 POST http://default%2Fdeathstar/v1/request-landing)",
+            "default/tiefighter:33000 (ID:257) <- default/deathstar:80 (ID:256) http-response FORWARDED (HTTP/1.1 200 0ms (POST http://default%2Fdeathstar/v1/request-landing))",
+            "default/tiefighter:33001 (ID:257) -> default/deathstar:80 (ID:256) http-request DROPPED (HTTP/1.1 PUT http://default%2Fdeathstar/v1/exhaust-port)",
+            "default/tiefighter:33001 (ID:257) <- default/deathstar:80 (ID:256) http-response FORWARDED (HTTP/1.1 403 0ms (PUT http://default%2Fdeathstar/v1/exhaust-port))",
         ],
         "{lines:#?}"
     );
@@ -453,4 +453,73 @@ fn the_engine_emits_l7_records_for_dns_probes() {
     assert_eq!(answer["ttl"], 60);
     assert_eq!(answer["rrtypes"][0], "A");
     assert_eq!(flows[1].json["flow"]["traffic_direction"], "EGRESS");
+}
+
+/// `verdict replay` of L7 flows (issue 12): the flows `verdict run --flows json` writes for
+/// the Star Wars demo at L7, HTTP records included, replay against the same scenario with no
+/// disagreement; each HTTP request record is replayed as an `http:` probe carrying that
+/// request (method, path and host from the record's url), the dropped one (the proxy's 403)
+/// included, and every response is counted as not replayed. Likewise the DNS records of the
+/// DNS-rules scenario, the refused lookups included.
+#[test]
+fn l7_flows_replay_as_l7_probes() {
+    for (file, kind, requests) in [
+        ("scenarios/l7/starwars-http.yaml", "http-request", 2),
+        ("scenarios/l7/dns-egress.yaml", "dns-request", 6),
+    ] {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let path = root.join(file);
+        let r = engine::run_file(&path, &["rbpf".to_string()], &verdict::backends::factory);
+        assert!(r.passed(), "{}", verdict_sim::report::text(&r));
+        // The flows up to the first policy change (the replay's cluster is the scenario's
+        // after step 1).
+        let mut text = String::new();
+        for (_, fl) in r.steps[0].flows.iter().filter(|(b, _)| b == "rbpf") {
+            for f in fl {
+                text.push_str(&serde_json::to_string(&f.json).unwrap());
+                text.push('\n');
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("verdict-l7-replay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let flows = dir.join(format!("{kind}.jsonl"));
+        std::fs::write(&flows, text).unwrap();
+        let names: Vec<String> = ["oracle", "model", "rbpf"].map(String::from).to_vec();
+        let mut prep =
+            verdict::replay::prepare(&path, Some(1), vec![], &names, &verdict::diff::contender)
+                .unwrap_or_else(|e| panic!("{e}"));
+        let rep =
+            verdict::replay::replay_file(&flows, &mut prep, true).unwrap_or_else(|e| panic!("{e}"));
+        let bad: Vec<String> = rep
+            .rows
+            .iter()
+            .filter(|row| row.disagrees())
+            .map(|row| {
+                format!(
+                    "line {} {} {}: {:?}",
+                    row.line, row.observed, row.recorded, row.results
+                )
+            })
+            .collect();
+        assert_eq!(rep.counts.disagreements, 0, "{file}: {bad:#?}");
+        assert_eq!(rep.backend_disagreements, 0, "{file}");
+        let l7: Vec<_> = rep
+            .rows
+            .iter()
+            .filter(|row| row.observed.starts_with(kind))
+            .collect();
+        assert_eq!(l7.len(), requests, "{file}: {:?}", rep.skipped);
+        assert!(l7.iter().all(|row| row.scope.is_some()), "{file}");
+        assert!(
+            l7.iter().any(|row| row.recorded == "DROPPED"),
+            "{file}: no refused request replayed"
+        );
+        assert!(
+            rep.skipped
+                .iter()
+                .all(|s| s.why.contains("its request is the replayed line")),
+            "{file}: {:?}",
+            rep.skipped
+        );
+    }
 }

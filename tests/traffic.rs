@@ -61,7 +61,8 @@ fn validate_junit(path: &std::path::Path) {
 }
 
 /// At step 1 the scenario's policies are the capture's: every compared flow agrees on every
-/// backend; the two L7 DNS records are counted as not replayed, the debug pod's seven flows as
+/// backend, the L7 DNS request included (replayed as a lookup); its response is counted as not
+/// replayed, the debug pod's seven flows as
 /// unresolvable (the scenario has no such pod), each listed.
 #[test]
 fn replay_agrees_with_the_capture_at_step_1() {
@@ -78,16 +79,16 @@ fn replay_agrees_with_the_capture_at_step_1() {
     let out = stdout(&o);
     assert!(out.starts_with("OK   "), "{out}");
     assert!(
-        out.contains("135 lines, 126 flows replayed: 126 compared (126 agree, 0 disagree)"),
+        out.contains("135 lines, 127 flows replayed: 127 compared (127 agree, 0 disagree)"),
         "{out}"
     );
-    assert!(out.contains("not replayed: 2 L7, 7 unresolvable"), "{out}");
+    assert!(out.contains("not replayed: 1 L7, 7 unresolvable"), "{out}");
     assert!(
         out.contains("unresolvable: source pod shop/debug-shell-5b7f9 is not in the scenario"),
         "{out}"
     );
     assert!(
-        out.contains("L7: DNS request (L7 rules are not modelled yet): 1 (lines 43)"),
+        out.contains("L7: DNS response (its request is the replayed line): 1 (lines 44)"),
         "{out}"
     );
     golden("replay-step-1.txt", &out);
@@ -124,8 +125,8 @@ fn replay_reports_disagreements_by_workload_pair() {
         v["disagreement_groups"][0]["destination_workload"],
         "world (api.github.com)"
     );
-    assert_eq!(v["not_replayed"]["L7"], 2);
-    assert_eq!(v["flows"].as_array().unwrap().len(), 126);
+    assert_eq!(v["not_replayed"]["L7"], 1);
+    assert_eq!(v["flows"].as_array().unwrap().len(), 127);
     // Replies pass by conntrack, not by a rule.
     let reply = v["flows"]
         .as_array()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs every policy document of a Cilium source tree through `verdict check`.
 
-Usage: tools/upstream-policies.py CILIUM_GIT_DIR [VERDICT_BINARY] [--list] [--paths=A,B]
+Usage: tools/upstream-policies.py CILIUM_GIT_DIR [VERDICT_BINARY] [--list] [--paths=A,B] [--l7]
 
 CILIUM_GIT_DIR is a Cilium checkout or bare git directory (read with `git show`, at HEAD).
 Documents come from the .yaml/.yml files under examples/ and Documentation/ (or the
@@ -12,7 +12,11 @@ that holds them) is checked on its own, so one refusal does not hide the documen
 
 Prints how many load, and how many are refused and why, grouped by reason: "not supported
 yet: <field>" by field, anything else by message. With --list, one line per refused
-document. Needs only Python 3 and git.
+document. With --l7, only the documents that use issue 10's features (toFQDNs, HTTP rules,
+DNS rules) are counted, and each one that loads is also simulated: put in a scenario (its
+namespace, a pod per endpointSelector's matchLabels, kube-dns in kube-system with its DNS
+server entry) and run with `verdict run` on oracle, model and rbpf (policy resolved, maps
+written, no probes). Needs only Python 3 and git.
 """
 
 import os
@@ -99,6 +103,63 @@ def classify(out):
     return "refused", msg[:140]
 
 
+L7_FEATURE = re.compile(r"^\s*-?\s*(toFQDNs|http|dns):", re.M)
+
+
+def simulate(binary, tmp, doc):
+    """Runs one loaded policy document in a small scenario; returns None or the error."""
+    import json
+
+    try:
+        import yaml  # PyYAML, to read the selectors; without it the pods get no labels
+    except ImportError:
+        yaml = None
+    pods, namespace = [], "default"
+    if yaml is not None:
+        try:
+            d = yaml.safe_load(doc) or {}
+        except Exception:
+            d = {}
+        namespace = (d.get("metadata") or {}).get("namespace") or "default"
+        specs = [d.get("spec")] if d.get("spec") else []
+        specs += d.get("specs") or []
+        for i, spec in enumerate(s for s in specs if isinstance(s, dict)):
+            sel = spec.get("endpointSelector") or {}
+            labels = {
+                str(k).split(":", 1)[-1]: str(v)
+                for k, v in (sel.get("matchLabels") or {}).items()
+                if not str(k).split(":", 1)[-1].startswith("io.kubernetes.pod.namespace")
+            }
+            pods.append({"name": f"{namespace}/p{i}", "labels": labels})
+    namespaces = sorted({namespace, "kube-system"})
+    pods.append({"name": "kube-system/kube-dns", "labels": {"k8s-app": "kube-dns"}})
+    policy = os.path.join(tmp, "policy.yaml")
+    with open(policy, "w") as fh:
+        fh.write(doc)
+    scenario = {
+        "name": "upstream-l7",
+        "cluster": {
+            "namespaces": [{"name": n} for n in namespaces],
+            "pods": pods,
+            "dns": [{"name": "kube-dns", "pod": "kube-system/kube-dns"}],
+        },
+        "policies": [{"file": policy}],
+        "steps": [],
+    }
+    path = os.path.join(tmp, "scenario.yaml")
+    with open(path, "w") as fh:
+        json.dump(scenario, fh)
+    out = subprocess.run(
+        [binary, "run", "--backend", "oracle,model,rbpf", path],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode == 0:
+        return None
+    text = (out.stdout + out.stderr).strip().split("\n")
+    return next((l for l in text if "error" in l.lower() or "FAIL" in l), text[0])[:160]
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     if not args:
@@ -107,6 +168,8 @@ def main():
     repo = args[0]
     binary = args[1] if len(args) > 1 else "verdict"
     listing = "--list" in sys.argv
+    l7 = "--l7" in sys.argv
+    simulated, sim_failed = 0, []
     paths = ["examples", "Documentation"]
     for a in sys.argv[1:]:
         if a.startswith("--paths="):
@@ -130,6 +193,8 @@ def main():
             for line, doc in documents(text):
                 if not (POLICY_KIND.search(doc) and POLICY_ITEM.search(doc)):
                     continue
+                if l7 and not L7_FEATURE.search(doc):
+                    continue
                 with open(path, "w") as fh:
                     fh.write(doc)
                 out = subprocess.run(
@@ -140,11 +205,22 @@ def main():
                 counts[outcome] += 1
                 if outcome == "load":
                     policies += detail
+                    if l7:
+                        err = simulate(binary, tmp, doc)
+                        if err is None:
+                            simulated += 1
+                        else:
+                            sim_failed.append((where, err))
                 elif outcome != "none":
                     reasons[(outcome, detail)].append(where)
     total = sum(v for k, v in counts.items() if k != "none")
-    print(f"{total} policy documents in {', '.join(paths)}")
+    what = "policy documents using toFQDNs, HTTP or DNS rules" if l7 else "policy documents"
+    print(f"{total} {what} in {', '.join(paths)}")
     print(f"  load: {counts['load']} ({policies} policies)")
+    if l7:
+        print(f"  of those, simulate (verdict run on oracle,model,rbpf): {simulated}")
+        for w, e in sim_failed:
+            print(f"    does not simulate: {w}: {e}")
     print(f"  refused, not supported yet: {counts['unsupported']}")
     for (o, d), ws in sorted(reasons.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         if o == "unsupported":

@@ -1120,7 +1120,9 @@ fn run_l7_probe(
     }
 }
 
-fn probe_through_proxies(
+/// One new connection carrying `request` through whatever proxies the backend's datapath
+/// hands it to (as a probe of a scenario step does; `verdict replay` uses it for L7 flows).
+pub fn probe_through_proxies(
     b: &mut dyn Backend,
     world: &World,
     flow: &Flow,
