@@ -1310,8 +1310,13 @@ fn explain(
 ) -> Result<bool> {
     let world = load_world(path, after_step)?;
     let c = &world.cluster;
-    let src = c.resolve(from).with_context(|| unknown_endpoint(from))?;
-    let dst = c.resolve(to).with_context(|| unknown_endpoint(to))?;
+    // A `cluster.dns` name is its first address, as in probes.
+    let resolve = |name: &str| {
+        c.resolve(name)
+            .or_else(|| world.dns.first_ip(name).map(|ip| c.peer_of_ip(ip)))
+    };
+    let src = resolve(from).with_context(|| unknown_endpoint(from))?;
+    let dst = resolve(to).with_context(|| unknown_endpoint(to))?;
     let protocol = Protocol::parse(protocol).with_context(|| {
         format!(
             "--protocol: unknown protocol {:?}: expected TCP, UDP, SCTP, ICMP or ICMPv6",
@@ -1416,12 +1421,57 @@ fn explain(
         }
     }
     println!("  => {}", d.outcome());
+    explain_fqdn(&world, &model, &src);
     println!("model:");
     let e = model.explain(c, &flow);
     for line in e.to_string().lines() {
         println!("  {line}");
     }
     Ok(true)
+}
+
+/// For a pod source: the names and addresses each toFQDNs selector of its egress rules holds
+/// on its node at this instant (the model's ipcache labels over the name manager's cache).
+fn explain_fqdn(world: &engine::World, model: &Model, src: &verdict_sim::cluster::Peer) {
+    let verdict_sim::cluster::Peer::Pod(pn) = src else {
+        return;
+    };
+    let c = &world.cluster;
+    let Some(pod) = c.pods.get(pn) else { return };
+    let Some(labels) = c.identities.labels(pod.identity) else {
+        return;
+    };
+    let mut keys: Vec<&str> = world
+        .repo
+        .entries_for_namespace(&pn.namespace)
+        .filter(|e| {
+            e.direction == verdict_sim::verdict::Direction::Egress
+                && e.subject.matches_labels(labels)
+        })
+        .filter_map(|e| match &e.peers {
+            verdict_sim::policy::Peers::Selectors(s) => Some(s.iter().filter_map(|s| s.fqdn_key())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        return;
+    }
+    println!("toFQDNs selectors of {pn}'s egress on {}:", pod.node);
+    for k in keys {
+        let held = model.fqdn_selection(&pod.node, k);
+        if held.is_empty() {
+            println!("  fqdn:{k}: nothing (no allowed lookup of a matching name on this node)");
+            continue;
+        }
+        let parts: Vec<String> = held
+            .iter()
+            .map(|(ip, names)| format!("{ip} ({})", names.join(",")))
+            .collect();
+        println!("  fqdn:{k}: {}", parts.join(", "));
+    }
 }
 
 /// `verdict import`: the scenario to `out` (or stdout), the notes to stderr.

@@ -920,6 +920,45 @@ mod tests {
         assert_eq!(c.local_identities().count(), 0);
     }
 
+    // pkg/fqdn/namemanager updateMetadata + pkg/ipcache/metadata.go: an FQDN address gets, on
+    // the node that learned it, an identity of its fqdn: labels, the enclosing selector
+    // prefix's cidr: label (mergeParentLabels) and world; other nodes have no entry for it
+    // (their LPM finds the enclosing prefix); dropping the labels releases the identity.
+    #[test]
+    fn fqdn_addresses_are_per_node_and_inherit_cidr_labels() {
+        let mut c = IpCache::new();
+        let mut ch = CidrIdentityChange::default();
+        c.add_selector(&cidr_sel("140.82.112.0/24", &[]), &mut ch);
+        let outer = c.cidr_identity(&net("140.82.112.0/24")).unwrap();
+        let keys: BTreeSet<String> = ["api.github.com".to_string()].into();
+        c.set_fqdn("node-1", ip("140.82.112.5"), keys.clone(), &mut ch);
+        let id = c.lookup("node-1", ip("140.82.112.5")).identity;
+        assert!(id.is_local_scope() && id != outer);
+        assert_eq!(
+            c.local_labels(id).unwrap().to_string(),
+            "reserved:world cidr:140.82.112.0/24 fqdn:api.github.com"
+        );
+        assert_eq!(c.lookup("node-2", ip("140.82.112.5")).identity, outer);
+        assert_eq!(c.entry(&net("140.82.112.5/32"), "node-2"), None);
+        // A second node learning the same name shares the identity (same labels).
+        c.set_fqdn("node-2", ip("140.82.112.5"), keys, &mut ch);
+        assert_eq!(c.lookup("node-2", ip("140.82.112.5")).identity, id);
+        let mut rm = CidrIdentityChange::default();
+        c.set_fqdn("node-1", ip("140.82.112.5"), BTreeSet::new(), &mut rm);
+        assert!(rm.removed.is_empty(), "node-2 still holds it");
+        c.set_fqdn("node-2", ip("140.82.112.5"), BTreeSet::new(), &mut rm);
+        assert_eq!(rm.removed, vec![id]);
+        assert_eq!(c.lookup("node-1", ip("140.82.112.5")).identity, outer);
+        // An address outside every selector prefix carries only its fqdn: labels and world.
+        let mut ch2 = CidrIdentityChange::default();
+        c.set_fqdn("node-1", ip("8.8.8.8"), ["*".to_string()].into(), &mut ch2);
+        let g = c.lookup("node-1", ip("8.8.8.8")).identity;
+        assert_eq!(
+            c.local_labels(g).unwrap().to_string(),
+            "reserved:world fqdn:*"
+        );
+    }
+
     // spec §7 #9: in-cluster addresses never resolve to CIDR identities.
     #[test]
     fn pod_entries_beat_cidr_entries() {
