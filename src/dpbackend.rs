@@ -405,6 +405,7 @@ impl DatapathBackend {
         let c = &world.cluster;
         let node_of = |p: &Peer| match p {
             Peer::Pod(p) => c.pods.get(p).map(|p| p.node.clone()),
+            Peer::Host(n) if c.agent.host_firewall => Some(n.clone()),
             _ => None,
         };
         for (peer, flags) in [(&flow.src, abi::TUPLE_F_OUT), (&flow.dst, abi::TUPLE_F_IN)] {
@@ -438,9 +439,8 @@ impl DatapathBackend {
     ) -> Result<Outcome, String> {
         self.upstream = None;
         let mut egress = None;
-        if let Peer::Pod(p) = src {
-            let node = pod_node(world, p, "source")?;
-            let (passed, evs) = self.run(&node, abi::programs::FROM_CONTAINER, frame)?;
+        if let Some((node, program)) = enforcing(world, src, Direction::Egress)? {
+            let (passed, evs) = self.run(&node, program, frame)?;
             let s = side(passed, &evs);
             if !s.passed {
                 self.ct_full(&node, &s)?;
@@ -469,9 +469,8 @@ impl DatapathBackend {
         egress: Option<Side>,
     ) -> Result<Outcome, String> {
         let mut ingress = None;
-        if let Peer::Pod(p) = dst {
-            let node = pod_node(world, p, "destination")?;
-            let (passed, evs) = self.run(&node, abi::programs::TO_CONTAINER, frame)?;
+        if let Some((node, program)) = enforcing(world, dst, Direction::Ingress)? {
+            let (passed, evs) = self.run(&node, program, frame)?;
             let s = side(passed, &evs);
             if !s.passed {
                 self.ct_full(&node, &s)?;
@@ -514,6 +513,37 @@ impl DatapathBackend {
             abi::maps::CT
         ))
     }
+}
+
+/// Where a peer's side of a packet is enforced, and by which program: a pod's own programs
+/// on its node; a node's host endpoint, with the host firewall on, by the host programs
+/// (`bpf/bpf_host.c`; `datapath/bpf/lib/host_firewall.h`); nothing for the world.
+fn enforcing(
+    world: &World,
+    peer: &Peer,
+    dir: Direction,
+) -> Result<Option<(String, &'static str)>, String> {
+    Ok(match peer {
+        Peer::Pod(p) => {
+            let what = match dir {
+                Direction::Egress => "source",
+                Direction::Ingress => "destination",
+            };
+            let program = match dir {
+                Direction::Egress => abi::programs::FROM_CONTAINER,
+                Direction::Ingress => abi::programs::TO_CONTAINER,
+            };
+            Some((pod_node(world, p, what)?, program))
+        }
+        Peer::Host(n) if world.cluster.agent.host_firewall => {
+            let program = match dir {
+                Direction::Egress => abi::programs::FROM_HOST,
+                Direction::Ingress => abi::programs::TO_HOST,
+            };
+            Some((n.clone(), program))
+        }
+        _ => None,
+    })
 }
 
 /// The node a pod runs on.

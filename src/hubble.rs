@@ -694,11 +694,14 @@ pub fn flow_record(world: &World, model: Option<&Model>, node: &str, ev: &Event)
         flow.set("policy_match_type", json!(mt));
     }
     if let Event::Trace(t) = ev {
-        // flow.proto TraceObservationPoint: TO_PROXY 1, TO_ENDPOINT 101, FROM_ENDPOINT 5.
+        // flow.proto TraceObservationPoint: TO_PROXY 1, TO_HOST 2, FROM_ENDPOINT 5,
+        // FROM_HOST 7, TO_ENDPOINT 101.
         let point = match t.obs_point {
             abi::TRACE_TO_LXC => json!("TO_ENDPOINT"),
             abi::TRACE_TO_PROXY => json!("TO_PROXY"),
             abi::TRACE_FROM_LXC => json!("FROM_ENDPOINT"),
+            abi::TRACE_TO_HOST => json!("TO_HOST"),
+            abi::TRACE_FROM_HOST => json!("FROM_HOST"),
             n => json!(n),
         };
         flow.set("trace_observation_point", point);
@@ -762,7 +765,11 @@ pub fn flow_record(world: &World, model: Option<&Model>, node: &str, ev: &Event)
         Event::Drop(d) => DropReason::from_code(d.reason.0).text(),
         // pkg/monitor/api/types.go TraceObservationPoints.
         Event::Trace(t) => match t.obs_point {
-            abi::TRACE_TO_LXC | abi::TRACE_TO_PROXY | abi::TRACE_FROM_LXC => t.point_name(),
+            abi::TRACE_TO_LXC
+            | abi::TRACE_TO_PROXY
+            | abi::TRACE_FROM_LXC
+            | abi::TRACE_TO_HOST
+            | abi::TRACE_FROM_HOST => t.point_name(),
             n => format!("{n}"),
         },
     };

@@ -7,6 +7,8 @@
  *                       the endpoint is found by the packet's source IP in cilium_lxc.
  *   cil_to_container    a packet arriving at a pod: the destination endpoint's ingress
  *                       policy; the endpoint is found by the destination IP.
+ *   cil_from_host       the host firewall (lib/host_firewall.h): a packet leaving the
+ *   cil_to_host         host, or arriving at it, on the host endpoint's policy.
  *
  * TAIL-CALL CONVENTION (shared with the loader and the emulator):
  *   Prog array `cilium_calls` (BPF_MAP_TYPE_PROG_ARRAY, 5 slots, key/value size 4) is
@@ -16,7 +18,7 @@
  *     slot 2 CALL_POLICY  -> `tail_policy`       policy lookup
  *     slot 3 CALL_VERDICT -> `tail_verdict`      CT create, events, metrics, verdict
  *     slot 4 CALL_CT      -> `tail_ct`           conntrack lookup
- *   All seven programs are SEC("tc") in one ELF section. bpf_tail_call is helper 12; every
+ *   All nine programs are SEC("tc") in one ELF section. bpf_tail_call is helper 12; every
  *   call is followed directly by `return TC_ACT_SHOT` with nothing in between (that code
  *   runs only when the slot is empty). The split exists because rbpf's x86 JIT holds 4 KiB
  *   of code per program: each program, subprograms linked in, stays under 400
@@ -58,6 +60,7 @@
 #include "lib/policy.h"
 #include "lib/events.h"
 #include "lib/metrics.h"
+#include "lib/host_firewall.h"
 #include "lib/abi_check.h"
 
 #define CALL_IPV4 0
@@ -99,7 +102,7 @@ static __always_inline struct verdict_state *scratch(void)
 
 /* Resets the scratch state, checks L2 and dispatches on the ethertype
  * (bpf_lxc.c cil_from_container / cil_to_container). */
-static __always_inline int handle_entry(struct __sk_buff *skb, __u8 dir)
+static __always_inline int handle_entry(struct __sk_buff *skb, __u8 dir, __u32 host)
 {
 	struct verdict_state *st = scratch();
 	__u8 *eth;
@@ -109,6 +112,8 @@ static __always_inline int handle_entry(struct __sk_buff *skb, __u8 dir)
 		return TC_ACT_SHOT;
 	__builtin_memset(st, 0, sizeof(*st));
 	st->dir = dir;
+	/* A host program (lib/host_firewall.h), until resolve_endpoints sets the flags. */
+	st->ep_flags = host;
 	st->len = skb->len;
 
 	eth = pkt_ptr(skb, 0, ETH_HLEN);
@@ -136,17 +141,30 @@ drop:
 SEC("tc")
 int cil_from_container(struct __sk_buff *skb)
 {
-	return handle_entry(skb, DIR_EGRESS);
+	return handle_entry(skb, DIR_EGRESS, 0);
 }
 
 SEC("tc")
 int cil_to_container(struct __sk_buff *skb)
 {
-	return handle_entry(skb, DIR_INGRESS);
+	return handle_entry(skb, DIR_INGRESS, 0);
 }
 
-/* After parsing: the local endpoint and the peer's identity. Returns 0 or a drop
- * reason. */
+/* The host firewall's entry programs (lib/host_firewall.h). */
+SEC("tc")
+int cil_from_host(struct __sk_buff *skb)
+{
+	return handle_entry(skb, DIR_EGRESS, EP_F_HOST);
+}
+
+SEC("tc")
+int cil_to_host(struct __sk_buff *skb)
+{
+	return handle_entry(skb, DIR_INGRESS, EP_F_HOST);
+}
+
+/* After parsing: the local endpoint and the peer's identity. Returns 0, a drop reason, or
+ * HOST_FW_PASS in a host program for a packet that is not the host's. */
 static __always_inline int resolve_endpoints(struct verdict_state *st, __u8 family)
 {
 	struct endpoint_info *ep;
@@ -155,6 +173,8 @@ static __always_inline int resolve_endpoints(struct verdict_state *st, __u8 fami
 	local = st->dir == DIR_EGRESS ? st->tuple.saddr : st->tuple.daddr;
 	remote = st->dir == DIR_EGRESS ? st->tuple.daddr : st->tuple.saddr;
 	ep = lookup_endpoint(local, family);
+	if (host_fw_program(st) && host_fw_resolve(ep))
+		return HOST_FW_PASS;
 	if (!ep)
 		return st->dir == DIR_EGRESS ? DROP_INVALID_SIP : DROP_EP_NOT_READY;
 	st->ep_id = ep->ep_id;
@@ -175,6 +195,8 @@ int tail_handle_ipv4(struct __sk_buff *skb)
 	ret = parse_ipv4(skb, st);
 	if (!ret)
 		ret = resolve_endpoints(st, FAMILY_IPV4);
+	if (ret == HOST_FW_PASS)
+		return TC_ACT_OK;
 	st->drop_reason = ret;
 	bpf_tail_call(skb, &cilium_calls, ret ? CALL_VERDICT : CALL_CT);
 	return TC_ACT_SHOT;
@@ -191,6 +213,8 @@ int tail_handle_ipv6(struct __sk_buff *skb)
 	ret = parse_ipv6(skb, st);
 	if (!ret)
 		ret = resolve_endpoints(st, FAMILY_IPV6);
+	if (ret == HOST_FW_PASS)
+		return TC_ACT_OK;
 	st->drop_reason = ret;
 	bpf_tail_call(skb, &cilium_calls, ret ? CALL_VERDICT : CALL_CT);
 	return TC_ACT_SHOT;
@@ -292,7 +316,9 @@ int tail_verdict(struct __sk_buff *skb)
 	 * rbpf's JIT runs a subprogram on its caller's stack frame (rbpf 0.4.1 jit.rs
 	 * emit_local_call leaves R10 alone), so no value on this program's stack may live
 	 * across emit_event, whose record is on the stack. */
-	if (st->dir == DIR_EGRESS)
+	if (st->ep_flags & EP_F_HOST)
+		emit_event(st, CILIUM_NOTIFY_TRACE, host_fw_trace_point(st), st->ep_id);
+	else if (st->dir == DIR_EGRESS)
 		emit_event(st, CILIUM_NOTIFY_TRACE, TRACE_FROM_LXC, st->ep_id);
 	else if (!redirects(st))
 		emit_event(st, CILIUM_NOTIFY_TRACE, TRACE_TO_LXC, st->ep_id);

@@ -26,6 +26,11 @@ pub mod programs {
     pub const FROM_CONTAINER: &str = "cil_from_container";
     /// Entry: a packet arriving at a pod (the destination endpoint's ingress policy).
     pub const TO_CONTAINER: &str = "cil_to_container";
+    /// Entry, host firewall: a packet leaving the host (the host endpoint's egress policy;
+    /// `bpf/lib/host_firewall.h`).
+    pub const FROM_HOST: &str = "cil_from_host";
+    /// Entry, host firewall: a packet arriving at the host (its ingress policy).
+    pub const TO_HOST: &str = "cil_to_host";
 }
 
 /// Tail-call slots of `cilium_calls` and the program each holds (statically initialised
@@ -65,6 +70,8 @@ pub const DIR_EGRESS: u8 = 2;
 pub const EP_F_INGRESS_POLICY: u32 = 0x1;
 pub const EP_F_EGRESS_POLICY: u32 = 0x2;
 pub const EP_F_AUDIT: u32 = 0x4;
+/// The node's host endpoint (Cilium's `ENDPOINT_F_HOST`): the host programs enforce it.
+pub const EP_F_HOST: u32 = 0x8;
 
 /// `ct_key.flags`.
 pub const TUPLE_F_OUT: u8 = 0;
@@ -88,6 +95,10 @@ pub const TRACE_TO_LXC: u8 = 0;
 /// proxy port, 0 on the return path of a redirected connection.
 pub const TRACE_TO_PROXY: u8 = 1;
 pub const TRACE_FROM_LXC: u8 = 5;
+/// A packet the host endpoint's ingress policy passed (Hubble `TO_HOST`, "to-host").
+pub const TRACE_TO_HOST: u8 = 2;
+/// A packet the host endpoint's egress policy passed (Hubble `FROM_HOST`, "from-host").
+pub const TRACE_FROM_HOST: u8 = 7;
 
 /// ipcache LPM prefix of a full-address lookup.
 pub const IPCACHE_STATIC_PREFIX: u32 = 32;

@@ -58,6 +58,9 @@ fn endpoint_value(ep: &Endpoint) -> Vec<u8> {
     if ep.egress.enabled {
         flags |= abi::EP_F_EGRESS_POLICY;
     }
+    if ep.host {
+        flags |= abi::EP_F_HOST;
+    }
     let info = EndpointInfo {
         ep_id: ep.id,
         sec_identity: ep.identity.0,

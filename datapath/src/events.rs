@@ -340,12 +340,14 @@ impl Trace {
     }
 
     /// Cilium's observation point name (`pkg/monitor/api/types.go` TraceObservationPoints:
-    /// `to-endpoint`, `to-proxy`, `from-endpoint`).
+    /// `to-endpoint`, `to-proxy`, `from-endpoint`, `to-host`, `from-host`).
     pub fn point_name(&self) -> String {
         match self.obs_point {
             abi::TRACE_TO_LXC => "to-endpoint".to_string(),
             abi::TRACE_TO_PROXY => "to-proxy".to_string(),
             abi::TRACE_FROM_LXC => "from-endpoint".to_string(),
+            abi::TRACE_TO_HOST => "to-host".to_string(),
+            abi::TRACE_FROM_HOST => "from-host".to_string(),
             p => format!("trace-point-{p}"),
         }
     }

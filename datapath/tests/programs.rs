@@ -70,7 +70,12 @@ fn every_program_fits_the_jit_budget() {
     let obj = Object::from_file(&verdict_object()).expect("parse verdict.bpf.o");
     let mut names: Vec<&str> = obj.programs.iter().map(|p| p.name.as_str()).collect();
     names.sort_unstable();
-    let mut want = vec![abi::programs::FROM_CONTAINER, abi::programs::TO_CONTAINER];
+    let mut want = vec![
+        abi::programs::FROM_CONTAINER,
+        abi::programs::TO_CONTAINER,
+        abi::programs::FROM_HOST,
+        abi::programs::TO_HOST,
+    ];
     want.extend(abi::calls::PROGRAMS.iter().map(|(_, n)| *n));
     want.sort_unstable();
     assert_eq!(names, want, "programs in verdict.bpf.o");

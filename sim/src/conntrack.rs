@@ -348,7 +348,9 @@ impl Conntrack {
         let t = Self::tuple(pkt, src.0, dst.0);
         let mut egress = None;
         let mut redirect = Redirects::default();
-        if let (Peer::Pod(_), Some(node)) = (&pkt.src, src.1) {
+        // A pod's hooks, or (the caller passes its node only with the host firewall on) a
+        // host endpoint's (`bpf/lib/host_firewall.h` tracks the host's connections too).
+        if let (Peer::Pod(_) | Peer::Host(_), Some(node)) = (&pkt.src, src.1) {
             let r = self.hook(node, Flag::Out, t, pkt, now, decide(Direction::Egress));
             if !r.passed {
                 return Outcome {
@@ -427,7 +429,7 @@ impl Conntrack {
         policy: SideVerdict,
     ) -> Outcome {
         let mut ingress = None;
-        if let (Peer::Pod(_), Some(node)) = (&pkt.dst, dst.1) {
+        if let (Peer::Pod(_) | Peer::Host(_), Some(node)) = (&pkt.dst, dst.1) {
             let r = self.hook(node, Flag::In, t, pkt, now, policy);
             if !r.passed {
                 return Outcome {

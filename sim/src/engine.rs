@@ -311,7 +311,7 @@ pub fn upstream_with_conntrack(
     Ok(ct.process_upstream(
         pkt,
         src,
-        (dst, c.node_of(&pkt.dst)),
+        (dst, enforcing_node(c, &pkt.dst)),
         world.clock_ns,
         egress_notified,
         at_proxy.redirect.egress,
@@ -320,6 +320,15 @@ pub fn upstream_with_conntrack(
 }
 
 /// Runs a connection packet through a Rust conntrack, given each side's policy verdict.
+/// The node whose hooks see a peer's side of a connection: a pod's node; a host's node only
+/// with the host firewall on (without it nothing tracks or enforces the host's side).
+fn enforcing_node<'a>(c: &'a Cluster, peer: &'a Peer) -> Option<&'a str> {
+    match peer {
+        Peer::Host(_) if !c.agent.host_firewall => None,
+        _ => c.node_of(peer),
+    }
+}
+
 pub fn process_with_conntrack(
     ct: &mut Conntrack,
     world: &World,
@@ -335,8 +344,8 @@ pub fn process_with_conntrack(
         .ok_or_else(|| format!("no address for {}", pkt.dst))?;
     Ok(ct.process(
         pkt,
-        (src, c.node_of(&pkt.src)),
-        (dst, c.node_of(&pkt.dst)),
+        (src, enforcing_node(c, &pkt.src)),
+        (dst, enforcing_node(c, &pkt.dst)),
         world.clock_ns,
         decide,
     ))

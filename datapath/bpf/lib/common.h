@@ -45,7 +45,9 @@
  * decodeProxyPort). */
 #define TRACE_TO_LXC 0
 #define TRACE_TO_PROXY 1
+#define TRACE_TO_HOST 2
 #define TRACE_FROM_LXC 5
+#define TRACE_FROM_HOST 7
 
 /* CT lookup results (bpf/lib/conntrack.h); also Cilium's trace reasons
  * (TRACE_REASON_POLICY = CT_NEW, ...). CT_REOPENED was Cilium's TRACE_REASON_CT_REOPENED,
@@ -80,6 +82,8 @@
 #define EP_F_INGRESS_POLICY 0x1
 #define EP_F_EGRESS_POLICY 0x2
 #define EP_F_AUDIT 0x4
+/* The node's host endpoint (Cilium's ENDPOINT_F_HOST; lib/host_firewall.h). */
+#define EP_F_HOST 0x8
 
 /* TCP flags byte (offset 13 of the TCP header). */
 #define TCP_FLAG_FIN 0x01
