@@ -39,9 +39,11 @@ fn scenario() -> String {
     for p in 0..PODS {
         let _ = writeln!(
             s,
-            "    - {{name: ns{}/pod-{p}, node: node-{}, labels: {{app: a{}}}}}",
+            "    - {{name: ns{}/pod-{p}, node: node-{}, ip: 10.100.{}.{}, labels: {{app: a{}}}}}",
             p % NAMESPACES,
             p % NODES,
+            p / 250,
+            p % 250 + 1,
             (p / NAMESPACES) % APPS
         );
     }

@@ -360,8 +360,9 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every scenario with a control-plane step (the others make only the initial full write,
-/// which every run above makes too).
+/// Every scenario with a control-plane step or a `dns-lookup` (whose answer the name manager
+/// turns into new FQDN identities and ipcache entries, written incrementally); the others make
+/// only the initial full write, which every run above makes too.
 #[test]
 fn incremental_maps_equal_full_recomputation_on_every_scenario_with_changes() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
@@ -370,7 +371,12 @@ fn incremental_maps_equal_full_recomputation_on_every_scenario_with_changes() {
     let mut ran = 0;
     for f in &files {
         let loaded = scenario::load(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        if loaded.scenario.steps.iter().any(|s| s.is_control_plane()) {
+        if loaded
+            .scenario
+            .steps
+            .iter()
+            .any(|s| s.is_control_plane() || matches!(s, scenario::Step::DnsLookup(_)))
+        {
             run_checked(&f.display().to_string(), &loaded, true);
             ran += 1;
         }
