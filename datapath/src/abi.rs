@@ -12,6 +12,8 @@ pub mod maps {
     pub const LXC: &str = "cilium_lxc";
     pub const POLICY: &str = "cilium_policy_v2";
     pub const CT: &str = "cilium_ct_any";
+    /// The auth map (`lib/auth.h`): [`crate::abi::AuthKey`] → [`crate::abi::AuthInfo`].
+    pub const AUTH: &str = "cilium_auth_map";
     pub const CLOCK: &str = "verdict_clock";
     pub const EVENTS: &str = "cilium_events";
     pub const METRICS: &str = "cilium_metrics";
@@ -126,6 +128,25 @@ pub struct RemoteEndpointInfo {
     pub node_id: u16,
     pub flags: u8,
     pub pad: u8,
+}
+
+/// `struct auth_key` (12 bytes, `lib/auth.h`; Cilium's `bpf/lib/common.h`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct AuthKey {
+    pub local_sec_label: u32,
+    pub remote_sec_label: u32,
+    /// 0 for the local node.
+    pub remote_node_id: u16,
+    pub auth_type: u8,
+    pub pad: u8,
+}
+
+/// `struct auth_info` (8 bytes): the expiration in utime (ns >> 9).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct AuthInfo {
+    pub expiration: u64,
 }
 
 /// `struct endpoint_key` (20 bytes).
@@ -328,6 +349,8 @@ macro_rules! pod {
 pod!(
     IpcacheKey,
     RemoteEndpointInfo,
+    AuthKey,
+    AuthInfo,
     EndpointKey,
     EndpointInfo,
     CtKey,
@@ -388,6 +411,10 @@ mod tests {
         assert_eq!(offset_of!(IpcacheKey, family), 7);
         assert_eq!(offset_of!(IpcacheKey, addr), 8);
         assert_eq!(size_of::<RemoteEndpointInfo>(), 12);
+        assert_eq!(size_of::<AuthKey>(), 12);
+        assert_eq!(offset_of!(AuthKey, remote_node_id), 8);
+        assert_eq!(offset_of!(AuthKey, auth_type), 10);
+        assert_eq!(size_of::<AuthInfo>(), 8);
         assert_eq!(size_of::<EndpointKey>(), 20);
         assert_eq!(size_of::<EndpointInfo>(), 16);
         assert_eq!(size_of::<CtKey>(), 40);

@@ -23,7 +23,9 @@ use verdict_sim::abi::AsBytes;
 use verdict_sim::identity::Identity;
 use verdict_sim::model::{Endpoint, Journal, Model};
 
-use crate::abi::{self, EndpointInfo, EndpointKey, IpcacheKey, Pod, RemoteEndpointInfo};
+use crate::abi::{
+    self, AuthInfo, AuthKey, EndpointInfo, EndpointKey, IpcacheKey, Pod, RemoteEndpointInfo,
+};
 use crate::backend::{Datapath, DatapathError};
 
 /// Map contents by key bytes.
@@ -37,12 +39,65 @@ fn ipcache_key(addr: IpAddr, prefix_len: u8) -> Vec<u8> {
     IpcacheKey::new(addr, prefix_len).as_bytes().to_vec()
 }
 
+#[cfg(test)]
 fn ipcache_value(identity: Identity) -> Vec<u8> {
     let value = RemoteEndpointInfo {
         sec_identity: identity.0,
         ..Default::default()
     };
     value.as_bytes().to_vec()
+}
+
+/// The ipcache value of `net` on `node`: the identity and, for the address of a pod on
+/// another node, that node as the tunnel endpoint (IPv4 nodes; Cilium's
+/// `remote_endpoint_info.tunnel_endpoint`) and its node id (which Cilium looks up in
+/// `cilium_node_map` by the tunnel endpoint, `lib/auth.h`'s `auth_lookup` reads it here).
+/// `host`: the prefix is one address, `addr`.
+fn ipcache_value_on(
+    model: &Model,
+    node: &str,
+    addr: IpAddr,
+    host: bool,
+    identity: Identity,
+) -> Vec<u8> {
+    let mut value = RemoteEndpointInfo {
+        sec_identity: identity.0,
+        ..Default::default()
+    };
+    if host {
+        let owner = model.endpoints_with_ip(addr).last().map(|e| e.node.clone());
+        if let Some(owner) = owner.filter(|o| o != node) {
+            value.node_id = model.node_id(node, &owner);
+            if let Some(IpAddr::V4(v4)) = model.node_ip(&owner) {
+                value.tunnel_endpoint = v4.octets();
+            }
+        }
+    }
+    value.as_bytes().to_vec()
+}
+
+fn auth_key(k: &verdict_sim::auth::AuthKey) -> Vec<u8> {
+    let key = AuthKey {
+        local_sec_label: k.local.0,
+        remote_sec_label: k.remote.0,
+        remote_node_id: k.remote_node_id,
+        auth_type: k.auth_type.number(),
+        pad: 0,
+    };
+    Pod::as_bytes(&key).to_vec()
+}
+
+fn auth_value(expiration: u64) -> Vec<u8> {
+    Pod::as_bytes(&AuthInfo { expiration }).to_vec()
+}
+
+/// `node`'s auth map as the model's auth table has it.
+fn auth_entries(model: &Model, node: &str) -> MapContents {
+    model
+        .auth()
+        .entries(node)
+        .map(|(k, exp)| (auth_key(k), auth_value(exp)))
+        .collect()
 }
 
 fn endpoint_key(ip: IpAddr) -> Vec<u8> {
@@ -76,6 +131,8 @@ pub struct NodeMaps {
     pub ipcache: MapContents,
     pub endpoints: MapContents,
     pub policy: MapContents,
+    /// `cilium_auth_map` (`lib/auth.h`).
+    pub auth: MapContents,
     pub clock_ns: u64,
 }
 
@@ -89,9 +146,16 @@ impl NodeMaps {
         for (net, identity) in model.ipcache().entries(node) {
             out.ipcache.insert(
                 ipcache_key(net.addr(), net.prefix_len()),
-                ipcache_value(identity),
+                ipcache_value_on(
+                    model,
+                    node,
+                    net.addr(),
+                    net.prefix_len() == net.max_prefix_len(),
+                    identity,
+                ),
             );
         }
+        out.auth = auth_entries(model, node);
         let mut local = BTreeSet::new();
         for ep in model.endpoints().filter(|e| e.node == node) {
             local.insert(ep.id);
@@ -126,6 +190,7 @@ impl NodeMaps {
         patch_map(&mut self.ipcache, &delta.ipcache);
         patch_map(&mut self.endpoints, &delta.endpoints);
         patch_map(&mut self.policy, &delta.policy);
+        patch_map(&mut self.auth, &delta.auth);
     }
 }
 
@@ -138,6 +203,7 @@ pub struct NodeDelta {
     pub ipcache: MapChanges,
     pub endpoints: MapChanges,
     pub policy: MapChanges,
+    pub auth: MapChanges,
 }
 
 impl NodeDelta {
@@ -148,7 +214,10 @@ impl NodeDelta {
     pub fn from_journal(model: &Model, node: &str, journal: &Journal) -> NodeDelta {
         let mut out = NodeDelta::default();
         for net in &journal.ipcache {
-            let value = model.ipcache().entry(net, node).map(ipcache_value);
+            let value = model.ipcache().entry(net, node).map(|id| {
+                let host = net.prefix_len() == net.max_prefix_len();
+                ipcache_value_on(model, node, net.addr(), host, id)
+            });
             out.ipcache
                 .insert(ipcache_key(net.addr(), net.prefix_len()), value);
         }
@@ -172,6 +241,14 @@ impl NodeDelta {
             let k = key.to_abi(*ep_id);
             out.policy.insert(AsBytes::as_bytes(&k).to_vec(), value);
         }
+        // Auth entries are only ever added or replaced (expired ones stay until Cilium's GC,
+        // which the harness does not run), so the node's whole table is the change.
+        if journal.auth.contains(node) {
+            out.auth = auth_entries(model, node)
+                .into_iter()
+                .map(|(k, v)| (k, Some(v)))
+                .collect();
+        }
         out
     }
 
@@ -180,10 +257,14 @@ impl NodeDelta {
         self.ipcache.extend(later.ipcache);
         self.endpoints.extend(later.endpoints);
         self.policy.extend(later.policy);
+        self.auth.extend(later.auth);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ipcache.is_empty() && self.endpoints.is_empty() && self.policy.is_empty()
+        self.ipcache.is_empty()
+            && self.endpoints.is_empty()
+            && self.policy.is_empty()
+            && self.auth.is_empty()
     }
 }
 
@@ -294,6 +375,13 @@ impl MapWriter {
             &desired.policy,
             &mut stats,
         )?;
+        diff(
+            dp,
+            abi::maps::AUTH,
+            &self.written.auth,
+            &desired.auth,
+            &mut stats,
+        )?;
         if !self.clock_written || self.written.clock_ns != desired.clock_ns {
             dp.map_update(
                 abi::maps::CLOCK,
@@ -338,6 +426,13 @@ impl MapWriter {
                 abi::maps::POLICY,
                 &mut self.written.policy,
                 &delta.policy,
+                &mut stats,
+            )?;
+            apply_changes(
+                dp,
+                abi::maps::AUTH,
+                &mut self.written.auth,
+                &delta.auth,
                 &mut stats,
             )
         })();

@@ -112,7 +112,7 @@ fn every_program_fits_the_jit_budget() {
 fn maps_match_the_rust_mirrors() {
     use std::mem::size_of;
     let obj = Object::from_file(&verdict_object()).expect("parse verdict.bpf.o");
-    let want: [(&str, MapType, usize, usize, u32); 9] = [
+    let want: [(&str, MapType, usize, usize, u32); 10] = [
         (
             abi::maps::IPCACHE,
             MapType::LpmTrie,
@@ -140,6 +140,13 @@ fn maps_match_the_rust_mirrors() {
             size_of::<abi::CtKey>(),
             size_of::<abi::CtEntry>(),
             262_144,
+        ),
+        (
+            abi::maps::AUTH,
+            MapType::Hash,
+            size_of::<abi::AuthKey>(),
+            size_of::<abi::AuthInfo>(),
+            524_288,
         ),
         (abi::maps::CLOCK, MapType::Array, 4, 8, 1),
         (abi::maps::EVENTS, MapType::RingBuf, 0, 0, 1 << 20),

@@ -48,18 +48,24 @@ pub fn utime(ns: u64) -> u64 {
 }
 
 /// The node id a node gives another (`pkg/datapath/linux/node_ids.go`): 0 for itself, and,
-/// for the others, their position in the cluster's node list plus one. Cilium allocates the
-/// ids from 1 as it learns of the nodes (`allocateIDForNode`); the scenario's node order is
-/// the order verdict's agents learn of them.
+/// for the others, their position in the name order of the cluster's nodes plus one. Cilium
+/// allocates the ids from 1 as it learns of the nodes (`allocateIDForNode`); verdict's agents
+/// learn of them in name order.
 pub fn node_id(cluster: &Cluster, observer: &str, node: &str) -> u16 {
+    node_id_in(
+        cluster.nodes.iter().map(|n| n.name.as_str()),
+        observer,
+        node,
+    )
+}
+
+/// [`node_id`] over a list of node names (any order).
+pub fn node_id_in<'a>(names: impl IntoIterator<Item = &'a str>, observer: &str, node: &str) -> u16 {
     if observer == node {
         return 0;
     }
-    cluster
-        .nodes
-        .iter()
-        .position(|n| n.name == node)
-        .map_or(0, |i| u16::try_from(i + 1).unwrap_or(u16::MAX))
+    let below = names.into_iter().filter(|n| *n < node).count();
+    u16::try_from(below + 1).unwrap_or(u16::MAX)
 }
 
 /// Every node's auth map: key → expiration (utime), read at the world's virtual time.

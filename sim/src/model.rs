@@ -430,6 +430,17 @@ impl Model {
         self.auth = table.clone();
     }
 
+    /// The node id `observer` gives `node` (`crate::auth::node_id`), from the nodes the
+    /// model knows.
+    pub fn node_id(&self, observer: &str, node: &str) -> u16 {
+        crate::auth::node_id_in(self.nodes.keys().map(String::as_str), observer, node)
+    }
+
+    /// The address of a node the model knows.
+    pub fn node_ip(&self, node: &str) -> Option<IpAddr> {
+        self.nodes.get(node).copied()
+    }
+
     /// The auth maps as last given to [`Model::set_auth`].
     pub fn auth(&self) -> &crate::auth::AuthTable {
         &self.auth

@@ -5,6 +5,7 @@
 
 #include "maps.h"
 #include "events.h"
+#include "auth.h"
 
 #define ABI_SIZE(t, n) _Static_assert(sizeof(t) == (n), "size of " #t)
 #define ABI_OFF(t, f, n) _Static_assert(__builtin_offsetof(t, f) == (n), "offset of " #t "." #f)
@@ -20,6 +21,10 @@ ABI_SIZE(struct ct_key, 40);
 ABI_OFF(struct ct_key, nexthdr, 36);
 ABI_SIZE(struct ct_entry, 32);
 ABI_OFF(struct ct_entry, src_sec_id, 24);
+ABI_SIZE(struct auth_key, 12);
+ABI_OFF(struct auth_key, remote_node_id, 8);
+ABI_OFF(struct auth_key, auth_type, 10);
+ABI_SIZE(struct auth_info, 8);
 ABI_SIZE(struct metrics_key, 8);
 ABI_SIZE(struct metrics_value, 16);
 ABI_SIZE(struct flow_tuple, 48);

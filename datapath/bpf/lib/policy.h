@@ -6,6 +6,7 @@
 
 #include "maps.h"
 #include "parse.h"
+#include "auth.h"
 
 static __always_inline __u8 entry_prefix(const struct policy_entry *e)
 {
@@ -80,13 +81,14 @@ check:
 	if (chosen->flags & POLICY_ENTRY_DENY)
 		return -DROP_POLICY_DENY;
 	/* Auth: an entry without an explicit type takes a higher type from the other
-	 * entry of the same precedence. There is no auth map, so any type drops. */
+	 * entry of the same precedence; a type other than 0 needs the pair in the auth map
+	 * (bpf_lxc.c calls auth_lookup on DROP_POLICY_AUTH_REQUIRED, lib/auth.h). */
 	auth = chosen->auth & 0x7f;
 	if (!(chosen->auth & POLICY_ENTRY_EXPLICIT_AUTH) && other &&
 	    other->precedence == chosen->precedence && (other->auth & 0x7f) > auth)
 		auth = other->auth & 0x7f;
 	st->auth_type = auth;
-	if (auth)
+	if (auth && auth_lookup(st, auth))
 		return -DROP_POLICY_AUTH_REQUIRED;
 	return bpf_ntohs(chosen->proxy_port);
 }

@@ -468,6 +468,7 @@ pub fn run_all(h: &mut dyn Harness) -> Result<usize, String> {
         SHOT,
         &["verdict INGRESS L3-L4 -189 cookie=19", "drop 189 INGRESS"],
     );
+    auth_cases(&mut c, b);
     let f = tcp(X5.0, b, 5000, 80, syn);
     c.check(
         "X5->B:80 redirect",
@@ -1182,4 +1183,50 @@ fn redirect_cases(c: &mut Checker<'_>, now: u64) {
         b_key.as_bytes(),
         pentry(TCP, 16, false, 15001, 0, 20).as_bytes(),
     );
+}
+
+/// `lib/auth.h` `auth_lookup` (Cilium's `bpf/lib/auth.h`): the auth-required entry of
+/// X4->B:443 passes once B's node holds (B, X4, remote node 0, spire) in `cilium_auth_map`
+/// with an expiration (utime, ns >> 9) after now; an entry for another remote node does not
+/// count, and an expired one drops again.
+fn auth_cases(c: &mut Checker<'_>, b: &str) {
+    let syn = tcp_flags::SYN;
+    let key = |node: u16| abi::AuthKey {
+        local_sec_label: B.2,
+        remote_sec_label: X4.1,
+        remote_node_id: node,
+        auth_type: 1,
+        pad: 0,
+    };
+    let until = abi::AuthInfo {
+        expiration: (3 * SEC) >> 9,
+    };
+    set_clock(c.harness(), SEC);
+    c.harness()
+        .update(abi::maps::AUTH, key(7).as_bytes(), until.as_bytes());
+    c.check(
+        "X4->B:443 auth entry for another node",
+        TO,
+        &tcp(X4.0, b, 5188, 443, syn),
+        SHOT,
+        &["verdict INGRESS L3-L4 -189 cookie=19", "drop 189 INGRESS"],
+    );
+    c.harness()
+        .update(abi::maps::AUTH, key(0).as_bytes(), until.as_bytes());
+    c.check(
+        "X4->B:443 authenticated",
+        TO,
+        &tcp(X4.0, b, 5189, 443, syn),
+        OK,
+        &["verdict INGRESS L3-L4 0 cookie=19", "trace 0 new"],
+    );
+    set_clock(c.harness(), 3 * SEC);
+    c.check(
+        "X4->B:443 authentication expired",
+        TO,
+        &tcp(X4.0, b, 5190, 443, syn),
+        SHOT,
+        &["verdict INGRESS L3-L4 -189 cookie=19", "drop 189 INGRESS"],
+    );
+    set_clock(c.harness(), SEC);
 }
