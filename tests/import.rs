@@ -307,7 +307,8 @@ spec:
         .replace("ingress:", "egress:");
     let (t, p) = import_error("fqdn", &format!("{POD}---\n{fqdn}"), &[]);
     assert!(
-        t.contains(&format!("{p}:")) && t.contains("not supported yet"),
+        t.contains(&format!("{p}:"))
+            && t.contains("not supported yet: needs a cloud provider: toGroups"),
         "{t}"
     );
     assert!(t.contains("--skip-unsupported"), "{t}");

@@ -164,8 +164,21 @@ impl<'de> Deserialize<'de> for Label {
     }
 }
 
-not_supported!(ns_from_groups, "fromGroups");
-not_supported!(ns_to_groups, "toGroups");
+// `fromGroups`/`toGroups` (`pkg/policy/api/groups.go`) select the addresses of AWS ENIs and
+// security groups, which Cilium's operator reads from the AWS API (`pkg/policy/groups/aws`)
+// and writes into derived CiliumCIDRGroups: nothing a scenario has.
+not_supported!(
+    ns_from_groups,
+    "needs a cloud provider: fromGroups selects AWS security groups and ENIs, whose addresses \
+     Cilium's operator reads from the AWS API (pkg/policy/groups/aws); name the addresses in a \
+     CiliumCIDRGroup or fromCIDRSet instead"
+);
+not_supported!(
+    ns_to_groups,
+    "needs a cloud provider: toGroups selects AWS security groups and ENIs, whose addresses \
+     Cilium's operator reads from the AWS API (pkg/policy/groups/aws); name the addresses in a \
+     CiliumCIDRGroup or toCIDRSet instead"
+);
 // `fromRequires`/`toRequires` were deprecated in Cilium 1.17 and removed in 1.19
 // (cilium/cilium c98e572b9f "policy: Remove support for FromRequires and ToRequires"): the
 // current CRDs keep the fields as `+kubebuilder:validation:MaxItems=0`, so the API server
