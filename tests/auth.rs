@@ -17,8 +17,14 @@ fn bad_authenticate_steps_are_located_errors() {
             "  - authenticate: {from: x/a, to: 8.8.8.8}\n",
             "not a pod: only pods have identities the auth manager authenticates",
         ),
-        ("  - authenticate: {from: host:node-1, to: x/b}\n", "not a pod"),
-        ("  - authenticate: {from: dns-google, to: x/b}\n", "not a pod"),
+        (
+            "  - authenticate: {from: host:node-1, to: x/b}\n",
+            "not a pod",
+        ),
+        (
+            "  - authenticate: {from: dns-google, to: x/b}\n",
+            "not a pod",
+        ),
     ];
     for (step, want) in run_cases {
         let text = format!("{head}{step}");
@@ -71,7 +77,12 @@ fn authenticate_writes_both_sides_and_expires() {
     let c = &world.cluster;
     let pod = |n: &str| c.pods.values().find(|p| p.name.to_string() == n).expect(n);
     let (a, b) = (pod("x/a"), pod("x/b"));
-    let on = |node: &str| c.auth.entries(node).map(|(k, e)| (*k, e)).collect::<Vec<_>>();
+    let on = |node: &str| {
+        c.auth
+            .entries(node)
+            .map(|(k, e)| (*k, e))
+            .collect::<Vec<_>>()
+    };
     use verdict_sim::auth::AuthKey;
     use verdict_sim::policy::AuthType;
     let exp = (30_000_000_000u64) >> 9;

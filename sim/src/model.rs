@@ -1236,6 +1236,7 @@ impl Model {
         // Step 5's auth check: an allow that needs an auth type drops with
         // DROP_POLICY_AUTH_REQUIRED unless this node's auth map holds the pair
         // (`bpf_lxc.c` calls `auth_lookup` on DROP_POLICY_AUTH_REQUIRED).
+        let mut auth = None;
         if let Some(t) = lookup.auth_type().filter(|_| allowed) {
             let remote_pod = match remote {
                 Peer::Pod(p) => Some(p),
@@ -1255,6 +1256,7 @@ impl Model {
                 allowed = false;
                 reason = Some(DropReason::AuthRequired);
             }
+            auth = Some((t, authenticated));
         }
         let proxy_port = lookup
             .chosen
@@ -1267,6 +1269,7 @@ impl Model {
             reason,
             match_type,
             proxy_port,
+            auth,
         };
         Some(Side {
             ep,
@@ -1290,6 +1293,7 @@ impl Model {
                 allowed: true,
                 reason: None,
                 match_type: MatchType::None,
+                auth: None,
             };
         };
         let chosen = side.lookup.chosen.map(|(stage, k, e)| {
@@ -1313,6 +1317,7 @@ impl Model {
             allowed: side.summary.allowed,
             reason: side.summary.reason,
             match_type: side.summary.match_type,
+            auth: side.summary.auth,
         }
     }
 
@@ -1548,6 +1553,8 @@ struct SideSummary {
     match_type: MatchType,
     /// The chosen entry's proxy port, on an allow (`policy_can_access` returns it).
     proxy_port: Option<u16>,
+    /// The auth type the allow needs and whether the node's auth map holds the pair.
+    auth: Option<(crate::policy::AuthType, bool)>,
 }
 
 struct Side<'a> {
@@ -1720,6 +1727,8 @@ pub struct DirectionExplanation {
     pub allowed: bool,
     pub reason: Option<DropReason>,
     pub match_type: MatchType,
+    /// The auth type the chosen allow needs, and whether the pair was authenticated.
+    pub auth: Option<(crate::policy::AuthType, bool)>,
 }
 
 /// [`Model::explain`]'s answer.
@@ -1778,6 +1787,20 @@ impl fmt::Display for DirectionExplanation {
             }
             for s in &e.synthetic {
                 writeln!(f, "  synthetic: {s}")?;
+            }
+        }
+        if let Some((t, ok)) = self.auth {
+            if ok {
+                writeln!(
+                    f,
+                    "  needs auth type {t}: the pair is authenticated (auth map)"
+                )?;
+            } else {
+                writeln!(
+                    f,
+                    "  needs auth type {t}: not in the auth map (until an `authenticate` step; \
+                     test-always-fail never passes)"
+                )?;
             }
         }
         match self.reason {
