@@ -311,6 +311,17 @@ fn emit_seq(out: &mut String, indent: usize, items: &[Yaml]) {
 // Coverage
 // ---------------------------------------------------------------------------------------
 
+/// The stream of a case seed that L7 rules are drawn from.
+const L7_STREAM: u64 = 0x6c37;
+const HTTP_METHODS: &[&str] = &["GET", "POST", "GET|HEAD", "PUT"];
+const HTTP_PATHS: &[&str] = &["/", "/public/.*", "/v1/request-landing", "/api/v[0-9]+/.*"];
+const DNS_RULES: &[(&str, &str)] = &[
+    ("matchName", "cilium.io"),
+    ("matchPattern", "*.github.com"),
+    ("matchPattern", "*"),
+    ("matchName", "api.example.com"),
+];
+
 /// Every feature the generator can exercise; [`Coverage`] counts them.
 pub const FEATURES: &[&str] = &[
     // Kubernetes NetworkPolicy
@@ -394,6 +405,15 @@ pub const FEATURES: &[&str] = &[
     "cnp.egressDeny",
     "cnp.enableDefaultDeny.true",
     "cnp.enableDefaultDeny.false",
+    // L7 rules (issue 10) on allow toPorts entries
+    "cnp.l7.http",
+    "cnp.l7.http.method",
+    "cnp.l7.http.path",
+    "cnp.l7.http.headers",
+    "cnp.l7.http.ingress",
+    "cnp.l7.http.egress",
+    "cnp.l7.dns.matchName",
+    "cnp.l7.dns.matchPattern",
     // Cluster
     "cluster.twoNodes",
     "cluster.sharedIdentity",
@@ -1021,6 +1041,9 @@ enum Kind {
 
 struct Gen<'a> {
     rng: SplitMix64,
+    /// The L7 rules' own stream (`L7_STREAM`), so that adding them left every other draw,
+    /// and so every scenario without L7 rules, as it was.
+    l7: SplitMix64,
     cfg: &'a GenConfig,
     cov: Coverage,
     nodes: Vec<String>,
@@ -1095,6 +1118,7 @@ pub fn generate_churn(seed: u64, cfg: &ChurnConfig) -> GenScenario {
     };
     let mut g = Gen {
         rng: SplitMix64::new(seed),
+        l7: SplitMix64::new(case_seed(seed, L7_STREAM)),
         cfg: &gcfg,
         cov: Coverage::default(),
         nodes: Vec::new(),
@@ -1239,6 +1263,7 @@ pub fn generate_churn(seed: u64, cfg: &ChurnConfig) -> GenScenario {
 pub fn generate(seed: u64, cfg: &GenConfig) -> Generated {
     let mut g = Gen {
         rng: SplitMix64::new(seed),
+        l7: SplitMix64::new(case_seed(seed, L7_STREAM)),
         cfg,
         cov: Coverage::default(),
         nodes: Vec::new(),
@@ -1924,7 +1949,16 @@ impl Gen<'_> {
                 continue;
             }
             self.cov.hit(feature);
-            let rules = (0..n).map(|_| self.cnp_section_rule(egress)).collect();
+            let rules = (0..n)
+                .map(|_| {
+                    let r = self.cnp_section_rule(egress);
+                    if section.ends_with("Deny") {
+                        r
+                    } else {
+                        self.with_l7(r, egress)
+                    }
+                })
+                .collect();
             sections.push((section, yseq(rules)));
         }
         e.extend(sections);
@@ -2094,6 +2128,111 @@ impl Gen<'_> {
             }
         }
         ym(e)
+    }
+
+    /// Adds L7 rules to some of an allow rule's `toPorts` entries, where Cilium's validation
+    /// takes them (`pkg/policy/api/rule_validation.go` `PortRule.sanitize`): HTTP rules on
+    /// entries whose ports are all TCP and not 0; DNS rules on egress entries whose ports are
+    /// single, numeric and not 0 (DNS rules take no ranges and exist on egress only).
+    fn with_l7(&mut self, rule: Yaml, egress: bool) -> Yaml {
+        let Yaml::Map(mut entries) = rule else {
+            return rule;
+        };
+        for (k, v) in entries.iter_mut() {
+            if k != "toPorts" {
+                continue;
+            }
+            let Yaml::Seq(items) = v else { continue };
+            for item in items.iter_mut() {
+                let Some(Yaml::Seq(mut ports)) = item.get("ports").cloned() else {
+                    continue;
+                };
+                if ports.is_empty() || !self.l7.chance(30) {
+                    continue;
+                }
+                // Most drawn entries mix protocols; half of the L7 ones are made TCP-only
+                // (port 0 becomes 80) so that HTTP rules can go on them.
+                if self.l7.chance(50) {
+                    for p in ports.iter_mut() {
+                        if let Yaml::Map(m) = p {
+                            m.retain(|(k, _)| k != "protocol");
+                            for (k, v) in m.iter_mut() {
+                                if k == "port" && v.as_str() == Some("0") {
+                                    *v = ys("80");
+                                }
+                            }
+                            m.push(("protocol".to_string(), ys("TCP")));
+                        }
+                    }
+                    if let Yaml::Map(m) = item {
+                        for (k, v) in m.iter_mut() {
+                            if k == "ports" {
+                                *v = Yaml::Seq(ports.clone());
+                            }
+                        }
+                    }
+                }
+                let field = |p: &Yaml, f: &str| p.get(f).and_then(Yaml::as_str).map(str::to_string);
+                let nonzero = ports
+                    .iter()
+                    .all(|p| field(p, "port").is_some_and(|x| x != "0"));
+                let tcp = ports
+                    .iter()
+                    .all(|p| field(p, "protocol").as_deref() == Some("TCP"));
+                let single = ports.iter().all(|p| {
+                    p.get("endPort").is_none()
+                        && field(p, "port").is_some_and(|x| x.parse::<u16>().is_ok())
+                });
+                let rules = if nonzero && tcp && (!egress || self.l7.chance(80)) {
+                    self.cov.hit("cnp.l7.http");
+                    self.cov.hit(if egress {
+                        "cnp.l7.http.egress"
+                    } else {
+                        "cnp.l7.http.ingress"
+                    });
+                    let n = self.l7.range(1, 2);
+                    let http = (0..n)
+                        .map(|_| {
+                            let mut r = Vec::new();
+                            if self.l7.chance(70) {
+                                self.cov.hit("cnp.l7.http.method");
+                                r.push(("method", ys(*self.l7.pick(HTTP_METHODS))));
+                            }
+                            if self.l7.chance(70) {
+                                self.cov.hit("cnp.l7.http.path");
+                                r.push(("path", ys(*self.l7.pick(HTTP_PATHS))));
+                            }
+                            if self.l7.chance(40) {
+                                self.cov.hit("cnp.l7.http.headers");
+                                r.push(("headers", yseq(vec![ys("X-Token: abc")])));
+                            }
+                            ym(r)
+                        })
+                        .collect();
+                    ym(vec![("http", yseq(http))])
+                } else if egress && nonzero && single {
+                    let n = self.l7.range(1, 2);
+                    let dns = (0..n)
+                        .map(|_| {
+                            let (key, name) = *self.l7.pick(DNS_RULES);
+                            self.cov.hit(if key == "matchName" {
+                                "cnp.l7.dns.matchName"
+                            } else {
+                                "cnp.l7.dns.matchPattern"
+                            });
+                            ym(vec![(key, ys(name))])
+                        })
+                        .collect();
+                    ym(vec![("dns", yseq(dns))])
+                } else {
+                    continue;
+                };
+                if let Yaml::Map(m) = item {
+                    m.push(("rules".to_string(), rules));
+                }
+            }
+        }
+        Yaml::Map(entries)
     }
 
     fn cnp_port(&mut self) -> Yaml {
